@@ -1,0 +1,53 @@
+# Levain: `make demo` and `make test` are the two commands a new machine needs
+# (Debian 12, as root). Both install what is missing first (Tools/install-deps.sh).
+SHELL := /bin/bash
+export PATH := /opt/swift/usr/bin:$(PATH)
+
+SWIFT      ?= swift
+# Release binaries link the Swift runtime statically: faster start, and a
+# jail needs no Swift libraries.
+RELEASE    := $(SWIFT) build -c release --static-swift-stdlib
+DEBUG      := $(SWIFT) build
+BIN_DIR    := .build/release
+DEBUG_DIR  := .build/debug
+
+.PHONY: all deps build debug demo test test-unit test-jail bench fuzz install clean policies
+
+all: build
+
+deps:
+	@Tools/install-deps.sh
+
+build: deps
+	$(RELEASE)
+
+debug: deps
+	$(DEBUG)
+
+# The main job: an untrusted Python program tries to escape and to starve
+# the machine inside a jail, then does real work; the report shows what was
+# contained and what the run used.
+demo: build
+	@Tools/demo.sh $(BIN_DIR)/levain
+
+# Every test: unit tests (policy parser, seccomp compiler, cgroup drivers)
+# and, as root, the jail tests with the hostile-payload suite.
+test: deps
+	$(DEBUG)
+	LEVAIN_BIN=$(CURDIR)/$(DEBUG_DIR)/levain $(SWIFT) test --parallel --num-workers 2
+	@Tools/check-leftovers.sh
+
+bench: deps
+	@Tools/install-deps.sh --bench
+	$(RELEASE)
+	benchmarks/run-one-shot.sh $(BIN_DIR)/levain
+
+# Regenerate the compiled-in copies of policies/ after editing them.
+policies:
+	Tools/embed-policies.sh
+
+install: build
+	install -D -m 0755 $(BIN_DIR)/levain $(DESTDIR)/usr/local/bin/levain
+
+clean:
+	rm -rf .build

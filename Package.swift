@@ -1,0 +1,53 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "levain",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "levain", targets: ["levain"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
+    targets: [
+        // The post-clone child path: the only C in the project.
+        .target(
+            name: "CLevainSpawn",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra"])],
+            linkerSettings: [.linkedLibrary("cap")]
+        ),
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp",
+                       providers: [.apt(["libseccomp-dev"])]),
+        .systemLibrary(name: "CCap", pkgConfig: "libcap",
+                       providers: [.apt(["libcap-dev"])]),
+        .target(
+            name: "LevainSystem",
+            dependencies: [
+                "CLevainSpawn",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .target(
+            name: "LevainPolicy",
+            dependencies: ["CSeccomp", "LevainSystem"]
+        ),
+        .target(
+            name: "LevainSandbox",
+            dependencies: ["CLevainSpawn", "CCap", "LevainSystem", "LevainPolicy"]
+        ),
+        .executableTarget(
+            name: "levain",
+            dependencies: [
+                "LevainSandbox", "LevainPolicy", "LevainSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "LevainPolicyTests", dependencies: ["LevainPolicy"]),
+        .testTarget(name: "LevainSystemTests", dependencies: ["LevainSystem"]),
+        // Needs root and a real kernel; every test checks getuid() == 0.
+        .testTarget(name: "LevainJailTests", dependencies: ["LevainSandbox", "LevainPolicy", "LevainSystem"],
+                    exclude: ["Payloads"]),
+    ]
+)

@@ -1,0 +1,255 @@
+// The post-clone child path of a Levain jail.
+//
+// Everything the child needs is prepared by the parent (Swift) and passed in
+// an lv_spawn_config: strings, arrays, the compiled seccomp programs, the
+// uid/gid map text. The child only makes async-signal-safe system calls in a
+// fixed order and reports a failure as an lv_error_record (step, errno) over a
+// close-on-exec pipe before _exit. Nothing here allocates in the child.
+#ifndef LV_SPAWN_H
+#define LV_SPAWN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// Namespaces (lv_spawn_config.namespaces), a bit each.
+#define LV_NS_USER    0x01u
+#define LV_NS_PID     0x02u
+#define LV_NS_MOUNT   0x04u
+#define LV_NS_NET     0x08u
+#define LV_NS_UTS     0x10u
+#define LV_NS_IPC     0x20u
+#define LV_NS_CGROUP  0x40u
+
+// Mount plan operations, applied in order below the new root.
+enum lv_mount_kind {
+    LV_MOUNT_BIND = 1,     // source (canonical host path) -> target
+    LV_MOUNT_TMPFS = 2,    // tmpfs at target, data = mount options
+    LV_MOUNT_PROC = 3,     // fresh proc for the jail's pid namespace at target
+    LV_MOUNT_DEVPTS = 4,   // a new devpts instance at target
+    LV_MOUNT_DIR = 5,      // mkdir -p target (mode)
+    LV_MOUNT_SYMLINK = 6,  // symlink at target pointing to source
+    LV_MOUNT_FILE = 7,     // regular file at target with data[0..data_len) (mode)
+    LV_MOUNT_MASK = 8,     // hide target: /dev/null over a file, empty ro tmpfs over a dir
+    LV_MOUNT_READONLY = 9, // bind target onto itself read-only (recursive)
+    LV_MOUNT_REMOUNT_RO = 10, // make the mount at target read-only (that mount only)
+};
+
+// lv_mount.flags
+#define LV_MF_RDONLY    0x01u  // read-only (recursive, mount_setattr)
+#define LV_MF_OPTIONAL  0x02u  // skip silently when the source or target does not exist
+#define LV_MF_DEVICES   0x04u  // keep device nodes usable (no MS_NODEV); for /dev/null & co
+#define LV_MF_NOEXEC    0x08u
+
+struct lv_mount {
+    uint32_t kind;
+    uint32_t flags;
+    const char *source;
+    const char *target;     // absolute path inside the jail
+    const char *data;
+    size_t data_len;
+    uint32_t mode;
+};
+
+struct lv_rlimit {
+    int resource;
+    uint64_t soft;
+    uint64_t hard;
+};
+
+struct lv_landlock_rule {
+    const char *path;       // path inside the jail
+    uint64_t access;        // LANDLOCK_ACCESS_FS_* allowed beneath path
+    uint32_t optional;      // skip when missing
+};
+
+// A compiled classic BPF program (struct sock_filter[] as bytes).
+struct lv_bpf {
+    const void *code;
+    size_t len;             // in instructions (8 bytes each)
+};
+
+struct lv_spawn_config {
+    uint32_t namespaces;
+
+    // Root filesystem.
+    const char *stage_dir;          // an existing empty host directory used as mount point
+    const char *root_tmpfs_data;    // e.g. "size=16m,mode=0755"
+    const struct lv_mount *mounts;
+    size_t mount_count;
+    int root_readonly;              // remount the root tmpfs read-only after populating
+
+    const char *hostname;
+    int loopback_up;
+
+    // Identity. The parent writes these maps into /proc/PID/{uid,gid}_map.
+    const char *uid_map;
+    const char *gid_map;
+    uint32_t uid;                   // jail user the command runs as
+    uint32_t gid;
+
+    // Cgroups: open fds of cgroup.procs files the parent writes the child's pid
+    // to (cgroup v1, or v2 without CLONE_INTO_CGROUP); or a v2 directory fd for
+    // CLONE_INTO_CGROUP (-1 when unused).
+    const int *cgroup_procs_fds;
+    size_t cgroup_procs_count;
+    int cgroup_v2_dirfd;
+
+    const struct lv_rlimit *rlimits;
+    size_t rlimit_count;
+
+    // Capabilities (libcap, prepared by the parent): the highest capability
+    // number to drop from the bounding set; the (empty) set the command runs
+    // with; the set the built-in init keeps (CAP_KILL only, to end the jail).
+    int cap_last;
+    void *caps_command;
+    void *caps_init;
+    int init_keep_cap;              // the one capability init keeps in its bounding set
+
+    // Landlock (abi 0 = not applied).
+    int landlock_abi;
+    uint64_t landlock_handled_fs;
+    uint64_t landlock_handled_net;
+    uint64_t landlock_scoped;
+    const struct lv_landlock_rule *landlock_rules;
+    size_t landlock_rule_count;
+
+    // Seccomp programs installed in order, the last step before exec. The
+    // built-in init installs the same programs after it forked the command.
+    const struct lv_bpf *filters;
+    size_t filter_count;
+
+    // The command.
+    const char *cwd;
+    const char *const *argv;        // NULL-terminated
+    const char *const *envp;        // NULL-terminated
+    const char *search_path;        // PATH used to find argv[0] when it has no '/'
+
+    // Standard streams for the command (-1 = inherit the caller's 0/1/2).
+    int stdin_fd;
+    int stdout_fd;
+    int stderr_fd;
+
+    // Further fds to keep open in the jail's init (e.g. a protocol socket),
+    // -1-terminated or count-bounded.
+    const int *keep_fds;
+    size_t keep_fd_count;
+
+    // Exec the command directly as the jail's PID 1 instead of running the
+    // built-in init that forks it (used when the command is itself an init,
+    // like levain-harness).
+    int exec_as_init;
+};
+
+// Steps, reported in lv_error_record.step.
+enum lv_step {
+    LV_STEP_PIPES = 1,
+    LV_STEP_CLONE,
+    LV_STEP_CGROUP_PLACE,
+    LV_STEP_SYNC,
+    LV_STEP_PDEATHSIG,
+    LV_STEP_CLOSE_FDS,
+    LV_STEP_SETSID,
+    LV_STEP_MOUNT_PRIVATE,
+    LV_STEP_ROOT_TMPFS,
+    LV_STEP_MOUNT,            // detail = index in the mount plan
+    LV_STEP_ROOT_READONLY,
+    LV_STEP_PIVOT_ROOT,
+    LV_STEP_HOSTNAME,
+    LV_STEP_LOOPBACK,
+    LV_STEP_CGROUP_NS,
+    LV_STEP_USER_NS,
+    LV_STEP_ID_MAPS,
+    LV_STEP_FORK,
+    LV_STEP_STDIO,
+    LV_STEP_CHDIR,
+    LV_STEP_RLIMIT,           // detail = resource
+    LV_STEP_OOM_ADJ,
+    LV_STEP_CAP_BOUNDING,
+    LV_STEP_CAP_AMBIENT,
+    LV_STEP_SETGROUPS,
+    LV_STEP_SETGID,
+    LV_STEP_SETUID,
+    LV_STEP_CAPS,
+    LV_STEP_NO_NEW_PRIVS,
+    LV_STEP_LANDLOCK,         // detail = rule index, or -1 for the ruleset
+    LV_STEP_SIGNALS,
+    LV_STEP_SECCOMP,          // detail = filter index
+    LV_STEP_EXEC,
+    LV_STEP_INIT,
+};
+
+#define LV_RECORD_MAGIC 0x4c564552u  // "LVER"
+
+struct lv_error_record {
+    uint32_t magic;
+    uint32_t step;
+    int32_t detail;
+    int32_t err;            // errno
+};
+
+#define LV_EXIT_MAGIC 0x4c564558u   // "LVEX"
+
+// Written by the jail's init to the report pipe when the command has ended.
+struct lv_exit_record {
+    uint32_t magic;
+    int32_t status;         // wait status of the command (the jail's first process)
+    uint32_t xcpu_deaths;   // processes in the jail that died of SIGXCPU
+    uint32_t xfsz_deaths;   // ... of SIGXFSZ
+    int64_t utime_us;       // rusage of every process init reaped
+    int64_t stime_us;
+    int64_t maxrss_kb;
+};
+
+struct lv_spawn_result {
+    pid_t pid;              // host pid of the jail's PID 1
+    int pidfd;              // pidfd of it
+    int report_fd;          // read end: one lv_exit_record when the command ended
+    int sync_fd;            // write end the jail watches for the parent's death; close when done
+    struct lv_error_record error;  // step != 0: the spawn failed (or, step == LV_STEP_EXEC, the exec)
+};
+
+// Spawns a jail. Returns 0 and fills result->pid/pidfd/report_fd when the
+// command was exec'd; returns -1 with result->error set otherwise (the child
+// has then been reaped). Must be called from a thread that outlives the jail:
+// the die-with-parent signal is tied to the calling thread.
+int lv_spawn(const struct lv_spawn_config *config, struct lv_spawn_result *result);
+
+// Forks a small sentinel that removes the given cgroup directories once the
+// caller has died (the write end of a pipe only the caller holds reaches EOF):
+// it kills what is left in them and retries rmdir for up to timeout_ms.
+// paths is an array of count absolute paths; procs_names the matching
+// "cgroup.procs" files. Returns the fd the caller keeps (close it to release
+// the sentinel early), or -1 with errno.
+int lv_spawn_cgroup_sentinel(const char *const *paths, const char *const *procs_paths,
+                             size_t count, int timeout_ms, pid_t *sentinel_pid);
+
+// Kernel probes (1 = present, 0 = absent; landlock: the ABI version or 0).
+int lv_probe_landlock_abi(void);
+int lv_probe_clone3(void);
+int lv_probe_openat2(void);
+int lv_probe_new_mount_api(void);
+int lv_probe_close_range(void);
+int lv_probe_pidfd(void);
+int lv_probe_seccomp_filter(void);
+
+// Blocks the signals in the calling thread and returns a signalfd for them.
+int lv_block_signals_fd(const int *sigs, size_t count);
+// Reads one signal from a signalfd; its number, or -1.
+int lv_read_signal(int fd);
+int lv_random_bytes(void *buf, size_t len);
+
+// Small wrappers the Swift side uses.
+int lv_pidfd_send_signal(int pidfd, int sig);
+int lv_pidfd_open(pid_t pid);
+int lv_close_range(unsigned first, unsigned last);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,335 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SystemPackage
+
+/// The limits of one run's cgroup. A nil limit leaves the kernel default
+/// (unlimited).
+public struct CgroupLimits: Sendable, Equatable {
+    public var memoryBytes: UInt64?
+    /// No swap for the run: v2 memory.swap.max 0; v1 memsw limit equal to the
+    /// memory limit and swappiness 0.
+    public var swapOff: Bool = true
+    /// Fractional cores, as a CFS quota over a 100 ms period.
+    public var cpus: Double?
+    public var pidsMax: Int?
+
+    public init(memoryBytes: UInt64? = nil, swapOff: Bool = true, cpus: Double? = nil, pidsMax: Int? = nil) {
+        self.memoryBytes = memoryBytes
+        self.swapOff = swapOff
+        self.cpus = cpus
+        self.pidsMax = pidsMax
+    }
+
+    /// The CFS period the quota is expressed over, in microseconds.
+    public static let cpuPeriodMicros = 100_000
+
+    /// The CFS quota for `cpus`, at least 1 ms per period (the kernel's floor).
+    public static func cpuQuotaMicros(cpus: Double) -> Int {
+        max(1000, Int(cpus * Double(cpuPeriodMicros)))
+    }
+
+    func validate() throws(SystemError) {
+        if let cpus, !(cpus.isFinite && cpus > 0 && cpus <= 1_000_000) {
+            throw SystemError(.invalidArgument, "cpu limit must be a positive number of cores, got \(cpus)")
+        }
+        if let pidsMax, pidsMax <= 0 {
+            throw SystemError(.invalidArgument, "pids limit must be positive, got \(pidsMax)")
+        }
+        if let memoryBytes, memoryBytes == 0 {
+            throw SystemError(.invalidArgument, "memory limit must be positive")
+        }
+    }
+}
+
+/// What a run's cgroup accounted. A nil field means the controller or the
+/// interface file is absent.
+public struct CgroupUsage: Sendable, Equatable {
+    public var peakMemoryBytes: UInt64?
+    public var oomKills: Int
+    public var memoryLimitHits: Int
+    public var pidsLimitHits: Int
+    public var cpuUserMicros: UInt64?
+    public var cpuSystemMicros: UInt64?
+    public var cpuThrottledMicros: UInt64?
+    public var nrThrottled: Int?
+
+    public init(peakMemoryBytes: UInt64? = nil, oomKills: Int = 0, memoryLimitHits: Int = 0,
+                pidsLimitHits: Int = 0, cpuUserMicros: UInt64? = nil, cpuSystemMicros: UInt64? = nil,
+                cpuThrottledMicros: UInt64? = nil, nrThrottled: Int? = nil) {
+        self.peakMemoryBytes = peakMemoryBytes
+        self.oomKills = oomKills
+        self.memoryLimitHits = memoryLimitHits
+        self.pidsLimitHits = pidsLimitHits
+        self.cpuUserMicros = cpuUserMicros
+        self.cpuSystemMicros = cpuSystemMicros
+        self.cpuThrottledMicros = cpuThrottledMicros
+        self.nrThrottled = nrThrottled
+    }
+}
+
+/// Gives each run its own cgroup under a parent Levain owns.
+public protocol CgroupDriver: Sendable {
+    /// 1 or 2.
+    var version: Int { get }
+    /// The controllers this driver can use on this machine.
+    var controllers: [String] { get }
+    /// Creates a fresh cgroup `name` (an existing one is an error, never
+    /// reused) with `limits` written; on failure nothing created is left.
+    func create(name: String, limits: CgroupLimits) throws(SystemError) -> RunCgroup
+}
+
+/// One run's cgroup: a directory per v1 hierarchy, or one v2 directory.
+public final class RunCgroup: Sendable {
+    /// Which files the accounting reads.
+    enum Accounting: Sendable, Equatable {
+        /// controller -> the run's directory in that controller's hierarchy.
+        case v1([String: String])
+        case v2(String)
+    }
+
+    public let version: Int
+    /// Every directory this cgroup consists of (one per v1 hierarchy, one for v2).
+    public let paths: [String]
+    /// The cgroup.procs file of each path.
+    public let procsPaths: [String]
+    /// v2 cgroup.kill, when the kernel has it.
+    let killPath: String?
+    /// v1 freezer.state or v2 cgroup.freeze, when there is a freezer.
+    let freezePath: String?
+    let accounting: Accounting
+    let fs: any CgroupFileSystem
+    /// kill(2), replaceable so tests over a fake cgroupfs never signal real pids.
+    let sendSignal: @Sendable (Int32, Int32) -> Void
+
+    init(version: Int, paths: [String], killPath: String?, freezePath: String?,
+         accounting: Accounting, fs: any CgroupFileSystem,
+         sendSignal: @escaping @Sendable (Int32, Int32) -> Void = { pid, signal in _ = Glibc.kill(pid, signal) }) {
+        self.version = version
+        self.paths = paths
+        self.procsPaths = paths.map { Cgroupfs.join($0, "cgroup.procs") }
+        self.killPath = killPath
+        self.freezePath = freezePath
+        self.accounting = accounting
+        self.fs = fs
+        self.sendSignal = sendSignal
+    }
+
+    /// The same cgroup with another way of sending signals (for tests).
+    func withSignalSender(_ sendSignal: @escaping @Sendable (Int32, Int32) -> Void) -> RunCgroup {
+        RunCgroup(version: version, paths: paths, killPath: killPath, freezePath: freezePath,
+                  accounting: accounting, fs: fs, sendSignal: sendSignal)
+    }
+
+    /// cgroup.procs of every hierarchy, opened O_WRONLY|O_CLOEXEC: the spawn
+    /// code writes the child's pid into each. The caller closes them.
+    public func procsFileDescriptors() throws(SystemError) -> [Int32] {
+        var fds: [Int32] = []
+        for path in procsPaths {
+            do throws(SystemError) {
+                fds.append(try fs.openForWriting(path))
+            } catch {
+                for fd in fds { _ = Glibc.close(fd) }
+                throw error
+            }
+        }
+        return fds
+    }
+
+    /// The v2 directory, for clone3's CLONE_INTO_CGROUP; nil on v1. The
+    /// caller closes it.
+    public func directoryFileDescriptor() throws(SystemError) -> Int32? {
+        guard version == 2, let path = paths.first else { return nil }
+        return try fs.openDirectory(path)
+    }
+
+    /// The accounting so far; unreadable files leave their fields nil or 0.
+    public func usage() -> CgroupUsage {
+        switch accounting {
+        case .v1(let dirs): CgroupV1Driver.usage(dirs: dirs, fs: fs)
+        case .v2(let dir): CgroupV2Driver.usage(dir: dir, fs: fs)
+        }
+    }
+
+    /// Every pid in the cgroup, over all hierarchies, sorted.
+    public func pids() -> [Int32] {
+        var all = Set<Int32>()
+        for path in procsPaths {
+            guard let text = try? fs.readText(path) else { continue }
+            all.formUnion(Cgroupfs.pidList(text))
+        }
+        return all.sorted()
+    }
+
+    /// Kills everything in the cgroup. v2 with cgroup.kill: one write, then
+    /// waits for the cgroup to empty. Otherwise a loop of freeze (when a
+    /// freezer is there), SIGKILL every pid, thaw, until cgroup.procs is empty
+    /// or about 2 s passed: freezing stops forks between reading the pids and
+    /// killing them; SIGKILL also ends stopped processes. Returns whether the
+    /// cgroup was seen empty.
+    @discardableResult
+    public func kill(timeoutMillis: Int = 2000) -> Bool {
+        let deadline = Cgroupfs.monotonicMillis() + Int64(timeoutMillis)
+        if let killPath, fs.exists(killPath), (try? fs.writeText(killPath, "1")) != nil {
+            while Cgroupfs.monotonicMillis() < deadline {
+                if pids().isEmpty { return true }
+                Cgroupfs.sleepMillis(2)
+            }
+            // cgroup.kill did not empty it in time: fall through to the loop.
+        }
+        var first = true
+        while first || Cgroupfs.monotonicMillis() < deadline {
+            first = false
+            if pids().isEmpty { return true }
+            let frozen = freeze(deadline: deadline)
+            // Never pid 0 or -1 (process groups), never ourselves.
+            let me = getpid()
+            for pid in pids() where pid > 0 && pid != me {
+                sendSignal(pid, SIGKILL)
+            }
+            if frozen { thaw() }
+            // Give the killed tasks a moment to leave the cgroup.
+            for _ in 0..<5 {
+                if pids().isEmpty { return true }
+                Cgroupfs.sleepMillis(2)
+            }
+        }
+        return pids().isEmpty
+    }
+
+    /// Freezes the cgroup and waits (briefly) for the kernel to report it
+    /// frozen. Returns whether a freeze was requested (and so needs a thaw).
+    private func freeze(deadline: Int64) -> Bool {
+        guard let freezePath else { return false }
+        let frozenValue = version == 2 ? "1" : "FROZEN"
+        guard (try? fs.writeText(freezePath, frozenValue)) != nil else { return false }
+        let waitUntil = min(deadline, Cgroupfs.monotonicMillis() + 100)
+        while Cgroupfs.monotonicMillis() < waitUntil {
+            if isFrozen() { break }
+            Cgroupfs.sleepMillis(1)
+        }
+        return true
+    }
+
+    private func isFrozen() -> Bool {
+        guard let freezePath else { return false }
+        if version == 2 {
+            let events = Cgroupfs.join(Cgroupfs.parent(of: freezePath), "cgroup.events")
+            guard let text = try? fs.readText(events) else { return true }
+            return Cgroupfs.keyedValues(text)["frozen"] == 1
+        }
+        guard let text = try? fs.readText(freezePath) else { return true }
+        return Cgroupfs.trimmed(text) == "FROZEN"
+    }
+
+    private func thaw() {
+        guard let freezePath else { return }
+        _ = try? fs.writeText(freezePath, version == 2 ? "0" : "THAWED")
+    }
+
+    /// rmdir of every directory, deepest first. Exiting tasks leave a cgroup
+    /// asynchronously, so EBUSY is retried for about a second; ENOENT counts
+    /// as removed. Throws the first error after trying every directory.
+    public func remove() throws(SystemError) {
+        let depth = { (path: String) in path.split(separator: "/").count }
+        let ordered = paths.enumerated()
+            .sorted { (depth($0.element), $1.offset) > (depth($1.element), $0.offset) }
+            .map(\.element)
+        var firstError: SystemError?
+        for path in ordered {
+            do throws(SystemError) {
+                try Cgroupfs.removeDirectory(path, fs: fs, busyTimeoutMillis: 1000)
+            } catch {
+                if firstError == nil { firstError = error }
+            }
+        }
+        if let firstError { throw firstError }
+    }
+}
+
+// MARK: - helpers shared by the drivers
+
+/// Small helpers of the cgroup code, in a namespace so they cannot collide
+/// with the rest of the module.
+enum Cgroupfs {
+    /// `a` + "/" + `b` without doubling the slash.
+    static func join(_ a: String, _ b: String) -> String {
+        a.hasSuffix("/") ? a + b : a + "/" + b
+    }
+
+    static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// rmdir with EBUSY retried for up to `busyTimeoutMillis`; ENOENT is success.
+    static func removeDirectory(_ path: String, fs: any CgroupFileSystem, busyTimeoutMillis: Int) throws(SystemError) {
+        let deadline = Cgroupfs.monotonicMillis() + Int64(busyTimeoutMillis)
+        while true {
+            do throws(SystemError) {
+                try fs.rmdir(path)
+                return
+            } catch {
+                if error.errno == .noSuchFileOrDirectory { return }
+                if error.errno == .resourceBusy, Cgroupfs.monotonicMillis() < deadline {
+                    Cgroupfs.sleepMillis(5)
+                    continue
+                }
+                throw error
+            }
+        }
+    }
+
+    /// "key value" lines (memory.events, pids.events, cpu.stat, ...) as a
+    /// map; values that do not parse are left out.
+    static func keyedValues(_ text: String) -> [String: UInt64] {
+        var result: [String: UInt64] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard parts.count == 2, let value = UInt64(parts[1]) else { continue }
+            result[String(parts[0])] = value
+        }
+        return result
+    }
+
+    /// A single number file ("123\n"); nil for "max" or garbage.
+    static func singleValue(_ text: String) -> UInt64? {
+        UInt64(trimmed(text))
+    }
+
+    /// Pids, one a line, as cgroup.procs lists them.
+    static func pidList(_ text: String) -> [Int32] {
+        text.split(separator: "\n").compactMap { Int32(trimmed($0)) }
+    }
+
+    /// Checks a cgroup directory name: one path component, no dot names.
+    static func validateComponent(_ name: String, what: String) throws(SystemError) {
+        if name.isEmpty || name == "." || name == ".." || name.contains("/")
+            || name.utf8.contains(0) || name.utf8.contains(UInt8(ascii: "\n")) {
+            throw SystemError(.invalidArgument, "invalid cgroup \(what) name '\(name)': must be one path component")
+        }
+    }
+
+    static func clampedInt(_ value: UInt64) -> Int {
+        value > UInt64(Int.max) ? Int.max : Int(value)
+    }
+
+    static func trimmed<S: StringProtocol>(_ text: S) -> String {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
+        guard let start = text.firstIndex(where: { !isSpace($0) }),
+              let end = text.lastIndex(where: { !isSpace($0) }) else { return "" }
+        return String(text[start...end])
+    }
+
+    static func monotonicMillis() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    static func sleepMillis(_ millis: Int) {
+        var ts = timespec(tv_sec: millis / 1000, tv_nsec: (millis % 1000) * 1_000_000)
+        var rem = timespec()
+        while nanosleep(&ts, &rem) != 0 && Glibc.errno == EINTR { ts = rem }
+    }
+}

@@ -1,0 +1,101 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+
+/// Exit statuses of `levain` itself (the command's own status passes through).
+enum LevainExit {
+    /// Levain's own error: bad input, a policy error, a machine that cannot
+    /// give the isolation asked for, a failed jail setup.
+    static let error: Int32 = 125
+    /// The command exists but could not be executed.
+    static let notExecutable: Int32 = 126
+    /// The command was not found in the jail.
+    static let notFound: Int32 = 127
+}
+
+struct Levain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "levain",
+        abstract: "Run untrusted code in a jail: namespaces, seccomp, Landlock, cgroups and a minimal root.",
+        discussion: """
+        Quick start (as root):
+          levain run -- python3 -c 'print("hello from a jail")'
+          levain run --memory 64M --pids 32 --timeout 10 -- sh -c 'echo contained'
+          levain run --ro /srv/data:/data --json-report run.json -- ls /data
+          levain doctor                 what this kernel offers
+          levain policy show default    the built-in default policy, to copy and edit
+          levain policy check my.toml   validate a policy file
+
+        Exit status of `levain run`: the command's own; 128+N when it died of
+        signal N (a wall-clock timeout kills it: 137); 126 when the command is
+        not executable, 127 when it is not found in the jail; 125 when Levain
+        itself failed (bad input, policy error, missing kernel feature).
+        """,
+        version: LevainVersion.string,
+        subcommands: [RunCommand.self, DoctorCommand.self, PolicyCommand.self]
+    )
+}
+
+enum LevainVersion {
+    static let string = "0.1.0"
+}
+
+@main
+enum Main {
+    static func main() {
+        do {
+            var command = try Levain.parseAsRoot()
+            try command.run()
+        } catch let code as ExitCode {
+            exit(code.rawValue)
+        } catch {
+            let code = Levain.exitCode(for: error)
+            let message = Levain.fullMessage(for: error)
+            if code == .success {
+                print(message)
+                exit(0)
+            }
+            if !message.isEmpty {
+                writeStderr("levain: \(message)\n")
+            }
+            exit(LevainExit.error)
+        }
+    }
+}
+
+/// An error for the user: printed as "levain: MESSAGE", exit status 125.
+struct UserError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+func printError(_ text: String) {
+    writeStderr("levain: \(text)\n")
+}
+
+/// Writes to fd 2 directly (no stdio buffer, no shared FILE*).
+func writeStderr(_ text: String) {
+    var bytes = Array(text.utf8)
+    var off = 0
+    while off < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + off, $0.count - off) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return }
+        off += n
+    }
+}
+
+/// The caller's environment as a dictionary.
+func callerEnvironment() -> [String: String] {
+    var env: [String: String] = [:]
+    var p = environ
+    while let entry = p.pointee {
+        let s = String(cString: entry)
+        if let eq = s.firstIndex(of: "=") {
+            env[String(s[..<eq])] = String(s[s.index(after: eq)...])
+        }
+        p += 1
+    }
+    return env
+}

@@ -1,0 +1,42 @@
+#!/bin/sh
+# Installs what Levain needs to build, test and run on Debian 12 (as root).
+# Idempotent: installs only what is missing, so it is cheap to run before
+# every `make` target. Usage: Tools/install-deps.sh [--bench]
+set -eu
+
+# Build and runtime: libseccomp and libcap headers, a C toolchain, pkg-config.
+# Tests: python3 (hostile payloads, the demo), gcc (C payloads compiled during
+# the tests), git, make. Benchmarks: bubblewrap and runc as references.
+PACKAGES="libseccomp-dev libcap-dev pkg-config gcc libc6-dev make git python3 procps util-linux"
+if [ "${1:-}" = "--bench" ]; then
+    PACKAGES="$PACKAGES bubblewrap runc"
+fi
+
+missing=""
+for p in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "install-deps: missing Debian packages:$missing; run as root (or: sudo apt-get install$missing)" >&2
+        exit 1
+    fi
+    echo "install-deps: installing$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null || apt-get update
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $missing >/dev/null
+fi
+
+# The Swift toolchain: on PATH, or the usual /opt/swift.
+if ! command -v swift >/dev/null 2>&1; then
+    if [ -x /opt/swift/usr/bin/swift ]; then
+        echo "install-deps: Swift is at /opt/swift/usr/bin (the Makefile adds it to PATH)"
+    else
+        echo "install-deps: no Swift toolchain found. Install Swift 6.x (https://www.swift.org/install/linux/debian/12/)" >&2
+        echo "              to /opt/swift or put it on PATH, then rerun." >&2
+        exit 1
+    fi
+fi
