@@ -145,7 +145,8 @@ public struct RootfsPlanner: Sendable {
             LandlockRule(path: "/", access: LandlockAccess.read, optional: false),
             LandlockRule(path: "/dev", access: LandlockAccess.read | LandlockAccess.writeFile
                          | (abi >= 3 ? LandlockAccess.truncate : 0) | (abi >= 5 ? LandlockAccess.ioctlDev : 0), optional: false),
-            LandlockRule(path: "/proc", access: LandlockAccess.read | LandlockAccess.writeFile, optional: false),
+            LandlockRule(path: "/proc", access: LandlockAccess.read | LandlockAccess.writeFile
+                         | (abi >= 3 ? LandlockAccess.truncate : 0), optional: false),
             LandlockRule(path: "/tmp", access: write, optional: false),
             LandlockRule(path: "/dev/shm", access: write, optional: false),
         ]

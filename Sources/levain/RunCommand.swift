@@ -83,6 +83,11 @@ struct RunCommand: ParsableCommand {
     var command: [String] = []
 
     func validate() throws {
+        // The command is captured as-is (so `levain run ls -l` works without
+        // "--"); a --help before it still asks for help.
+        if let first = command.first, first == "--help" || first == "-h" {
+            throw CleanExit.helpRequest(self)
+        }
         var cmd = command
         if cmd.first == "--" { cmd.removeFirst() }
         if cmd.isEmpty {

@@ -234,7 +234,7 @@ static void p_tiocsti(void) {
 }
 
 static void p_tioclinux(void) {
-    if (control) { int n = 0; result_errno("fionread", ioctl(0, FIONREAD, &n) < 0 && errno != ENOTTY && errno != EINVAL ? -1 : 0); return; }
+    if (control) { int n = 0; result_errno("fionread", ioctl(STDOUT_FILENO, FIONREAD, &n)); return; }
     char sub = 6;
     result_errno("tioclinux", ioctl(0, TIOCLINUX, &sub));
 }

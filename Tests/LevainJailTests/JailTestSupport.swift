@@ -1,0 +1,168 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// These tests need root and a real kernel: they run the built `levain`
+/// binary, which creates namespaces, cgroups and mounts.
+let runningAsRoot = getuid() == 0
+
+/// The package root, from this file's path.
+let packageRoot: String = String(#filePath).components(separatedBy: "/Tests/")[0]
+
+/// The levain binary under test: $LEVAIN_BIN (the Makefile sets it), else
+/// the debug build.
+let levainBinary: String = ProcessInfo.processInfo.environment["LEVAIN_BIN"] ?? packageRoot + "/.build/debug/levain"
+
+/// A state directory of this test process: workspaces of its runs go there.
+let testState: String = {
+    let dir = "/tmp/levain-tests/\(getpid())"
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}()
+
+/// The first host uid of a jail (RunRequest.defaultHostIDBase).
+let jailHostIDBase: UInt32 = 0x7000_0000
+
+struct CommandResult: CustomStringConvertible {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    var report: [String: Any]?
+
+    var description: String { "exit \(status)\nstdout: \(stdout)\nstderr: \(stderr)" }
+
+    /// The RESULT line a payload printed.
+    var result: String? {
+        stdout.split(separator: "\n").first { $0.hasPrefix("RESULT ") }.map { String($0.dropFirst(7)) }
+    }
+
+    func reportValue(_ path: String) -> Any? {
+        var cur: Any? = report
+        for key in path.split(separator: ".") {
+            cur = (cur as? [String: Any])?[String(key)]
+        }
+        return cur
+    }
+
+    var limitsHit: [String] { reportValue("limits.which") as? [String] ?? [] }
+}
+
+/// Runs a program to completion with stdout/stderr to files (no pipe
+/// deadlocks) and a watchdog that kills it after `timeout` seconds.
+func runProcess(_ argv: [String], stdin: String? = nil, environment: [String: String]? = nil,
+                timeout: Double = 120) throws -> CommandResult {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lvt-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let outURL = dir.appendingPathComponent("out")
+    let errURL = dir.appendingPathComponent("err")
+    FileManager.default.createFile(atPath: outURL.path, contents: nil)
+    FileManager.default.createFile(atPath: errURL.path, contents: nil)
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: argv[0])
+    p.arguments = Array(argv.dropFirst())
+    if let environment { p.environment = environment }
+    let out = try FileHandle(forWritingTo: outURL)
+    let err = try FileHandle(forWritingTo: errURL)
+    p.standardOutput = out
+    p.standardError = err
+    if let stdin {
+        let inURL = dir.appendingPathComponent("in")
+        try stdin.write(to: inURL, atomically: true, encoding: .utf8)
+        p.standardInput = try FileHandle(forReadingFrom: inURL)
+    } else {
+        p.standardInput = FileHandle.nullDevice
+    }
+    try p.run()
+    let deadline = Date().addingTimeInterval(timeout)
+    while p.isRunning {
+        if Date() > deadline {
+            kill(p.processIdentifier, SIGKILL)
+            break
+        }
+        usleep(5000)
+    }
+    p.waitUntilExit()
+    try out.close()
+    try err.close()
+    var status = p.terminationStatus
+    if p.terminationReason == .uncaughtSignal { status = 128 + status }
+    return CommandResult(status: status,
+                         stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
+                         stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
+}
+
+/// `levain run [options] -- command`, with a JSON report read back.
+func jail(_ command: [String], _ options: [String] = [], stdin: String? = nil,
+          environment: [String: String]? = nil, timeout: Double = 120) throws -> CommandResult {
+    let reportPath = "\(testState)/report-\(UUID().uuidString).json"
+    defer { unlink(reportPath) }
+    var argv = [levainBinary, "run", "--state", testState, "--json-report", reportPath]
+    argv += options
+    argv += ["--"] + command
+    var r = try runProcess(argv, stdin: stdin, environment: environment, timeout: timeout)
+    if let data = FileManager.default.contents(atPath: reportPath) {
+        r.report = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+    }
+    return r
+}
+
+/// `levain ARGS...` (any subcommand).
+func levain(_ args: [String], stdin: String? = nil) throws -> CommandResult {
+    try runProcess([levainBinary] + args, stdin: stdin)
+}
+
+/// The C payloads (Payloads/payloads.c), compiled once per test process
+/// into a directory that tests bind read-only at /t.
+enum Payloads {
+    static let directory: String = {
+        let dir = "/tmp/levain-tests/payloads-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o755)
+        let r = try? runProcess(["/usr/bin/gcc", "-O1", "-o", dir + "/payloads",
+                                 packageRoot + "/Tests/LevainJailTests/Payloads/payloads.c"])
+        precondition(r?.status == 0, "compiling payloads.c failed: \(r?.description ?? "gcc did not run")")
+        return dir
+    }()
+
+    static var bind: [String] { ["--ro", "\(directory):/t"] }
+
+    /// Runs `payloads NAME attack|control` in a jail under the default policy.
+    static func run(_ name: String, control: Bool, options: [String] = []) throws -> CommandResult {
+        try jail(["/t/payloads", name, control ? "control" : "attack"], bind + options)
+    }
+}
+
+/// Host processes whose uid is a jail's (the tests' runs only ever use the
+/// default id base), whose command line contains `marker`.
+func jailProcesses(containing marker: String) -> [String] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    var found: [String] = []
+    for pid in entries where pid.allSatisfy(\.isNumber) {
+        guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
+        let args = String(decoding: cmdline.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+        guard args.contains(marker) else { continue }
+        var st = stat()
+        guard stat("/proc/\(pid)", &st) == 0, st.st_uid >= jailHostIDBase, st.st_uid < jailHostIDBase + 65536 else { continue }
+        found.append("\(pid): \(args)")
+    }
+    return found
+}
+
+/// Every cgroup directory of a run, on any hierarchy.
+func cgroupDirectories(ofRun id: String) -> [String] {
+    let roots = ["memory", "cpu", "cpuacct", "pids", "freezer"].map { "/sys/fs/cgroup/\($0)/levain/\(id)" } + ["/sys/fs/cgroup/levain/\(id)"]
+    return roots.filter { FileManager.default.fileExists(atPath: $0) }
+}
+
+/// Polls until `condition` holds or `seconds` pass; returns whether it held.
+func eventually(within seconds: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(20_000)
+    }
+    return condition()
+}
