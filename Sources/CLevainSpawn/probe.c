@@ -100,3 +100,11 @@ int lv_random_bytes(void *buf, size_t len) {
     }
     return 0;
 }
+
+#include <sys/vfs.h>
+
+int lv_is_cgroup2_mount(const char *path) {
+    struct statfs st;
+    if (statfs(path, &st) != 0) return 0;
+    return (unsigned long)st.f_type == 0x63677270UL;  // CGROUP2_SUPER_MAGIC
+}

@@ -3,12 +3,19 @@
 // Rules for everything below that runs in a child: no allocation, no stdio,
 // no locks, no atfork handlers (children are made with the raw clone/clone3
 // system calls, never fork(3)), only system calls and plain memory copies.
-// Every buffer is on the stack or was prepared by the parent.
+// Every buffer is on the stack or was prepared by the parent. Credentials
+// change through raw system calls: glibc's set*id wrappers broadcast the
+// change to every thread they believe the process has (the parent's, in a
+// child cloned from a multi-threaded supervisor), which would hang here.
 #define _GNU_SOURCE
 #include "lv_spawn.h"
 
 #include <errno.h>
 #include <grp.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <poll.h>
@@ -18,6 +25,7 @@
 #include <string.h>
 #include <sys/capability.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -96,6 +104,21 @@ static _Noreturn void lv_fail(int errfd, uint32_t step, int32_t detail, int err)
     struct lv_error_record r = {LV_RECORD_MAGIC, step, detail, err};
     (void)lv_write_all(errfd, &r, sizeof r);
     _exit(125);
+}
+
+// Developer timing trace (config->trace_fd), async-signal-safe.
+static void lv_trace(const struct lv_spawn_config *c, const char *label) {
+    if (c->trace_fd < 0) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    char buf[96];
+    size_t n = lv_strlen(label);
+    if (n > 60) n = 60;
+    memcpy(buf, label, n);
+    buf[n++] = ' ';
+    n += lv_utoa(buf + n, (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec);
+    buf[n++] = '\n';
+    (void)write(c->trace_fd, buf, n);
 }
 
 // Closes every fd >= 3 that is not in keep (unsorted, n small), without
@@ -510,6 +533,7 @@ static int lv_exec_search(const struct lv_spawn_config *c) {
 }
 
 static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd, int sync_r, int keep_init_fds) {
+    lv_trace(c, "cmd-entry");
     // Standard streams.
     if (c->stdin_fd >= 0 && dup2(c->stdin_fd, 0) < 0) lv_fail(errfd, LV_STEP_STDIO, 0, errno);
     if (c->stdout_fd >= 0 && dup2(c->stdout_fd, 1) < 0) lv_fail(errfd, LV_STEP_STDIO, 1, errno);
@@ -528,6 +552,7 @@ static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd,
         close(fd);
     }
 
+    lv_trace(c, "cmd-oom-done");
     if (c->cwd && chdir(c->cwd) != 0) lv_fail(errfd, LV_STEP_CHDIR, 0, errno);
 
     for (size_t i = 0; i < c->rlimit_count; i++) {
@@ -536,6 +561,7 @@ static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd,
             lv_fail(errfd, LV_STEP_RLIMIT, c->rlimits[i].resource, errno);
     }
 
+    lv_trace(c, "cmd-rlimits-done");
     // Capabilities: bounding set and ambient set first (they need CAP_SETPCAP),
     // then the ids, then the process sets.
     for (int cap = 0; cap <= c->cap_last; cap++) {
@@ -543,11 +569,13 @@ static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd,
             lv_fail(errfd, LV_STEP_CAP_BOUNDING, cap, errno);
     }
     if (cap_reset_ambient() != 0 && errno != EINVAL) lv_fail(errfd, LV_STEP_CAP_AMBIENT, 0, errno);
-    if (setgroups(0, NULL) != 0) lv_fail(errfd, LV_STEP_SETGROUPS, 0, errno);
-    if (setresgid(c->gid, c->gid, c->gid) != 0) lv_fail(errfd, LV_STEP_SETGID, (int32_t)c->gid, errno);
-    if (setresuid(c->uid, c->uid, c->uid) != 0) lv_fail(errfd, LV_STEP_SETUID, (int32_t)c->uid, errno);
+    lv_trace(c, "cmd-bounding-dropped");
+    if (syscall(SYS_setgroups, 0, NULL) != 0) lv_fail(errfd, LV_STEP_SETGROUPS, 0, errno);
+    if (syscall(SYS_setresgid, c->gid, c->gid, c->gid) != 0) lv_fail(errfd, LV_STEP_SETGID, (int32_t)c->gid, errno);
+    if (syscall(SYS_setresuid, c->uid, c->uid, c->uid) != 0) lv_fail(errfd, LV_STEP_SETUID, (int32_t)c->uid, errno);
     if (c->caps_command && cap_set_proc((cap_t)c->caps_command) != 0) lv_fail(errfd, LV_STEP_CAPS, 0, errno);
 
+    lv_trace(c, "cmd-ids-set");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) lv_fail(errfd, LV_STEP_NO_NEW_PRIVS, 0, errno);
 
     if (c->exec_as_init) {
@@ -559,19 +587,24 @@ static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd,
         if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLIN))) _exit(125);
     }
 
+    lv_trace(c, "command-ids-caps");
     if (c->landlock_abi > 0) lv_apply_landlock(c, errfd);
+    lv_trace(c, "command-landlock");
 
+    lv_trace(c, "cmd-landlock-done2");
     // Every inherited fd but stdio and the error pipe (close-on-exec) goes.
     {
         int keep[66];
         size_t n = 0;
         keep[n++] = errfd;
+        if (c->trace_fd >= 0) keep[n++] = c->trace_fd;
         if (keep_init_fds) {
             for (size_t i = 0; i < c->keep_fd_count && n < 64; i++) keep[n++] = c->keep_fds[i];
         }
         lv_close_all_but(keep, n);
     }
 
+    lv_trace(c, "cmd-fds-closed");
     // Default dispositions and an empty mask for the command.
     {
         struct sigaction sa;
@@ -586,6 +619,8 @@ static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd,
         if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) lv_fail(errfd, LV_STEP_SIGNALS, 0, errno);
     }
 
+    lv_trace(c, "command-ready");
+    lv_trace(c, "cmd-signals-done");
     lv_install_filters(c, errfd);
 
     int e = lv_exec_search(c);
@@ -594,10 +629,53 @@ static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd,
     _exit((e == ENOENT || e == ENOTDIR) ? 127 : 126);
 }
 
+#define LV_COMMAND_STACK (256 * 1024)
+
+struct lv_command_args {
+    const struct lv_spawn_config *c;
+    int errfd;
+    int sync_r;
+    int report_w;
+};
+
+static int lv_command_entry(void *p) {
+    struct lv_command_args *a = p;
+    close(a->report_w);
+    lv_run_command(a->c, a->errfd, a->sync_r, 0);
+}
+
 // ---------------------------------------------------------------------------
 // The built-in init: PID 1 of the jail when the command is not an init itself.
 
 static void lv_noop_handler(int sig) { (void)sig; }
+
+#if defined(__x86_64__)
+#define LV_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define LV_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#else
+#error "unsupported architecture"
+#endif
+
+#define LV_ALLOW_NR(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+
+// The init's seccomp filter: exactly the calls of lv_init_loop.
+static const struct sock_filter lv_init_filter[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, LV_AUDIT_ARCH, 1, 0),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    LV_ALLOW_NR(__NR_wait4),
+    LV_ALLOW_NR(__NR_rt_sigtimedwait),
+    LV_ALLOW_NR(__NR_kill),
+    LV_ALLOW_NR(__NR_getrusage),
+    LV_ALLOW_NR(__NR_write),
+    LV_ALLOW_NR(__NR_exit_group),
+    LV_ALLOW_NR(__NR_exit),
+    LV_ALLOW_NR(__NR_rt_sigreturn),
+    LV_ALLOW_NR(__NR_restart_syscall),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+};
 
 static const int lv_forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2,
                                    SIGWINCH, SIGCONT, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU};
@@ -663,15 +741,93 @@ static _Noreturn void lv_init_loop(const struct lv_spawn_config *c, pid_t comman
 // The cloned child: PID 1 of the new pid namespace, still host root.
 
 struct lv_child_fds {
-    int sync_r;     // parent -> child
-    int sync_w;     // child -> parent
+    int sync;       // socketpair end: 'G', 'C' (+ fds) and 'M' in, 'U' out
     int err_w;
     int report_w;
 };
 
+#define LV_MAX_CGROUP_FDS 8
+
+// Receives one byte and up to LV_MAX_CGROUP_FDS fds (SCM_RIGHTS).
+static ssize_t lv_recv_fds(int sock, char *byte, int *fds, size_t *count) {
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * LV_MAX_CGROUP_FDS)];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {byte, 1};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    ssize_t n;
+    do {
+        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    *count = 0;
+    if (n <= 0) return n;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k && *count < LV_MAX_CGROUP_FDS; i++) {
+            memcpy(&fds[*count], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            (*count)++;
+        }
+    }
+    return n;
+}
+
+static int lv_send_fds(int sock, char byte, const int *fds, size_t count) {
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * LV_MAX_CGROUP_FDS)];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    memset(&u, 0, sizeof u);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (count > 0) {
+        if (count > LV_MAX_CGROUP_FDS) { errno = E2BIG; return -1; }
+        msg.msg_control = u.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * count);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * count);
+    }
+    ssize_t n;
+    do {
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n == 1 ? 0 : -1;
+}
+
+// Waits for the parent's 'C': the run's cgroups (and workspace) exist. It
+// comes with an fd of each cgroup v1 hierarchy's `tasks` file (none on v2,
+// where clone3 put us in already). Still one thread, we move ourselves by
+// writing "0": a thread moving itself skips the global lock whose RCU grace
+// period makes moving another process cost milliseconds on v1.
+static void lv_await_placement(const struct lv_spawn_config *c, int sync, int errfd) {
+    int fds[LV_MAX_CGROUP_FDS];
+    size_t n = 0;
+    char cmd = 0;
+    if (lv_recv_fds(sync, &cmd, fds, &n) != 1 || cmd != 'C') _exit(125);
+    for (size_t i = 0; i < n; i++) {
+        if (lv_write_all(fds[i], "0", 1) != 0) lv_fail(errfd, LV_STEP_CGROUP_PLACE, (int32_t)i, errno);
+        close(fds[i]);
+    }
+    lv_trace(c, "cgroup-placed");
+}
+
 static _Noreturn void lv_child(const struct lv_spawn_config *c, struct lv_child_fds f) {
     int errfd = f.err_w;
+    int placed = 0;
 
+    lv_trace(c, "child-start");
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) lv_fail(errfd, LV_STEP_PDEATHSIG, 0, errno);
 
     // Only what the jail needs stays open; among what goes is our copy of the
@@ -679,20 +835,21 @@ static _Noreturn void lv_child(const struct lv_spawn_config *c, struct lv_child_
     {
         int keep[80];
         size_t n = 0;
-        keep[n++] = f.sync_r;
-        keep[n++] = f.sync_w;
+        keep[n++] = f.sync;
         keep[n++] = f.err_w;
         keep[n++] = f.report_w;
+        if (c->trace_fd >= 0) keep[n++] = c->trace_fd;
         if (c->stdin_fd >= 0) keep[n++] = c->stdin_fd;
         if (c->stdout_fd >= 0) keep[n++] = c->stdout_fd;
         if (c->stderr_fd >= 0) keep[n++] = c->stderr_fd;
-        for (size_t i = 0; i < c->keep_fd_count && n < 72; i++) keep[n++] = c->keep_fds[i];
+        for (size_t i = 0; i < c->keep_fd_count && n < 64; i++) keep[n++] = c->keep_fds[i];
         lv_close_all_but(keep, n);
     }
 
     char go = 0;
-    if (lv_read_full(f.sync_r, &go, 1) != 1 || go != 'G') _exit(125);
+    if (lv_read_full(f.sync, &go, 1) != 1 || go != 'G') _exit(125);
 
+    lv_trace(c, "go-received");
     if (setsid() < 0) lv_fail(errfd, LV_STEP_SETSID, 0, errno);
 
     // Keep the init out of the OOM killer's choice. It shares the parent's
@@ -713,11 +870,20 @@ static _Noreturn void lv_child(const struct lv_spawn_config *c, struct lv_child_
             lv_fail(errfd, LV_STEP_MOUNT_PRIVATE, 0, errno);
         if (mount("tmpfs", c->stage_dir, "tmpfs", MS_NOSUID | MS_NODEV, c->root_tmpfs_data) != 0)
             lv_fail(errfd, LV_STEP_ROOT_TMPFS, 0, errno);
+    lv_trace(c, "root-tmpfs");
         int rootfd = open(c->stage_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (rootfd < 0) lv_fail(errfd, LV_STEP_ROOT_TMPFS, 1, errno);
-        for (size_t i = 0; i < c->mount_count; i++) {
+        size_t split = c->mounts_after_placement < c->mount_count ? c->mounts_after_placement : c->mount_count;
+        for (size_t i = 0; i < split; i++) {
             if (lv_apply_mount(rootfd, &c->mounts[i]) != 0) lv_fail(errfd, LV_STEP_MOUNT, (int32_t)i, errno);
         }
+        // The rest binds what the parent makes meanwhile (the workspace).
+        lv_await_placement(c, f.sync, errfd);
+        placed = 1;
+        for (size_t i = split; i < c->mount_count; i++) {
+            if (lv_apply_mount(rootfd, &c->mounts[i]) != 0) lv_fail(errfd, LV_STEP_MOUNT, (int32_t)i, errno);
+        }
+    lv_trace(c, "mounts-done");
         if (c->root_readonly) {
             char path[40];
             lv_fd_path(path, rootfd);
@@ -731,6 +897,7 @@ static _Noreturn void lv_child(const struct lv_spawn_config *c, struct lv_child_
         if (chdir("/") != 0) lv_fail(errfd, LV_STEP_PIVOT_ROOT, 3, errno);
     }
 
+    lv_trace(c, "pivoted");
     if ((c->namespaces & LV_NS_UTS) && c->hostname) {
         if (sethostname(c->hostname, lv_strlen(c->hostname)) != 0) lv_fail(errfd, LV_STEP_HOSTNAME, 0, errno);
     }
@@ -746,35 +913,37 @@ static _Noreturn void lv_child(const struct lv_spawn_config *c, struct lv_child_
         close(s);
     }
 
-    // Now in its cgroup (the parent placed it before 'G'): make that the root
-    // of the jail's cgroup view.
+    if (!placed) lv_await_placement(c, f.sync, errfd);
+
+    // In its cgroup now: make that the root of the jail's cgroup view.
     if (c->namespaces & LV_NS_CGROUP) {
         if (unshare(CLONE_NEWCGROUP) != 0) lv_fail(errfd, LV_STEP_CGROUP_NS, 0, errno);
     }
 
     // The user namespace comes last, so every other namespace stays owned by
     // the host's user namespace: jail root can reconfigure none of them.
+    lv_trace(c, "before-userns");
     if (c->namespaces & LV_NS_USER) {
         if (unshare(CLONE_NEWUSER) != 0) lv_fail(errfd, LV_STEP_USER_NS, 0, errno);
         char u = 'U';
-        if (lv_write_all(f.sync_w, &u, 1) != 0) lv_fail(errfd, LV_STEP_USER_NS, 1, errno);
+        if (lv_write_all(f.sync, &u, 1) != 0) lv_fail(errfd, LV_STEP_USER_NS, 1, errno);
         char m = 0;
-        if (lv_read_full(f.sync_r, &m, 1) != 1 || m != 'M') _exit(125);
+        if (lv_read_full(f.sync, &m, 1) != 1 || m != 'M') _exit(125);
         // The maps are written: become root of the new namespace for real.
-        if (setresgid(0, 0, 0) != 0) lv_fail(errfd, LV_STEP_ID_MAPS, 0, errno);
-        if (setresuid(0, 0, 0) != 0) lv_fail(errfd, LV_STEP_ID_MAPS, 1, errno);
+        if (syscall(SYS_setresgid, 0, 0, 0) != 0) lv_fail(errfd, LV_STEP_ID_MAPS, 0, errno);
+        if (syscall(SYS_setresuid, 0, 0, 0) != 0) lv_fail(errfd, LV_STEP_ID_MAPS, 1, errno);
         // Changing the effective uid cleared the parent-death signal: arm it
         // again, then make sure the parent did not die in between (its end
         // of sync_r stays open for as long as it lives).
         if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) lv_fail(errfd, LV_STEP_PDEATHSIG, 1, errno);
-        struct pollfd pfd = {f.sync_r, POLLIN, 0};
+        struct pollfd pfd = {f.sync, POLLIN, 0};
         if (poll(&pfd, 1, 0) != 0) _exit(125);
     }
-    close(f.sync_w);
+    lv_trace(c, "userns-mapped");
 
     if (c->exec_as_init) {
         close(f.report_w);
-        lv_run_command(c, errfd, f.sync_r, 1);
+        lv_run_command(c, errfd, f.sync, 1);
     }
 
     // Block the signals init handles before the fork, so none is lost; the
@@ -793,17 +962,27 @@ static _Noreturn void lv_child(const struct lv_spawn_config *c, struct lv_child_
         if (sigprocmask(SIG_SETMASK, &all, NULL) != 0) lv_fail(errfd, LV_STEP_SIGNALS, 1, errno);
     }
 
-    pid_t command = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    lv_trace(c, "before-fork-command");
+    // The command shares the init's memory until it execs (CLONE_VM |
+    // CLONE_VFORK, as posix_spawn does): no page tables to copy now, no
+    // copied address space to tear down at exec. The init sleeps meanwhile,
+    // so the two never run on that memory at once; the command runs on its
+    // own stack, and all it changes that is not its own (files, signals,
+    // credentials, limits, filters stay per task) is the dumpable flag of
+    // the shared mm, which the init resets below.
+    void *stack = mmap(NULL, LV_COMMAND_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) lv_fail(errfd, LV_STEP_FORK, 1, errno);
+    struct lv_command_args args = {c, errfd, f.sync, f.report_w};
+    pid_t command = clone(lv_command_entry, (char *)stack + LV_COMMAND_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
     if (command < 0) lv_fail(errfd, LV_STEP_FORK, 0, errno);
-    if (command == 0) {
-        close(f.report_w);
-        lv_run_command(c, errfd, f.sync_r, 0);
-    }
+    lv_trace(c, "init-resumed");
+    (void)munmap(stack, LV_COMMAND_STACK);
 
     // The init: nothing but the report pipe stays open.
     {
-        int keep[1] = {f.report_w};
-        lv_close_all_but(keep, 1);
+        int keep[2] = {f.report_w, c->trace_fd};
+        lv_close_all_but(keep, c->trace_fd >= 0 ? 2 : 1);
+        lv_trace(c, "init-closed-fds");
         close(0);
         close(1);
         close(2);
@@ -818,12 +997,12 @@ static _Noreturn void lv_child(const struct lv_spawn_config *c, struct lv_child_
     (void)cap_reset_ambient();
     if (c->caps_init) (void)cap_set_proc((cap_t)c->caps_init);
     (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    for (size_t i = 0; i < c->filter_count; i++) {
-        struct {
-            unsigned short len;
-            const void *filter;
-        } prog = {(unsigned short)c->filters[i].len, c->filters[i].code};
-        (void)syscall(SYS_seccomp, 1, 0, &prog);
+    // Its own filter, much tighter than the command's: the loop below needs
+    // seven system calls; anything else kills the init (and so the jail).
+    if (c->filter_count > 0) {
+        struct sock_fprog prog = {(unsigned short)(sizeof lv_init_filter / sizeof lv_init_filter[0]),
+                                  (struct sock_filter *)lv_init_filter};
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) _exit(125);
     }
     lv_init_loop(c, command, f.report_w);
 }
@@ -867,19 +1046,38 @@ static int lv_write_file(const char *path, const char *text) {
     return r;
 }
 
-int lv_spawn(const struct lv_spawn_config *c, struct lv_spawn_result *result) {
-    memset(result, 0, sizeof *result);
-    result->pid = -1;
-    result->pidfd = -1;
-    result->report_fd = -1;
-    result->sync_fd = -1;
+static void lv_handle_reset(struct lv_spawn_handle *h) {
+    h->pid = -1;
+    h->pidfd = -1;
+    h->sync_fd = -1;
+    h->err_fd = -1;
+    h->report_fd = -1;
+}
 
-    int p2c[2] = {-1, -1}, c2p[2] = {-1, -1}, errp[2] = {-1, -1}, rep[2] = {-1, -1};
-    if (lv_pipe(p2c) || lv_pipe(c2p) || lv_pipe(errp) || lv_pipe(rep)) {
+void lv_spawn_abort(struct lv_spawn_handle *h) {
+    if (h->pid > 0) {
+        if (h->pidfd >= 0) (void)syscall(SYS_pidfd_send_signal, h->pidfd, SIGKILL, NULL, 0);
+        else (void)kill(h->pid, SIGKILL);
+        int st;
+        while (waitpid(h->pid, &st, __WALL) < 0 && errno == EINTR) {}
+    }
+    lv_close(&h->sync_fd);
+    lv_close(&h->err_fd);
+    lv_close(&h->report_fd);
+    lv_close(&h->pidfd);
+    h->pid = -1;
+}
+
+int lv_spawn_start(const struct lv_spawn_config *c, struct lv_spawn_handle *h, struct lv_error_record *error) {
+    lv_handle_reset(h);
+    memset(error, 0, sizeof *error);
+
+    int sv[2] = {-1, -1}, errp[2] = {-1, -1}, rep[2] = {-1, -1};
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) || lv_pipe(errp) || lv_pipe(rep)) {
         int e = errno;
-        lv_close(&p2c[0]); lv_close(&p2c[1]); lv_close(&c2p[0]); lv_close(&c2p[1]);
-        lv_close(&errp[0]); lv_close(&errp[1]); lv_close(&rep[0]); lv_close(&rep[1]);
-        result->error = (struct lv_error_record){LV_RECORD_MAGIC, LV_STEP_PIPES, 0, e};
+        lv_close(&sv[0]); lv_close(&sv[1]); lv_close(&errp[0]); lv_close(&errp[1]);
+        lv_close(&rep[0]); lv_close(&rep[1]);
+        *error = (struct lv_error_record){LV_RECORD_MAGIC, LV_STEP_PIPES, 0, e};
         return -1;
     }
 
@@ -893,45 +1091,71 @@ int lv_spawn(const struct lv_spawn_config *c, struct lv_spawn_result *result) {
     int pidfd = -1;
     pid_t pid = lv_clone(flags, c->cgroup_v2_dirfd, &pidfd);
     if (pid == 0) {
-        struct lv_child_fds f = {p2c[0], c2p[1], errp[1], rep[1]};
+        struct lv_child_fds f = {sv[1], errp[1], rep[1]};
         lv_child(c, f);
     }
     int clone_errno = errno;
-    lv_close(&p2c[0]);
-    lv_close(&c2p[1]);
+    lv_close(&sv[1]);
     lv_close(&errp[1]);
     lv_close(&rep[1]);
     if (pid < 0) {
-        lv_close(&p2c[1]); lv_close(&c2p[0]); lv_close(&errp[0]); lv_close(&rep[0]);
-        result->error = (struct lv_error_record){LV_RECORD_MAGIC, LV_STEP_CLONE, 0, clone_errno};
+        lv_close(&sv[0]); lv_close(&errp[0]); lv_close(&rep[0]);
+        *error = (struct lv_error_record){LV_RECORD_MAGIC, LV_STEP_CLONE, 0, clone_errno};
         return -1;
     }
-
-    struct lv_error_record failure = {0, 0, 0, 0};
-
-    // Place it in its cgroups before it does anything.
-    char pidtext[24];
-    lv_utoa(pidtext, (unsigned long long)pid);
-    for (size_t i = 0; i < c->cgroup_procs_count; i++) {
-        if (lv_write_all(c->cgroup_procs_fds[i], pidtext, lv_strlen(pidtext)) != 0) {
-            failure = (struct lv_error_record){LV_RECORD_MAGIC, LV_STEP_CGROUP_PLACE, (int32_t)i, errno};
-            goto fail;
-        }
-    }
+    h->pid = pid;
+    h->pidfd = pidfd;
+    h->sync_fd = sv[0];
+    h->err_fd = errp[0];
+    h->report_fd = rep[0];
 
     char go = 'G';
-    if (lv_write_all(p2c[1], &go, 1) != 0) {
-        failure = (struct lv_error_record){LV_RECORD_MAGIC, LV_STEP_SYNC, 0, errno};
+    if (lv_write_all(h->sync_fd, &go, 1) != 0) {
+        *error = (struct lv_error_record){LV_RECORD_MAGIC, LV_STEP_SYNC, 0, errno};
+        lv_spawn_abort(h);
+        return -1;
+    }
+    return 0;
+}
+
+// Reads the error pipe: a record when the child failed (and wrote why); EOF
+// when it closed without one (exec'd, or died).
+static int lv_read_error(struct lv_spawn_handle *h, struct lv_error_record *rec) {
+    ssize_t n = lv_read_full(h->err_fd, rec, sizeof *rec);
+    if (n == (ssize_t)sizeof *rec && rec->magic == LV_RECORD_MAGIC) return 1;
+    return 0;
+}
+
+int lv_spawn_finish(const struct lv_spawn_config *c, struct lv_spawn_handle *h,
+                    const int *cgroup_fds, size_t cgroup_fd_count, struct lv_spawn_result *result) {
+    memset(result, 0, sizeof *result);
+    result->pid = -1;
+    result->pidfd = -1;
+    result->report_fd = -1;
+    result->sync_fd = -1;
+    struct lv_error_record failure = {0, 0, 0, 0};
+    struct lv_error_record rec;
+
+    if (lv_send_fds(h->sync_fd, 'C', cgroup_fds, cgroup_fd_count) != 0) {
+        int e = errno;
+        // The child is gone (EPIPE): it says why on the error pipe.
+        if (lv_read_error(h, &rec)) failure = rec;
+        else failure = (struct lv_error_record){LV_RECORD_MAGIC, LV_STEP_CGROUP_PLACE, -1, e};
         goto fail;
     }
 
     if (c->namespaces & LV_NS_USER) {
         char u = 0;
-        if (lv_read_full(c2p[0], &u, 1) != 1 || u != 'U') goto child_failed;
+        if (lv_read_full(h->sync_fd, &u, 1) != 1 || u != 'U') {
+            // The child failed before its user namespace: it says why.
+            if (lv_read_error(h, &rec)) failure = rec;
+            else failure = (struct lv_error_record){LV_RECORD_MAGIC, LV_STEP_SYNC, 1, EPIPE};
+            goto fail;
+        }
         char path[64];
         static const char proc[] = "/proc/";
         memcpy(path, proc, sizeof proc - 1);
-        size_t n = sizeof proc - 1 + lv_utoa(path + sizeof proc - 1, (unsigned long long)pid);
+        size_t n = sizeof proc - 1 + lv_utoa(path + sizeof proc - 1, (unsigned long long)h->pid);
         memcpy(path + n, "/uid_map", 9);
         if (lv_write_file(path, c->uid_map) != 0) {
             failure = (struct lv_error_record){LV_RECORD_MAGIC, LV_STEP_ID_MAPS, 0, errno};
@@ -943,56 +1167,49 @@ int lv_spawn(const struct lv_spawn_config *c, struct lv_spawn_result *result) {
             goto fail;
         }
         char m = 'M';
-        if (lv_write_all(p2c[1], &m, 1) != 0) {
-            failure = (struct lv_error_record){LV_RECORD_MAGIC, LV_STEP_SYNC, 1, errno};
+        if (lv_write_all(h->sync_fd, &m, 1) != 0) {
+            failure = (struct lv_error_record){LV_RECORD_MAGIC, LV_STEP_SYNC, 2, errno};
             goto fail;
         }
     }
 
-child_failed:;
-    // EOF on the error pipe: the command was exec'd (its copy closed on exec,
-    // the init closed its own). A record: a step failed.
-    struct lv_error_record rec;
-    ssize_t n = lv_read_full(errp[0], &rec, sizeof rec);
-    lv_close(&errp[0]);
-    lv_close(&c2p[0]);
-    if (n == (ssize_t)sizeof rec && rec.magic == LV_RECORD_MAGIC) {
+    // EOF on the error pipe: the command was exec'd (its copy closed on
+    // exec, the init closed its own). It may well have run and ended
+    // already; the init's exit record on the report pipe says how. A record:
+    // a step failed.
+    if (lv_read_error(h, &rec)) {
         if (rec.step == LV_STEP_EXEC) {
-            // The jail runs; its command exits 126/127, which init reports.
+            // The jail runs; its command exits 126/127, which the init reports.
             result->error = rec;
         } else {
             failure = rec;
             goto fail;
         }
-    } else if (n != 0) {
-        failure = (struct lv_error_record){LV_RECORD_MAGIC, LV_STEP_SYNC, 2, n < 0 ? errno : EPROTO};
-        goto fail;
-    } else {
-        // EOF without a record: did the child die before exec?
-        siginfo_t si;
-        memset(&si, 0, sizeof si);
-        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid) {
-            failure = (struct lv_error_record){LV_RECORD_MAGIC, LV_STEP_INIT, si.si_status, ECHILD};
-            goto fail;
-        }
     }
-    result->pid = pid;
-    result->pidfd = pidfd;
-    result->report_fd = rep[0];
-    result->sync_fd = p2c[1];
+    lv_close(&h->err_fd);
+    result->pid = h->pid;
+    result->pidfd = h->pidfd;
+    result->report_fd = h->report_fd;
+    result->sync_fd = h->sync_fd;
+    lv_handle_reset(h);
     return 0;
 
 fail:
-    if (pidfd >= 0) (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-    else (void)kill(pid, SIGKILL);
-    {
-        int st;
-        while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR) {}
-    }
-    lv_close(&p2c[1]); lv_close(&c2p[0]); lv_close(&errp[0]); lv_close(&rep[0]);
-    if (pidfd >= 0) close(pidfd);
+    lv_spawn_abort(h);
     result->error = failure;
     return -1;
+}
+
+int lv_spawn(const struct lv_spawn_config *c, struct lv_spawn_result *result) {
+    struct lv_spawn_handle h;
+    struct lv_error_record error;
+    if (lv_spawn_start(c, &h, &error) != 0) {
+        memset(result, 0, sizeof *result);
+        result->pid = result->pidfd = result->report_fd = result->sync_fd = -1;
+        result->error = error;
+        return -1;
+    }
+    return lv_spawn_finish(c, &h, NULL, 0, result);
 }
 
 // ---------------------------------------------------------------------------

@@ -41,9 +41,9 @@ enum BuiltinPolicies {
         rw = []
         # Entries of the host's /etc bound read-only when present. The rest of /etc
         # (passwd, group, hosts, hostname, nsswitch.conf, resolv.conf) is generated.
-        etc_from_host = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime",
-                         "ssl", "ca-certificates", "ca-certificates.conf", "protocols", "services",
-                         "mime.types", "gitconfig", "python3", "python3.11"]
+        # (Each entry is a bind per run: the list is what a shell, Python, a C
+        # compiler and git use at run time, not what ldconfig or apt need.)
+        etc_from_host = ["ld.so.cache", "alternatives", "localtime", "ssl", "protocols", "services", "gitconfig"]
         # Recreate /bin, /lib, /lib64, /sbin as the host has them.
         usr_merge = true
         tmp_size = "256M"
@@ -116,7 +116,7 @@ enum BuiltinPolicies {
         ro = ["/usr"]
         optional_ro = ["/lib32", "/libx32"]
         rw = []
-        etc_from_host = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "python3", "python3.11"]
+        etc_from_host = ["ld.so.cache", "alternatives", "localtime"]
         usr_merge = true
         tmp_size = "64M"
         shm_size = "16M"

@@ -83,6 +83,9 @@ public struct JailSpec: Sendable {
     public var searchPath: String
     public var namespaces: Policy.Namespaces
     public var mounts: [MountOp]
+    /// Mounts from this index on are applied after the parent's placement
+    /// (see Spawner.spawn); mounts.count when none wait.
+    public var mountsAfterPlacement: Int
     public var hostname: String
     public var loopbackUp: Bool
     public var uid: UInt32
@@ -112,6 +115,7 @@ public struct JailSpec: Sendable {
         self.searchPath = searchPath
         self.namespaces = namespaces
         self.mounts = mounts
+        self.mountsAfterPlacement = mounts.count
         self.hostname = hostname
         self.loopbackUp = loopbackUp
         self.uid = uid

@@ -45,48 +45,65 @@ public enum OneShotRunner {
     public static func run(_ request: RunRequest, signalFD: Int32 = -1) throws(SandboxError) -> RunOutcome {
         let policy = request.policy
         let started = Clock.monotonicNanos()
+        var timer = PhaseTimer(enabled: getenv("LEVAIN_TIMINGS") != nil)
+        defer { timer.mark("cleanup"); timer.print() }
         let startedAt = Timestamp.nowRFC3339()
         let runID = request.runID ?? RunID.make()
 
-        // 1. The machine must give what the policy asks; never less.
-        let features = KernelFeatures.probe()
-        try checkMachine(policy, features)
+        // 1. The machine must give what the policy asks; never less. What
+        //    the spawn itself needs (namespaces, pidfd, the mount API) fails
+        //    the spawn when missing, and `checkMachine` then says what is
+        //    missing; what it could silently do without (Landlock) is
+        //    checked now.
+        guard geteuid() == 0 else {
+            throw SandboxError(.unsupported, "levain run needs root to create namespaces, cgroups and mounts (run it with sudo)")
+        }
+        let landlockABI = KernelFeatures.landlockABI()
+        if policy.landlock == .required && landlockABI == 0 {
+            try checkMachine(policy, KernelFeatures.probe())
+        }
 
+        timer.mark("machine-check")
         // 2. Seccomp, compiled here; the child only installs it.
+        let state = request.stateDirectory
+        try Directories.make(state, mode: 0o711)
         let seccomp: CompiledSeccomp
         do {
-            let profile = try SeccompProfile.load(policy.seccomp.profile)
-            seccomp = try SeccompCompiler.compile(profile, file: policy.seccomp.profile)
+            seccomp = try SeccompCache.compiled(profile: policy.seccomp.profile, cacheDirectory: state + "/cache")
         } catch {
             throw SandboxError(error)
         }
 
+        timer.mark("seccomp-compile")
         // 3. State: the workspace survives the run; the stage dir is the
         //    mount point of the jail's root in its own mount namespace.
-        let state = request.stateDirectory
-        try Directories.make(state, mode: 0o711)
         let stage = state + "/stage"
         try Directories.make(stage, mode: 0o700)
         var workspace: String? = nil
         let hostUID = request.hostIDBase + policy.user.uid
         let hostGID = request.hostIDBase + policy.user.gid
         if policy.filesystem.workspace {
+            // Created while the jail builds its root (see placement below).
             try Directories.make(state + "/workspaces", mode: 0o711)
-            let ws = state + "/workspaces/" + runID
+            workspace = state + "/workspaces/" + runID
+        }
+        func makeWorkspace() throws(SandboxError) {
+            guard let ws = workspace else { return }
             guard mkdir(ws, 0o700) == 0 else {
                 throw SandboxError(.io, "cannot create the workspace \(ws): \(String(cString: strerror(errno)))")
             }
             guard chown(ws, hostUID, hostGID) == 0 else {
                 throw SandboxError(.io, "cannot hand the workspace \(ws) to the jail user: \(String(cString: strerror(errno)))")
             }
-            workspace = ws
         }
 
+        timer.mark("state-dirs")
         // 4. The root filesystem plan (bind sources resolved now).
         let planner = RootfsPlanner(policy: policy, extraBinds: request.extraBinds, workspaceHostPath: workspace)
-        let mounts = try planner.plan()
-        let landlock: LandlockPlan? = policy.landlock == .off ? nil : planner.landlock(abi: features.landlockABI)
+        let (mounts, afterPlacement) = try planner.planWithSplit()
+        let landlock: LandlockPlan? = policy.landlock == .off ? nil : planner.landlock(abi: landlockABI)
 
+        timer.mark("rootfs-plan")
         // 5. The environment: policy's, passed-through names, then --env.
         var env: [(String, String)] = policy.environment.set
         for name in policy.environment.pass {
@@ -122,18 +139,23 @@ public enum OneShotRunner {
             loopbackUp: policy.network == .loopback, uid: policy.user.uid, gid: policy.user.gid,
             hostIDBase: request.hostIDBase, idRangeSize: RunRequest.idRangeSize, rlimits: rlimits,
             seccomp: seccomp.programs, landlock: landlock)
+        spec.mountsAfterPlacement = afterPlacement
         if !policy.namespaces.user {
             spec.hostIDBase = 0
         }
 
-        // 6. The cgroup, and a sentinel that removes it if we are killed.
+        timer.mark("spec")
+        // 6. Spawn. The run's cgroup is made while the child builds its root
+        //    (on v2 before: clone3 puts the child straight in), with a
+        //    sentinel that removes it if we are killed.
         let limits = CgroupLimits(memoryBytes: policy.limits.memory, swapOff: true, cpus: policy.limits.cpus,
                                   pidsMax: policy.limits.pids)
-        let cgroup = try makeCgroup(name: runID, limits: limits, policy: policy)
+        // Pure v2 is known from one statfs; anything else is detected (from
+        // mountinfo) while the jail builds its root.
+        let unified = CgroupLayout.looksUnified()
+        var layout: CgroupLayout = unified ? CgroupLayout.detect(fs: RealCgroupFileSystem()) : .none
+        var cgroup = CgroupChoice(group: nil, version: nil, controllers: [])
         var sentinelFD: Int32 = -1
-        if let cg = cgroup.group {
-            sentinelFD = Sentinel.start(paths: cg.paths, procsPaths: cg.procsPaths)
-        }
         defer {
             if let cg = cgroup.group {
                 cg.kill()
@@ -141,33 +163,55 @@ public enum OneShotRunner {
             }
             if sentinelFD >= 0 { close(sentinelFD) }
         }
-
-        // 7. Spawn.
-        var procsFDs: [Int32] = []
-        var dirFD: Int32 = -1
-        if let cg = cgroup.group {
-            do {
-                if let d = try cg.directoryFileDescriptor() {
-                    dirFD = d
-                } else {
-                    procsFDs = try cg.procsFileDescriptors()
-                }
-            } catch {
-                throw SandboxError(error)
+        func makeRunCgroup() throws(SandboxError) {
+            cgroup = try makeCgroup(name: runID, limits: limits, policy: policy, layout: layout)
+            if let cg = cgroup.group {
+                sentinelFD = Sentinel.start(paths: cg.paths, procsPaths: cg.procsPaths)
             }
         }
+        var dirFD: Int32 = -1
+        if unified, case .v2 = layout {
+            try makeRunCgroup()
+            if let cg = cgroup.group {
+                do throws(SystemError) { dirFD = try cg.directoryFileDescriptor() ?? -1 } catch { throw SandboxError(error) }
+            }
+        }
+        timer.mark("cgroup-before-clone")
         let jail: JailProcess
-        do {
-            jail = try Spawner.spawn(spec, cgroupProcsFDs: procsFDs, cgroupDirFD: dirFD, stageDir: stage)
+        var tasksFDs: [Int32] = []
+        defer { for fd in tasksFDs { close(fd) } }
+        do throws(SandboxError) {
+            var trace: [Int32] = [-1, -1]
+            if timer.enabled { _ = pipe(&trace); _ = fcntl(trace[1], F_SETFD, FD_CLOEXEC); _ = fcntl(trace[0], F_SETFD, FD_CLOEXEC) }
+            let spawnStart = Clock.monotonicNanos()
+            jail = try spawnExplaining(policy) { () throws(SandboxError) -> JailProcess in
+              try Spawner.spawn(spec, cgroupDirFD: dirFD, stageDir: stage, traceFD: trace[1]) { () throws(SandboxError) -> [Int32] in
+                try makeWorkspace()
+                guard dirFD < 0 else { return [] }
+                if !unified { layout = CgroupLayout.detect(fs: RealCgroupFileSystem()) }
+                try makeRunCgroup()
+                if let cg = cgroup.group {
+                    do throws(SystemError) { tasksFDs = try cg.selfMigrationFileDescriptors() } catch { throw SandboxError(error) }
+                }
+                return tasksFDs
+              }
+            }
+            if trace[1] >= 0 {
+                let returned = Clock.monotonicNanos()
+                let note = "spawn-returned \(returned)\n"
+                _ = note.withCString { write(trace[1], $0, strlen($0)) }
+                close(trace[1])
+                timer.childTrace(fd: trace[0], since: spawnStart)
+                close(trace[0])
+            }
         } catch {
-            for fd in procsFDs { close(fd) }
             if dirFD >= 0 { close(dirFD) }
             throw error
         }
-        for fd in procsFDs { close(fd) }
         if dirFD >= 0 { close(dirFD) }
         defer { jail.close() }
 
+        timer.mark("spawn")
         // 8. Wait: the timeout, and signals forwarded to the command. A
         //    second SIGINT/SIGTERM ends the jail outright.
         var interrupts = 0
@@ -193,6 +237,7 @@ public enum OneShotRunner {
         let wallNanos = Clock.monotonicNanos() - started
         let usage = cgroup.group?.usage()
 
+        timer.mark("wait+usage")
         // 9. The result.
         var which: [String] = []
         if (usage?.oomKills ?? 0) > 0 { which.append("memory") }
@@ -233,12 +278,12 @@ public enum OneShotRunner {
         }
 
         let cpu: RunReport.CPU
-        if let u = usage, let user = u.cpuUserMicros, let sys = u.cpuSystemMicros {
-            cpu = RunReport.CPU(userMs: Double(user) / 1000, systemMs: Double(sys) / 1000, source: "cgroup")
+        if let u = jail.usage {
+            cpu = RunReport.CPU(userMs: Double(u.userMicros) / 1000, systemMs: Double(u.systemMicros) / 1000, source: "rusage")
         } else {
-            cpu = RunReport.CPU(userMs: Double(record?.utime_us ?? 0) / 1000, systemMs: Double(record?.stime_us ?? 0) / 1000, source: "rusage")
+            cpu = RunReport.CPU(userMs: Double(usage?.cpuUserMicros ?? 0) / 1000, systemMs: Double(usage?.cpuSystemMicros ?? 0) / 1000, source: "cgroup")
         }
-        let peak = usage?.peakMemoryBytes ?? record.map { UInt64(max(0, $0.maxrss_kb)) * 1024 }
+        let peak = usage?.peakMemoryBytes ?? jail.usage?.maxRSSBytes
 
         var rl: [String: UInt64] = [:]
         for r in rlimits { rl[r.name] = r.soft }
@@ -276,6 +321,17 @@ public enum OneShotRunner {
         return RunOutcome(report: report, exitStatus: exit.status, notices: notices)
     }
 
+    /// Runs the spawn; when it fails, checks the machine, so that a missing
+    /// kernel feature is reported as such rather than as a failed step.
+    static func spawnExplaining(_ policy: Policy, _ spawn: () throws(SandboxError) -> JailProcess) throws(SandboxError) -> JailProcess {
+        do {
+            return try spawn()
+        } catch {
+            if error.code == .spawn { try checkMachine(policy, KernelFeatures.probe()) }
+            throw error
+        }
+    }
+
     /// Refuses to run when the machine lacks isolation the policy asks for.
     public static func checkMachine(_ policy: Policy, _ f: KernelFeatures) throws(SandboxError) {
         var missing: [String] = []
@@ -296,10 +352,10 @@ public enum OneShotRunner {
         var controllers: [String]
     }
 
-    static func makeCgroup(name: String, limits: CgroupLimits, policy: Policy) throws(SandboxError) -> CgroupChoice {
+    static func makeCgroup(name: String, limits: CgroupLimits, policy: Policy, layout: CgroupLayout) throws(SandboxError) -> CgroupChoice {
         let fs = RealCgroupFileSystem()
         let driver: any CgroupDriver
-        switch CgroupLayout.detect(fs: fs) {
+        switch layout {
         case .v2(let root):
             driver = CgroupV2Driver(root: root, fs: fs)
         case .v1(let mounts):
@@ -375,5 +431,49 @@ public enum Timestamp {
         }
         let ms = Int32(ts.tv_nsec / 1_000_000)
         return "\(pad(tmv.tm_year + 1900, 4))-\(pad(tmv.tm_mon + 1, 2))-\(pad(tmv.tm_mday, 2))T\(pad(tmv.tm_hour, 2)):\(pad(tmv.tm_min, 2)):\(pad(tmv.tm_sec, 2)).\(pad(ms, 3))Z"
+    }
+}
+
+/// Phase timings of a run on stderr, when LEVAIN_TIMINGS is set (a
+/// developer's aid for the benchmarks; see docs/DEVELOPING.md).
+struct PhaseTimer {
+    let enabled: Bool
+    private var last = Clock.monotonicNanos()
+    private var phases: [(String, UInt64)] = []
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    mutating func mark(_ name: String) {
+        guard enabled else { return }
+        let now = Clock.monotonicNanos()
+        phases.append((name, now - last))
+        last = now
+    }
+
+    /// The spawn core's own step times ("label ns" lines), relative to the start of the spawn.
+    mutating func childTrace(fd: Int32, since start: UInt64) {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        var line = "levain spawn steps (ms since spawn):"
+        for entry in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            let parts = entry.split(separator: " ")
+            guard parts.count == 2, let ns = UInt64(parts[1]), ns >= start else { continue }
+            line += " \(parts[0])=\(Double((ns - start) / 1000) / 1000)"
+        }
+        line += "\n"
+        _ = line.withCString { write(2, $0, strlen($0)) }
+    }
+
+    func print() {
+        guard enabled else { return }
+        var line = "levain timings (ms):"
+        for (name, ns) in phases { line += " \(name)=\(Double(ns / 1000) / 1000)" }
+        line += "\n"
+        _ = line.withCString { write(2, $0, strlen($0)) }
     }
 }

@@ -37,8 +37,14 @@ public struct RootfsPlanner: Sendable {
 
     /// The plan. Bind sources are resolved here (see HostPath); a missing
     /// required source or an untrusted symlink is an error naming it.
-    public func plan() throws(SandboxError) -> [MountOp] {
+    public func plan() throws(SandboxError) -> [MountOp] { try planWithSplit().ops }
+
+    /// The plan, and the index of its first operation that needs what the
+    /// parent creates while the jail builds its root (the workspace): the
+    /// spawn core applies those after the parent says the run is placed.
+    public func planWithSplit() throws(SandboxError) -> (ops: [MountOp], afterPlacement: Int) {
         var ops: [MountOp] = []
+        var split = -1
         let fs = policy.filesystem
 
         // The host userland, read-only.
@@ -90,6 +96,7 @@ public struct RootfsPlanner: Sendable {
         for p in Self.readOnlyProcPaths { ops.append(.readOnly(target: p)) }
 
         ops.append(.tmpfs(target: "/tmp", options: "size=\(fs.tmpSize),mode=1777"))
+        split = ops.count
         if let ws = workspaceHostPath {
             ops.append(.bind(source: ws, target: "/workspace", readOnly: false, optional: false))
         }
@@ -98,7 +105,7 @@ public struct RootfsPlanner: Sendable {
         for bind in fs.binds + extraBinds {
             if let op = try bindOp(bind) { ops.append(op) }
         }
-        return ops
+        return (ops, split)
     }
 
     /// The bind of one policy entry; nil for an optional one whose source is absent.

@@ -113,27 +113,25 @@ public final class JailProcess: @unchecked Sendable {
         return .exited(status: reap())
     }
 
-    /// Reaps PID 1 (blocking); returns its wait status.
+    /// Reaps PID 1 (blocking); returns its wait status. Its rusage then
+    /// covers every process of the jail: the init waited for its children,
+    /// and the kernel reaps what is left into the init when the pid
+    /// namespace ends.
     public func reap() -> Int32 {
-        var info = siginfo_t()
-        while true {
-            let r = waitid(idtype_t(rawValue: 3) /* P_PIDFD */, id_t(pidfd), &info, WEXITED | __WALL)
-            if r == 0 { break }
-            if errno == EINTR { continue }
-            // Kernels without P_PIDFD (before 5.4): the pid is ours and unreaped.
-            var st: Int32 = 0
-            while waitpid(pid, &st, __WALL) < 0 && errno == EINTR {}
-            reaped = true
-            return st
+        var st: Int32 = 0
+        var ru = Glibc.rusage()
+        while wait4(pid, &st, __WALL, &ru) < 0 {
+            if errno != EINTR { break }
         }
         reaped = true
-        let status = info._sifields._sigchld.si_status
-        switch info.si_code {
-        case Int32(CLD_EXITED): return (status & 0xff) << 8
-        case Int32(CLD_KILLED), Int32(CLD_DUMPED): return status & 0x7f
-        default: return 0
-        }
+        usage = JailUsage(userMicros: UInt64(ru.ru_utime.tv_sec) * 1_000_000 + UInt64(ru.ru_utime.tv_usec),
+                          systemMicros: UInt64(ru.ru_stime.tv_sec) * 1_000_000 + UInt64(ru.ru_stime.tv_usec),
+                          maxRSSBytes: UInt64(max(0, ru.ru_maxrss)) * 1024)
+        return st
     }
+
+    /// CPU time and the largest resident set of the jail's processes, once reaped.
+    public private(set) var usage: JailUsage?
 
     /// The init's record of how the command ended, when it wrote one.
     public func readExitRecord() -> lv_exit_record? {
@@ -154,6 +152,12 @@ public final class JailProcess: @unchecked Sendable {
         Glibc.close(reportFD)
         Glibc.close(pidfd)
     }
+}
+
+public struct JailUsage: Sendable, Equatable {
+    public var userMicros: UInt64
+    public var systemMicros: UInt64
+    public var maxRSSBytes: UInt64
 }
 
 public enum Clock {
@@ -217,8 +221,15 @@ public enum Spawner {
     /// Spawns the jail described by `spec`. Call it from a thread that
     /// outlives the jail: the jail's die-with-parent signal is tied to the
     /// calling thread, not to the process.
-    public static func spawn(_ spec: JailSpec, cgroupProcsFDs: [Int32] = [], cgroupDirFD: Int32 = -1,
-                             stageDir: String) throws(SandboxError) -> JailProcess {
+    ///
+    /// `placement` runs in the parent while the child builds its root: it
+    /// makes the run's cgroups (and whatever the mounts from
+    /// `spec.mountsAfterPlacement` on bind, like the workspace) and returns
+    /// the fds of the cgroup v1 `tasks` files, which the child uses to move
+    /// itself in (none on v2, where `cgroupDirFD` put it in at clone). The
+    /// caller closes them.
+    public static func spawn(_ spec: JailSpec, cgroupDirFD: Int32 = -1, stageDir: String, traceFD: Int32 = -1,
+                             placement: () throws(SandboxError) -> [Int32] = { [] }) throws(SandboxError) -> JailProcess {
         let arena = CArena()
         var config = lv_spawn_config()
 
@@ -238,6 +249,7 @@ public enum Spawner {
         for op in spec.mounts { mounts.append(cMount(op, arena)) }
         config.mounts = arena.array(mounts)
         config.mount_count = mounts.count
+        config.mounts_after_placement = max(0, min(spec.mountsAfterPlacement, mounts.count))
         config.root_readonly = 1
         config.hostname = arena.string(spec.hostname)
         config.loopback_up = spec.loopbackUp ? 1 : 0
@@ -247,8 +259,6 @@ public enum Spawner {
         config.uid = spec.uid
         config.gid = spec.gid
 
-        config.cgroup_procs_fds = arena.array(cgroupProcsFDs)
-        config.cgroup_procs_count = cgroupProcsFDs.count
         config.cgroup_v2_dirfd = cgroupDirFD
 
         let rl = spec.rlimits.map { lv_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }
@@ -295,9 +305,22 @@ public enum Spawner {
         config.keep_fds = arena.array(spec.keepFDs)
         config.keep_fd_count = spec.keepFDs.count
         config.exec_as_init = spec.execAsInit ? 1 : 0
+        config.trace_fd = traceFD
 
+        var handle = lv_spawn_handle()
+        var startError = lv_error_record()
+        guard lv_spawn_start(&config, &handle, &startError) == 0 else {
+            throw describe(startError, spec: spec)
+        }
+        let fds: [Int32]
+        do {
+            fds = try placement()
+        } catch {
+            lv_spawn_abort(&handle)
+            throw error
+        }
         var result = lv_spawn_result()
-        let rc = lv_spawn(&config, &result)
+        let rc = fds.withUnsafeBufferPointer { lv_spawn_finish(&config, &handle, $0.baseAddress, $0.count, &result) }
         withExtendedLifetime(arena) {}
         if rc != 0 {
             throw describe(result.error, spec: spec)

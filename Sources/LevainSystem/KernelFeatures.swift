@@ -23,6 +23,10 @@ public struct KernelFeatures: Sendable, Equatable {
     public var closeRange: Bool
     public var cgroupKill: Bool?
 
+    /// The Landlock ABI alone (one system call), for the run path, which
+    /// probes the rest only to explain a failure.
+    public static func landlockABI() -> Int { Int(lv_probe_landlock_abi()) }
+
     public static func probe() -> KernelFeatures {
         var u = utsname()
         uname(&u)

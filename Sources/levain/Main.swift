@@ -45,6 +45,19 @@ enum LevainVersion {
 enum Main {
     static func main() {
         do {
+            let args = Array(CommandLine.arguments.dropFirst())
+            // `levain run` is the hot path: parse it without ArgumentParser's
+            // reflection when the arguments are plain (see RunOptions.parse).
+            if args.first == "run", let fast = RunOptions.parse(Array(args.dropFirst())) {
+                #if DEBUG
+                // Every debug run (the tests') checks the two parsers agree.
+                let slow = try Levain.parseAsRoot(args)
+                guard let run = slow as? RunCommand, run.options == fast else {
+                    fatalError("RunOptions.parse disagrees with ArgumentParser for \(args): \(fast) vs \(slow)")
+                }
+                #endif
+                try fast.execute()
+            }
             var command = try Levain.parseAsRoot()
             try command.run()
         } catch let code as ExitCode {

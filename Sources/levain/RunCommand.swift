@@ -88,144 +88,26 @@ struct RunCommand: ParsableCommand {
         if let first = command.first, first == "--help" || first == "-h" {
             throw CleanExit.helpRequest(self)
         }
-        var cmd = command
-        if cmd.first == "--" { cmd.removeFirst() }
-        if cmd.isEmpty {
+        if let first = command.first, first.hasPrefix("-"), first != "--" {
+            throw ValidationError("unknown option '\(first)' (see levain run --help); a command starting with '-' goes after --")
+        }
+        if options.argv.isEmpty {
             throw ValidationError("no command given; usage: levain run [OPTIONS] -- COMMAND [ARG...]")
         }
     }
 
-    func run() throws {
+    /// The parsed options, the same value the fast path of RunOptions.parse builds.
+    var options: RunOptions {
         var argv = command
         if argv.first == "--" { argv.removeFirst() }
-
-        // Signals for the jail are read from a signalfd: block them now,
-        // before any thread exists, so every thread inherits the mask.
-        let signalFD = SignalForwarding.setUp()
-
-        var p: Policy
-        do {
-            p = try PolicyLoader.load(policy)
-        } catch {
-            throw UserError("\(error)")
-        }
-        try applyOverrides(&p)
-
-        var request = RunRequest(policy: p, argv: argv, stateDirectory: absolute(state))
-        for spec in readOnlyBinds { request.extraBinds.append(try bind(spec, writable: false)) }
-        for spec in readWriteBinds { request.extraBinds.append(try bind(spec, writable: true)) }
-        for item in env {
-            guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
-                throw UserError("--env \(item): expected KEY=VALUE")
-            }
-            let key = String(item[..<eq])
-            guard PolicyLoader.isValidEnvName(key) else { throw UserError("--env \(item): \"\(key)\" is not a valid variable name") }
-            request.environment.append((key, String(item[item.index(after: eq)...])))
-        }
-        if let cwd {
-            guard cwd.hasPrefix("/") else { throw UserError("--cwd \(cwd): give an absolute path inside the jail (e.g. /workspace/src)") }
-            request.cwd = cwd
-        }
-        request.callerEnvironment = callerEnvironment()
-
-        let outcome: RunOutcome
-        do {
-            outcome = try OneShotRunner.run(request, signalFD: signalFD)
-        } catch {
-            throw UserError(error.description)
-        }
-        for line in outcome.notices where !quiet || line.hasPrefix("cannot execute") {
-            printError(line)
-        }
-        if let path = jsonReport {
-            try writeReport(outcome.report, to: path)
-        }
-        throw ExitCode(outcome.exitStatus)
+        return RunOptions(policy: policy, readOnlyBinds: readOnlyBinds, readWriteBinds: readWriteBinds,
+                          memory: memory, cpus: cpus, pids: pids, timeout: timeout, cpuTime: cpuTime,
+                          fileSize: fileSize, env: env, cwd: cwd, jsonReport: jsonReport, state: state,
+                          quiet: quiet, argv: argv)
     }
 
-    func applyOverrides(_ p: inout Policy) throws {
-        if let memory {
-            if memory == "off" { p.limits.memory = nil } else {
-                guard let v = Quantity.parseSize(memory) else {
-                    throw UserError("--memory \(memory): invalid size; expected a number with an optional K, M, G or T suffix (e.g. 256M), or off")
-                }
-                guard v >= 4 << 20 else { throw UserError("--memory \(memory): at least 4M is needed to start a process") }
-                p.limits.memory = v
-            }
-        }
-        if let cpus {
-            if cpus == "off" { p.limits.cpus = nil } else {
-                guard let v = Double(cpus), v >= 0.01, v <= 4096 else {
-                    throw UserError("--cpus \(cpus): expected a number of cores between 0.01 and 4096 (e.g. 0.5), or off")
-                }
-                p.limits.cpus = v
-            }
-        }
-        if let pids {
-            if pids == "off" { p.limits.pids = nil } else {
-                guard let v = Int(pids), v >= 1, v <= 4_194_304 else {
-                    throw UserError("--pids \(pids): expected a whole number of tasks, 1 or more (e.g. 64), or off")
-                }
-                p.limits.pids = v
-            }
-        }
-        if let timeout {
-            if timeout == "off" { p.limits.timeout = nil } else {
-                guard let v = Quantity.parseDuration(timeout), v > 0 else {
-                    throw UserError("--timeout \(timeout): expected seconds (e.g. 30, 1.5) or a duration (30s, 5m, 1h), or off")
-                }
-                p.limits.timeout = v
-            }
-        }
-        if let cpuTime {
-            guard let v = Quantity.parseDuration(cpuTime), v >= 1 else {
-                throw UserError("--cpu-time \(cpuTime): expected at least 1 second (e.g. 10, 10s, 2m)")
-            }
-            p.limits.cpuTime = UInt64(v.rounded(.up))
-        }
-        if let fileSize {
-            guard let v = Quantity.parseSize(fileSize) else {
-                throw UserError("--file-size \(fileSize): invalid size; expected a number with an optional K, M, G or T suffix (e.g. 100M)")
-            }
-            p.limits.fileSize = v
-        }
-    }
-
-    func bind(_ spec: String, writable: Bool) throws -> Policy.Bind {
-        let flag = writable ? "--rw" : "--ro"
-        // Relative host paths are relative to the caller's directory.
-        var s = spec
-        if !s.hasPrefix("/") && !s.isEmpty {
-            s = currentDirectory() + "/" + s
-        }
-        do {
-            return try PolicyLoader.parseBind(s, writable: writable, optional: false, file: flag, line: nil, key: spec)
-        } catch {
-            throw UserError("\(flag) \(spec): \(error.message)")
-        }
-    }
-
-    func absolute(_ path: String) -> String {
-        path.hasPrefix("/") ? path : currentDirectory() + "/" + path
-    }
-
-    func writeReport(_ report: RunReport, to path: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        let data: Data
-        do { data = try encoder.encode(report) } catch { throw UserError("cannot encode the report: \(error)") }
-        let target = absolute(path)
-        let tmp = target + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw UserError("--json-report \(path): \(String(cString: strerror(errno)))") }
-        var ok = data.withUnsafeBytes { raw in write(fd, raw.baseAddress, raw.count) == raw.count }
-        ok = ok && write(fd, "\n", 1) == 1
-        close(fd)
-        guard ok, rename(tmp, target) == 0 else {
-            unlink(tmp)
-            throw UserError("--json-report \(path): cannot write the report")
-        }
+    func run() throws {
+        try options.execute()
     }
 }
 

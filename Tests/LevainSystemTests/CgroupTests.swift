@@ -716,7 +716,7 @@ extension CgroupTests {
         @Test func createWritesTheLimits() throws {
             let fs = FakeCgroupFileSystem()
             let mounts = Self.layout(fs)
-            let driver = CgroupV1Driver(mounts: mounts, fs: fs)
+            let driver = CgroupV1Driver(mounts: mounts, fs: fs, controllers: CgroupV1Driver.knownControllers)
             #expect(driver.version == 1)
             #expect(driver.controllers == ["memory", "cpu", "cpuacct", "pids", "freezer"])
             let run = try driver.create(name: "r1", limits: CgroupLimits(memoryBytes: 128 << 20, cpus: 1.5, pidsMax: 100))
@@ -747,14 +747,14 @@ extension CgroupTests {
 
         @Test func swapOnLeavesMemswAlone() throws {
             let fs = FakeCgroupFileSystem()
-            let driver = CgroupV1Driver(mounts: Self.layout(fs), fs: fs)
+            let driver = CgroupV1Driver(mounts: Self.layout(fs), fs: fs, controllers: CgroupV1Driver.knownControllers)
             _ = try driver.create(name: "s", limits: CgroupLimits(memoryBytes: 1 << 20, swapOff: false))
             #expect(fs.writes == [.init(path: fs.path("memory/levain/s/memory.limit_in_bytes"), text: "1048576")])
         }
 
         @Test func noSwapAccountingSkipsMemsw() throws {
             let fs = FakeCgroupFileSystem(hasSwap: false)
-            let driver = CgroupV1Driver(mounts: ["memory": fs.makeV1Hierarchy("memory", controllers: ["memory"])], fs: fs)
+            let driver = CgroupV1Driver(mounts: ["memory": fs.makeV1Hierarchy("memory", controllers: ["memory"])], fs: fs, controllers: CgroupV1Driver.knownControllers)
             _ = try driver.create(name: "s", limits: CgroupLimits(memoryBytes: 1 << 20))
             #expect(fs.writes.map(\.path) == [fs.path("memory/levain/s/memory.limit_in_bytes"),
                                               fs.path("memory/levain/s/memory.swappiness")])
@@ -768,7 +768,7 @@ extension CgroupTests {
             try fs.mkdir(fs.path("pids/levain/taken"))
             fs.clearWrites()
             let error = #expect(throws: SystemError.self) {
-                try CgroupV1Driver(mounts: mounts, fs: fs).create(name: "taken", limits: CgroupLimits(pidsMax: 5))
+                try CgroupV1Driver(mounts: mounts, fs: fs, controllers: CgroupV1Driver.knownControllers).create(name: "taken", limits: CgroupLimits(pidsMax: 5))
             }
             #expect(error?.errno == .fileExists)
             #expect(fs.writes.isEmpty)
@@ -783,7 +783,7 @@ extension CgroupTests {
             let mounts = Self.layout(fs)
             fs.failWrites(to: fs.path("pids/levain/f/pids.max"), with: .permissionDenied)
             #expect(throws: SystemError.self) {
-                try CgroupV1Driver(mounts: mounts, fs: fs).create(name: "f", limits: CgroupLimits(memoryBytes: 1 << 20, pidsMax: 5))
+                try CgroupV1Driver(mounts: mounts, fs: fs, controllers: CgroupV1Driver.knownControllers).create(name: "f", limits: CgroupLimits(memoryBytes: 1 << 20, pidsMax: 5))
             }
             for hierarchy in ["memory", "cpu,cpuacct", "pids", "freezer"] {
                 #expect(!fs.exists(fs.path(hierarchy + "/levain")), "\(hierarchy)")
@@ -793,7 +793,7 @@ extension CgroupTests {
         @Test func missingHierarchyForALimitIsAnError() {
             let fs = FakeCgroupFileSystem()
             let memory = fs.makeV1Hierarchy("memory", controllers: ["memory"])
-            let driver = CgroupV1Driver(mounts: ["memory": memory], fs: fs)
+            let driver = CgroupV1Driver(mounts: ["memory": memory], fs: fs, controllers: CgroupV1Driver.knownControllers)
             let error = #expect(throws: SystemError.self) {
                 try driver.create(name: "p", limits: CgroupLimits(pidsMax: 5))
             }
@@ -803,7 +803,7 @@ extension CgroupTests {
 
         @Test func usageIsParsed() throws {
             let fs = FakeCgroupFileSystem()
-            let run = try CgroupV1Driver(mounts: Self.layout(fs), fs: fs).create(name: "u", limits: CgroupLimits())
+            let run = try CgroupV1Driver(mounts: Self.layout(fs), fs: fs, controllers: CgroupV1Driver.knownControllers).create(name: "u", limits: CgroupLimits())
             let memory = fs.path("memory/levain/u"), cpu = fs.path("cpu,cpuacct/levain/u"), pids = fs.path("pids/levain/u")
             fs.seed(memory + "/memory.max_usage_in_bytes", "52428800\n")
             fs.seed(memory + "/memory.failcnt", "31\n")
@@ -826,7 +826,7 @@ extension CgroupTests {
 
         @Test func killFreezesSignalsAndThawsEveryHierarchy() throws {
             let fs = FakeCgroupFileSystem()
-            let run = try CgroupV1Driver(mounts: Self.layout(fs), fs: fs).create(name: "k", limits: CgroupLimits())
+            let run = try CgroupV1Driver(mounts: Self.layout(fs), fs: fs, controllers: CgroupV1Driver.knownControllers).create(name: "k", limits: CgroupLimits())
                 .withSignalSender { pid, _ in fs.removeProcess(pid) }
             // A pid only some hierarchies have (the spawn was interrupted midway).
             try fs.writeText(fs.path("memory/levain/k/cgroup.procs"), "2000000010")
@@ -863,7 +863,7 @@ extension CgroupTests {
         static func driver(freezer: Bool = true) throws -> (CgroupV1Driver, [String]) {
             guard case .v1(var mounts) = CgroupLayout.detect() else { throw SystemError(.unsupported, "not v1") }
             if !freezer { mounts["freezer"] = nil }
-            let driver = CgroupV1Driver(mounts: mounts, parent: parent)
+            let driver = CgroupV1Driver(mounts: mounts, parent: parent, controllers: CgroupV1Driver.knownControllers)
             let fs = RealCgroupFileSystem()
             let fresh = driver.hierarchies.map { $0 + "/" + parent }.filter { !fs.exists($0) }
             return (driver, fresh)

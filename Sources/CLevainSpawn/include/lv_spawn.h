@@ -81,6 +81,9 @@ struct lv_spawn_config {
     const char *root_tmpfs_data;    // e.g. "size=16m,mode=0755"
     const struct lv_mount *mounts;
     size_t mount_count;
+    // Mounts from this index on are applied only after the parent's 'C'
+    // (they bind what the parent creates meanwhile, like the workspace).
+    size_t mounts_after_placement;
     int root_readonly;              // remount the root tmpfs read-only after populating
 
     const char *hostname;
@@ -92,11 +95,9 @@ struct lv_spawn_config {
     uint32_t uid;                   // jail user the command runs as
     uint32_t gid;
 
-    // Cgroups: open fds of cgroup.procs files the parent writes the child's pid
-    // to (cgroup v1, or v2 without CLONE_INTO_CGROUP); or a v2 directory fd for
-    // CLONE_INTO_CGROUP (-1 when unused).
-    const int *cgroup_procs_fds;
-    size_t cgroup_procs_count;
+    // Cgroup v2: a directory fd for CLONE_INTO_CGROUP (-1 when unused). On
+    // v1 the child moves itself in after lv_spawn_finish sent it the fds of
+    // each hierarchy's `tasks` file.
     int cgroup_v2_dirfd;
 
     const struct lv_rlimit *rlimits;
@@ -138,6 +139,10 @@ struct lv_spawn_config {
     // -1-terminated or count-bounded.
     const int *keep_fds;
     size_t keep_fd_count;
+
+    // A developer's aid: when >= 0, the child writes "step nanoseconds\n"
+    // lines here as it goes (LEVAIN_TIMINGS; see docs/DEVELOPING.md).
+    int trace_fd;
 
     // Exec the command directly as the jail's PID 1 instead of running the
     // built-in init that forks it (used when the command is itself an init,
@@ -213,10 +218,29 @@ struct lv_spawn_result {
     struct lv_error_record error;  // step != 0: the spawn failed (or, step == LV_STEP_EXEC, the exec)
 };
 
-// Spawns a jail. Returns 0 and fills result->pid/pidfd/report_fd when the
-// command was exec'd; returns -1 with result->error set otherwise (the child
-// has then been reaped). Must be called from a thread that outlives the jail:
-// the die-with-parent signal is tied to the calling thread.
+// A jail between lv_spawn_start and lv_spawn_finish.
+struct lv_spawn_handle {
+    pid_t pid;
+    int pidfd;
+    int sync_fd;            // socketpair to the child
+    int err_fd;             // error pipe, read end
+    int report_fd;          // report pipe, read end
+};
+
+// Spawns a jail in two halves, so the caller can make the run's cgroups
+// while the child builds its root. lv_spawn_start clones the child and lets
+// it start; lv_spawn_finish sends it the cgroup v1 `tasks` fds (it moves
+// itself in; none on v2), writes its uid/gid maps, and returns 0 once the
+// command was exec'd (result->pid/pidfd/report_fd/sync_fd filled; the
+// caller owns them), or -1 with result->error set (the child reaped). Both
+// must be called from the same thread, one that outlives the jail: the
+// die-with-parent signal is tied to the calling thread.
+int lv_spawn_start(const struct lv_spawn_config *config, struct lv_spawn_handle *handle, struct lv_error_record *error);
+int lv_spawn_finish(const struct lv_spawn_config *config, struct lv_spawn_handle *handle,
+                    const int *cgroup_fds, size_t cgroup_fd_count, struct lv_spawn_result *result);
+// Kills and reaps a started jail and closes its fds.
+void lv_spawn_abort(struct lv_spawn_handle *handle);
+// lv_spawn_start then lv_spawn_finish with no cgroup fds.
 int lv_spawn(const struct lv_spawn_config *config, struct lv_spawn_result *result);
 
 // Forks a small sentinel that removes the given cgroup directories once the
@@ -242,6 +266,8 @@ int lv_block_signals_fd(const int *sigs, size_t count);
 // Reads one signal from a signalfd; its number, or -1.
 int lv_read_signal(int fd);
 int lv_random_bytes(void *buf, size_t len);
+// 1 when path is the root of a cgroup2 mount (statfs).
+int lv_is_cgroup2_mount(const char *path);
 
 // Small wrappers the Swift side uses.
 int lv_pidfd_send_signal(int pidfd, int sig);

@@ -68,10 +68,12 @@ public struct BPFProgram: Sendable, Equatable {
     /// struct sock_filter[], 8 bytes per instruction.
     public var bytes: [UInt8]
     public var instructionCount: Int { bytes.count / 8 }
+
+    public init(bytes: [UInt8]) { self.bytes = bytes }
 }
 
 /// What a profile compiled to.
-public struct CompiledSeccomp: Sendable {
+public struct CompiledSeccomp: Sendable, Equatable {
     /// Installed in this order: the allow layer, then (if any) the layer of
     /// argument-conditional denials.
     public var programs: [BPFProgram]
@@ -85,6 +87,17 @@ public struct CompiledSeccomp: Sendable {
     /// Rules skipped because their includes/excludes did not match this
     /// machine (capabilities Levain never grants, other architectures).
     public var skippedRules: Int
+
+    public init(programs: [BPFProgram], defaultAction: SeccompAction, architectures: [String], unknownNames: [String],
+                allowedSyscalls: Int, deniedSyscalls: Int, skippedRules: Int) {
+        self.programs = programs
+        self.defaultAction = defaultAction
+        self.architectures = architectures
+        self.unknownNames = unknownNames
+        self.allowedSyscalls = allowedSyscalls
+        self.deniedSyscalls = deniedSyscalls
+        self.skippedRules = skippedRules
+    }
 }
 
 /// Compiles OCI seccomp profiles with libseccomp, in the parent: the jail's
@@ -92,12 +105,12 @@ public struct CompiledSeccomp: Sendable {
 ///
 /// Layering: libseccomp silently drops an argument-conditional rule when the
 /// same syscall also has an unconditional rule with another action ("allow
-/// ioctl" plus "ioctl TIOCSTI -> EPERM" keeps only the allow). So rules are
-/// split into two stacked filters: layer A holds every ALLOW rule and every
-/// rule without arguments; layer B (default allow, installed after A) holds
-/// the argument-conditional non-allow rules. The kernel applies the most
-/// restrictive result of the two, so such a denial overrides the allow, as
-/// the profile's author meant.
+/// ioctl" plus "ioctl TIOCSTI -> EPERM" keeps only the allow). Such
+/// conditional non-allow rules go into a second filter (layer B, default
+/// allow, installed after the first); every other rule stays in layer A. The
+/// kernel applies the most restrictive result of stacked filters, so the
+/// denial overrides the allow, as the profile's author meant. A profile
+/// without such a conflict compiles to one filter, as with runc.
 public enum SeccompCompiler {
     public static let maxInstructions = 4096
 
@@ -147,6 +160,7 @@ public enum SeccompCompiler {
         var layerA: [(UInt32, Int32, [scmp_arg_cmp])] = []
         var layerB: [(UInt32, Int32, [scmp_arg_cmp])] = []
         var unknown: [String] = []
+        var rules: [(SeccompAction, Int32, [scmp_arg_cmp])] = []
         var allowed = Set<String>()
         var denied = Set<String>()
         var skipped = 0
@@ -180,12 +194,20 @@ public enum SeccompCompiler {
                     continue
                 }
                 if act == .allow { allowed.insert(name) } else { denied.insert(name) }
-                let entry = (act.rawValue, nr, conds)
-                if act != .allow && !conds.isEmpty {
-                    layerB.append(entry)
-                } else {
-                    layerA.append(entry)
-                }
+                rules.append((act, nr, conds))
+            }
+        }
+        // Only a conditional rule whose syscall also has an unconditional
+        // rule (with another action) needs the second layer; everything else
+        // is one filter, as libseccomp would build it.
+        var unconditional: [Int32: SeccompAction] = [:]
+        for (act, nr, conds) in rules where conds.isEmpty { unconditional[nr] = act }
+        for (act, nr, conds) in rules {
+            let entry = (act.rawValue, nr, conds)
+            if !conds.isEmpty, act != .allow, let u = unconditional[nr], u != act {
+                layerB.append(entry)
+            } else {
+                layerA.append(entry)
             }
         }
 
@@ -363,5 +385,17 @@ extension SeccompCompiler {
     public static func syscallNumber(_ name: String) -> Int32? {
         let nr = seccomp_syscall_resolve_name(name)
         return nr == __NR_SCMP_ERROR ? nil : nr
+    }
+}
+
+extension SeccompCompiler {
+    /// What a compiled program depends on besides the profile text: this
+    /// libseccomp, the native architecture, the kernel (minKernel rules) and
+    /// the compiler's own layout. Part of the cache key.
+    public static func environmentKey() -> String {
+        let v = seccomp_version()
+        let lib = v.map { "\($0.pointee.major).\($0.pointee.minor).\($0.pointee.micro)" } ?? "?"
+        let k = kernelVersion()
+        return "levain-seccomp-compiler 2; libseccomp \(lib); arch \(seccomp_arch_native()); kernel \(k.0).\(k.1)"
     }
 }

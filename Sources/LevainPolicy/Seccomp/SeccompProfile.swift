@@ -85,10 +85,15 @@ public struct SeccompProfile: Sendable, Equatable, Decodable {
 
     /// Loads a built-in profile by name or a JSON file by path.
     public static func load(_ nameOrPath: String) throws(PolicyError) -> SeccompProfile {
+        let (text, file) = try source(nameOrPath)
+        return try decode(text, file: file)
+    }
+
+    /// The JSON text of a built-in profile or a file, and the name errors use.
+    public static func source(_ nameOrPath: String) throws(PolicyError) -> (text: String, file: String) {
         if let builtin = BuiltinPolicies.seccompProfiles.first(where: { $0.name == nameOrPath }) {
-            return try decode(builtin.text, file: "builtin:seccomp/\(builtin.name)")
+            return (builtin.text, "builtin:seccomp/\(builtin.name)")
         }
-        let text = try PolicyLoader.readFile(nameOrPath)
-        return try decode(text, file: nameOrPath)
+        return (try PolicyLoader.readFile(nameOrPath), nameOrPath)
     }
 }

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLevainSpawn
 /// Which cgroup hierarchies this machine has and where they are mounted.
 ///
 /// `.v2(mountPoint)`: the unified hierarchy carries the controllers Levain
@@ -114,6 +118,12 @@ public enum CgroupLayout: Sendable, Equatable {
             i += 1
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// A cheap first look (one statfs): whether /sys/fs/cgroup itself is a
+    /// cgroup2 mount, as on pure-v2 machines. `detect` decides for real.
+    public static func looksUnified(_ path: String = "/sys/fs/cgroup") -> Bool {
+        lv_is_cgroup2_mount(path) == 1
     }
 
     /// The driver for this layout; nil for `.none`.

@@ -1,6 +1,6 @@
 /// Runs on legacy (or hybrid) v1 hierarchies: `<mount>/<parent>/<name>` in
-/// each hierarchy Levain uses (memory, cpu, cpuacct, pids, freezer;
-/// comounted controllers share one directory).
+/// each hierarchy Levain limits (memory, cpu, pids; comounted controllers
+/// such as cpu,cpuacct share one directory).
 ///
 /// `<mount>/<parent>` is created when missing and otherwise left as it is:
 /// v1 needs nothing written into a parent, so the driver writes only into
@@ -11,24 +11,40 @@ public struct CgroupV1Driver: CgroupDriver {
     public let parent: String
     let fs: any CgroupFileSystem
 
-    /// The controllers the driver uses, in the order their hierarchies are
-    /// created.
-    static let used = ["memory", "cpu", "cpuacct", "pids", "freezer"]
+    /// The controllers whose hierarchies the driver creates a cgroup in, in
+    /// that order. Each v1 hierarchy costs a mkdir, an rmdir and file reads
+    /// per run, so only the limited ones: CPU time comes from the jail's
+    /// rusage, and the kill from the jail's pid namespace. cpuacct and
+    /// freezer are still used when comounted with one of these (as
+    /// systemd mounts cpu,cpuacct).
+    public static let defaultControllers = ["memory", "cpu", "pids"]
+    /// Every controller the driver knows how to use.
+    public static let knownControllers = ["memory", "cpu", "cpuacct", "pids", "freezer"]
+    /// Controllers read or used when they share a hierarchy with `used`.
+    static let alsoWhenComounted = ["cpuacct", "freezer"]
+    let used: [String]
 
-    public init(mounts: [String: String], parent: String = "levain", fs: any CgroupFileSystem = RealCgroupFileSystem()) {
+    /// `controllers`: the hierarchies to create run cgroups in (a subset of
+    /// `knownControllers`; the tests use all of them).
+    public init(mounts: [String: String], parent: String = "levain", fs: any CgroupFileSystem = RealCgroupFileSystem(),
+                controllers: [String] = CgroupV1Driver.defaultControllers) {
         self.mounts = mounts
         self.parent = parent
         self.fs = fs
+        self.used = Self.knownControllers.filter(controllers.contains)
     }
 
     public var version: Int { 1 }
 
-    public var controllers: [String] { Self.used.filter { mounts[$0] != nil } }
+    public var controllers: [String] {
+        let hierarchies = Set(self.hierarchies)
+        return Self.knownControllers.filter { mounts[$0].map(hierarchies.contains) ?? false }
+    }
 
     /// The distinct mount points of the used controllers, in `used` order.
     var hierarchies: [String] {
         var seen = Set<String>()
-        return Self.used.compactMap { mounts[$0] }.filter { seen.insert($0).inserted }
+        return used.compactMap { mounts[$0] }.filter { seen.insert($0).inserted }
     }
 
     public func create(name: String, limits: CgroupLimits) throws(SystemError) -> RunCgroup {
@@ -41,7 +57,7 @@ public struct CgroupV1Driver: CgroupDriver {
         }
         let mountPoints = hierarchies
         guard !mountPoints.isEmpty else {
-            throw SystemError(.cgroup, "no cgroup v1 hierarchy with memory, cpu, cpuacct, pids or freezer is mounted")
+            throw SystemError(.cgroup, "no cgroup v1 hierarchy with memory, cpu or pids is mounted")
         }
 
         var created: [String] = []
@@ -75,8 +91,8 @@ public struct CgroupV1Driver: CgroupDriver {
         }
 
         var dirs: [String: String] = [:]
-        for controller in Self.used {
-            if let mount = mounts[controller] { dirs[controller] = runPath(mount, name) }
+        for controller in Self.knownControllers {
+            if let mount = mounts[controller], mountPoints.contains(mount) { dirs[controller] = runPath(mount, name) }
         }
         let freezeState = dirs["freezer"].map { Cgroupfs.join($0, "freezer.state") }
         return RunCgroup(
