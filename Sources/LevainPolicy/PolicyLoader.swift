@@ -468,13 +468,27 @@ public enum BuiltinCatalog {
         /// Where it lives in the repository.
         public let path: String
         public let text: String
+        /// textHash(text), computed when the copy was generated.
+        public let hash: String
     }
 
     public static var policies: [Entry] {
-        BuiltinPolicies.policies.map { Entry(name: $0.name, path: $0.path, text: $0.text) }
+        BuiltinPolicies.policies.map { Entry(name: $0.name, path: $0.path, text: $0.text, hash: $0.hash) }
     }
 
     public static var seccompProfiles: [Entry] {
-        BuiltinPolicies.seccompProfiles.map { Entry(name: $0.name, path: $0.path, text: $0.text) }
+        BuiltinPolicies.seccompProfiles.map { Entry(name: $0.name, path: $0.path, text: $0.text, hash: $0.hash) }
+    }
+
+    /// FNV-1a 64 of the text's UTF-8, as 16 hex digits. Not a security
+    /// hash: it names cache entries, which also store what they were made from.
+    public static func textHash(_ s: String) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in s.utf8 {
+            h ^= UInt64(b)
+            h = h &* 0x0000_0100_0000_01b3
+        }
+        let hex = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }

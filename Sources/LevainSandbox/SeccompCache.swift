@@ -14,9 +14,11 @@ public enum SeccompCache {
 
     /// The compiled profile, from the cache or compiled now (and stored).
     public static func compiled(profile nameOrPath: String, cacheDirectory: String?) throws(PolicyError) -> CompiledSeccomp {
-        let (text, file) = try SeccompProfile.source(nameOrPath)
-        let key = SeccompCompiler.environmentKey() + "\n" + text
-        let path = cacheDirectory.map { "\($0)/seccomp-\(fnv1a(key)).bin" }
+        let (text, file, builtinHash) = try SeccompProfile.source(nameOrPath)
+        // A built-in profile is named by its hash, computed when it was
+        // compiled in; a file by its whole text.
+        let key = SeccompCompiler.environmentKey() + "\n" + (builtinHash.map { "builtin \(nameOrPath) \($0)" } ?? text)
+        let path = cacheDirectory.map { "\($0)/seccomp-\(BuiltinCatalog.textHash(key)).bin" }
         if let path, let bytes = readAll(path), let hit = decode(bytes, key: key) {
             return hit
         }
@@ -25,16 +27,6 @@ public enum SeccompCache {
             store(encode(compiled, key: key), at: path, directory: dir)
         }
         return compiled
-    }
-
-    static func fnv1a(_ s: String) -> String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in s.utf8 {
-            h ^= UInt64(b)
-            h = h &* 0x0000_0100_0000_01b3
-        }
-        let hex = String(h, radix: 16)
-        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     // Format: magic, then length-prefixed fields (8-byte little-endian

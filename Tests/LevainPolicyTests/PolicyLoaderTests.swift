@@ -58,6 +58,7 @@ import Glibc
             let onDisk = try PolicyLoader.readFile(root + "/" + entry.path)
             #expect(onDisk.trimmingWhitespace() == entry.text.trimmingWhitespace(),
                     "\(entry.path) differs from its compiled-in copy: run Tools/embed-policies.sh")
+            #expect(BuiltinCatalog.textHash(entry.text) == entry.hash, "\(entry.path): stale hash; run Tools/embed-policies.sh")
         }
         #expect(BuiltinCatalog.policies.map(\.name).sorted() == ["default", "strict"])
     }

@@ -85,15 +85,16 @@ public struct SeccompProfile: Sendable, Equatable, Decodable {
 
     /// Loads a built-in profile by name or a JSON file by path.
     public static func load(_ nameOrPath: String) throws(PolicyError) -> SeccompProfile {
-        let (text, file) = try source(nameOrPath)
+        let (text, file, _) = try source(nameOrPath)
         return try decode(text, file: file)
     }
 
-    /// The JSON text of a built-in profile or a file, and the name errors use.
-    public static func source(_ nameOrPath: String) throws(PolicyError) -> (text: String, file: String) {
+    /// The JSON text of a built-in profile or a file, the name errors use,
+    /// and for a built-in one the hash of its text (see BuiltinCatalog).
+    public static func source(_ nameOrPath: String) throws(PolicyError) -> (text: String, file: String, builtinHash: String?) {
         if let builtin = BuiltinPolicies.seccompProfiles.first(where: { $0.name == nameOrPath }) {
-            return (builtin.text, "builtin:seccomp/\(builtin.name)")
+            return (builtin.text, "builtin:seccomp/\(builtin.name)", builtin.hash)
         }
-        return (try PolicyLoader.readFile(nameOrPath), nameOrPath)
+        return (try PolicyLoader.readFile(nameOrPath), nameOrPath, nil)
     }
 }
