@@ -52,7 +52,7 @@ def fork_bomb():
         "try:\n"
         "    while True:\n"
         "        if os.fork()==0:\n"
-        "            time.sleep(60); os._exit(0)\n"
+        "            os.closerange(0, 3); time.sleep(60); os._exit(0)\n"
         "        n+=1\n"
         "except OSError as e:\n"
         "    print(n, e.strerror, flush=True)\n"

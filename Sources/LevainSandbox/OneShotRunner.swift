@@ -19,6 +19,10 @@ public struct RunRequest: Sendable {
     /// Jail ids map to host ids from here (see SECURITY.md).
     public var hostIDBase: UInt32 = RunRequest.defaultHostIDBase
     public var runID: String?
+    /// Use the cgroup2 hierarchy mounted here instead of detecting one
+    /// (LEVAIN_CGROUP_V2_ROOT): for hosts with a non-standard mount, and for
+    /// testing the v2 path on a hybrid host's controller-less unified mount.
+    public var cgroupV2Root: String?
 
     public static let defaultHostIDBase: UInt32 = 0x7000_0000
     public static let idRangeSize: UInt32 = 65536
@@ -152,8 +156,12 @@ public enum OneShotRunner {
                                   pidsMax: policy.limits.pids)
         // Pure v2 is known from one statfs; anything else is detected (from
         // mountinfo) while the jail builds its root.
-        let unified = CgroupLayout.looksUnified()
-        var layout: CgroupLayout = unified ? CgroupLayout.detect(fs: RealCgroupFileSystem()) : .none
+        let unified = request.cgroupV2Root.map { CgroupLayout.looksUnified($0) } ?? CgroupLayout.looksUnified()
+        if let root = request.cgroupV2Root, !unified {
+            throw SandboxError(.invalidInput, "LEVAIN_CGROUP_V2_ROOT=\(root) is not a cgroup2 mount")
+        }
+        var layout: CgroupLayout = request.cgroupV2Root.map { .v2($0) }
+            ?? (unified ? CgroupLayout.detect(fs: RealCgroupFileSystem()) : .none)
         var cgroup = CgroupChoice(group: nil, version: nil, controllers: [])
         var sentinelFD: Int32 = -1
         defer {

@@ -62,6 +62,9 @@ enum Main {
             try command.run()
         } catch let code as ExitCode {
             exit(code.rawValue)
+        } catch let error as UserError {
+            writeStderr("levain: \(error.description)\n")
+            exit(LevainExit.error)
         } catch {
             let code = Levain.exitCode(for: error)
             let message = Levain.fullMessage(for: error)

@@ -120,6 +120,9 @@ struct RunOptions: Equatable {
             request.cwd = cwd
         }
         request.callerEnvironment = callerEnvironment()
+        if let root = request.callerEnvironment["LEVAIN_CGROUP_V2_ROOT"], !root.isEmpty {
+            request.cgroupV2Root = root
+        }
 
         let outcome: RunOutcome
         do {
