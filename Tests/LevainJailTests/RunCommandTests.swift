@@ -164,3 +164,47 @@ struct RunCommandTests {
         #expect(control.stdout == "fine\n", "\(control)")
     }
 }
+
+/// Signals sent to `levain run` reach the command through the jail's init.
+@Suite(.enabled(if: runningAsRoot, "needs root and a real kernel"))
+struct SignalForwardingTests {
+    /// Starts `levain run` with stdout to a file and waits until the command printed "ready".
+    func start(_ script: String) throws -> (Process, String) {
+        let out = "\(testState)/sig-\(UUID().uuidString).out"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: levainBinary)
+        p.arguments = ["run", "--state", testState, "--", "/bin/sh", "-c", script]
+        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let ready = eventually(within: 20) {
+            (try? String(contentsOfFile: out, encoding: .utf8))?.contains("ready") == true
+        }
+        if !ready { p.terminate() }
+        try #require(ready, "the command started")
+        return (p, out)
+    }
+
+    @Test func sigtermReachesTheCommand() throws {
+        let (p, out) = try start("trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done")
+        defer { unlink(out) }
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 3)
+        #expect((try? String(contentsOfFile: out, encoding: .utf8))?.contains("got-term") == true)
+    }
+
+    @Test func secondInterruptKillsACommandThatIgnoresIt() throws {
+        let marker = "4646.\(getpid())06"
+        let (p, out) = try start("trap '' INT; echo ready; sleep \(marker)")
+        defer { unlink(out) }
+        kill(p.processIdentifier, SIGINT)
+        usleep(200_000)
+        #expect(p.isRunning, "the command ignores the first SIGINT")
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 128 + SIGKILL)
+        #expect(eventually(within: 5) { jailProcesses(containing: marker).isEmpty })
+    }
+}
