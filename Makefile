@@ -10,6 +10,8 @@ RELEASE    := $(SWIFT) build -c release --static-swift-stdlib
 DEBUG      := $(SWIFT) build
 BIN_DIR    := .build/release
 DEBUG_DIR  := .build/debug
+# CI fuzzes the protocol parser this long in `make test`.
+FUZZ_SECONDS ?= 60
 
 .PHONY: all deps build debug demo test test-unit test-jail bench fuzz install clean policies
 
@@ -36,6 +38,11 @@ test: deps
 	$(DEBUG)
 	LEVAIN_BIN=$(CURDIR)/$(DEBUG_DIR)/levain $(SWIFT) test --parallel --num-workers 2
 	@Tools/check-leftovers.sh
+	Tools/fuzz/run.sh $(FUZZ_SECONDS)
+
+# The protocol decoder and message parser under libFuzzer (Tools/fuzz).
+fuzz:
+	Tools/fuzz/run.sh $(FUZZ_SECONDS)
 
 bench: deps
 	@Tools/install-deps.sh --bench

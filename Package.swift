@@ -10,6 +10,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.0"),
     ],
     targets: [
         // The post-clone child path: the only C in the project.
@@ -37,6 +39,18 @@ let package = Package(
             name: "LevainSandbox",
             dependencies: ["CLevainSpawn", "CCap", "LevainSystem", "LevainPolicy"]
         ),
+        // Frame format and messages shared by supervisor and harness: no
+        // privileged code, no NIO (the harness stays small).
+        .target(name: "LevainProtocol"),
+        // The supervisor's side of the protocol on swift-nio.
+        .target(
+            name: "LevainProtocolNIO",
+            dependencies: [
+                "LevainProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+            ]
+        ),
         .executableTarget(
             name: "levain",
             dependencies: [
@@ -46,7 +60,15 @@ let package = Package(
         ),
         .testTarget(name: "LevainPolicyTests", dependencies: ["LevainPolicy"]),
         .testTarget(name: "LevainSystemTests", dependencies: ["LevainSystem"]),
-        // Needs root and a real kernel; every test checks getuid() == 0.
+        .testTarget(
+            name: "LevainProtocolTests",
+            dependencies: [
+                "LevainProtocol", "LevainProtocolNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        // Need root and a real kernel; every test checks getuid() == 0.
         .testTarget(name: "LevainJailTests", dependencies: ["LevainSandbox", "LevainPolicy", "LevainSystem"],
                     exclude: ["Payloads"]),
     ]

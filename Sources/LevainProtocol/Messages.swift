@@ -1,0 +1,635 @@
+/// A stream id, chosen by the supervisor.
+public typealias StreamID = UInt32
+
+/// Every frame of the protocol, decoded. `MessageCodec` converts between
+/// these and `Frame`s, validating everything docs/PROTOCOL.md requires.
+public enum Message: Equatable, Sendable {
+    case hello(Hello)
+    case welcome(Welcome)
+    case request(Request)
+    case response(Response)
+    case event(Event)
+    /// Stream data; empty `bytes` ends the stream.
+    case data(stream: StreamID, bytes: [UInt8])
+    /// `credit` more bytes may be sent on `stream`.
+    case window(stream: StreamID, credit: UInt32)
+    case ping(nonce: UInt64)
+    case pong(nonce: UInt64)
+
+    public var frameType: FrameType {
+        switch self {
+        case .hello: .hello
+        case .welcome: .welcome
+        case .request: .request
+        case .response: .response
+        case .event: .event
+        case .data: .data
+        case .window: .window
+        case .ping: .ping
+        case .pong: .pong
+        }
+    }
+}
+
+// MARK: Handshake
+
+/// The harness's first frame.
+public struct Hello: Equatable, Sendable {
+    /// The highest protocol version the harness speaks (>= 1).
+    public var protocolVersion: UInt32
+    /// Name and version, e.g. `levain-harness 0.2.0` (<= 256 bytes).
+    public var harness: String
+    /// The harness's pid in its pid namespace (1 as the jail's init).
+    public var pid: Int32
+
+    public init(protocolVersion: UInt32 = ProtocolLimits.protocolVersion, harness: String, pid: Int32) {
+        self.protocolVersion = protocolVersion
+        self.harness = harness
+        self.pid = pid
+    }
+
+    public func validate() throws(ProtocolViolation) {
+        try Check.range(protocolVersion, 1...UInt32.max, key: "protocol")
+        try Check.text(harness, key: "harness", maxBytes: ProtocolLimits.maxHarnessNameBytes)
+        try Check.range(pid, 1...Int32.max, key: "pid")
+    }
+}
+
+/// The supervisor's answer to HELLO; its values hold for the rest of the session.
+public struct Welcome: Equatable, Sendable {
+    public var protocolVersion: UInt32
+    /// `max_frame` for both directions from now on.
+    public var maxFrame: Int
+    /// Interval of PINGs on an idle connection.
+    public var heartbeatMillis: Int
+    /// Initial credit of every stream, both directions.
+    public var window: UInt32
+    /// The session id (non-empty, <= 128 bytes).
+    public var session: String
+
+    public init(
+        protocolVersion: UInt32 = ProtocolLimits.protocolVersion,
+        maxFrame: Int = ProtocolLimits.defaultMaxFrame,
+        heartbeatMillis: Int = ProtocolLimits.defaultHeartbeatMillis,
+        window: UInt32 = ProtocolLimits.defaultWindow,
+        session: String
+    ) {
+        self.protocolVersion = protocolVersion
+        self.maxFrame = maxFrame
+        self.heartbeatMillis = heartbeatMillis
+        self.window = window
+        self.session = session
+    }
+
+    public func validate() throws(ProtocolViolation) {
+        try Check.range(protocolVersion, 1...UInt32.max, key: "protocol")
+        try Check.range(maxFrame, ProtocolLimits.minimumMaxFrame...ProtocolLimits.absoluteMaxFrame, key: "max_frame")
+        try Check.range(heartbeatMillis, ProtocolLimits.heartbeatMillisRange, key: "heartbeat_ms")
+        try Check.range(window, 1...ProtocolLimits.maxWindow, key: "window")
+        try Check.text(session, key: "session", maxBytes: ProtocolLimits.maxSessionBytes, allowEmpty: false)
+    }
+}
+
+// MARK: Requests
+
+/// A REQUEST: an id unique among the supervisor's outstanding requests and
+/// an operation.
+public struct Request: Equatable, Sendable {
+    /// 0...2^53.
+    public var id: UInt64
+    public var operation: Operation
+
+    public init(id: UInt64, operation: Operation) {
+        self.id = id
+        self.operation = operation
+    }
+
+    public func validate() throws(ProtocolViolation) {
+        try Check.jsonInteger(id, key: "id")
+        try operation.validate()
+    }
+}
+
+/// The operations of version 1 with their arguments.
+public enum Operation: Equatable, Sendable {
+    case runStart(RunStart)
+    case runSignal(RunSignal)
+    case fileRead(FileRead)
+    case fileWrite(FileWrite)
+    case fileList(FileList)
+    case fileStat(FileStat)
+    case fileDelete(FileDelete)
+
+    public var kind: OperationKind {
+        switch self {
+        case .runStart: .runStart
+        case .runSignal: .runSignal
+        case .fileRead: .fileRead
+        case .fileWrite: .fileWrite
+        case .fileList: .fileList
+        case .fileStat: .fileStat
+        case .fileDelete: .fileDelete
+        }
+    }
+
+    public func validate() throws(ProtocolViolation) {
+        switch self {
+        case .runStart(let value): try value.validate()
+        case .runSignal(let value): try value.validate()
+        case .fileRead(let value): try value.validate()
+        case .fileWrite(let value): try value.validate()
+        case .fileList(let value): try Check.relativePath(value.path, key: "path")
+        case .fileStat(let value): try Check.relativePath(value.path, key: "path")
+        case .fileDelete(let value): try Check.relativePath(value.path, key: "path")
+        }
+    }
+}
+
+/// The `op` names.
+public enum OperationKind: String, Sendable, CaseIterable {
+    case runStart = "run.start"
+    case runSignal = "run.signal"
+    case fileRead = "file.read"
+    case fileWrite = "file.write"
+    case fileList = "file.list"
+    case fileStat = "file.stat"
+    case fileDelete = "file.delete"
+}
+
+/// `run.start`: start the run's process as the jail user.
+public struct RunStart: Equatable, Sendable {
+    public var run: RunID
+    /// 1...4096 elements of at most 128 KiB, 1 MiB together, no NUL.
+    public var argv: [String]
+    /// The whole environment, `KEY=VALUE` entries.
+    public var env: [String]
+    /// Absolute path in the jail.
+    public var cwd: String
+    /// Stream of the process's stdin (supervisor → harness), nil for /dev/null.
+    public var stdin: StreamID?
+    /// Streams of its stdout and stderr (harness → supervisor).
+    public var stdout: StreamID
+    public var stderr: StreamID
+    /// Whether a descriptor for the run's cgroup comes on fd 4 first.
+    public var cgroup: Bool
+    public var rlimits: ResourceLimits
+
+    public init(
+        run: RunID, argv: [String], env: [String], cwd: String, stdin: StreamID?, stdout: StreamID,
+        stderr: StreamID, cgroup: Bool, rlimits: ResourceLimits = ResourceLimits()
+    ) {
+        self.run = run
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.cgroup = cgroup
+        self.rlimits = rlimits
+    }
+
+    /// The streams this request opens.
+    public var streams: [StreamID] {
+        if let stdin { [stdin, stdout, stderr] } else { [stdout, stderr] }
+    }
+
+    public func validate() throws(ProtocolViolation) {
+        if argv.isEmpty { throw Check.invalid("argv", "must have at least one element") }
+        if argv.count > ProtocolLimits.maxArgvElements {
+            throw Check.invalid("argv", "has more than \(ProtocolLimits.maxArgvElements) elements")
+        }
+        var total = 0
+        for (index, argument) in argv.enumerated() {
+            try Check.text(argument, key: "argv[\(index)]", maxBytes: ProtocolLimits.maxArgumentBytes)
+            total += argument.utf8.count
+        }
+        if total > ProtocolLimits.maxArgvTotalBytes {
+            throw Check.invalid("argv", "is longer than \(ProtocolLimits.maxArgvTotalBytes) bytes in total")
+        }
+        if env.count > ProtocolLimits.maxEnvEntries {
+            throw Check.invalid("env", "has more than \(ProtocolLimits.maxEnvEntries) elements")
+        }
+        total = 0
+        for (index, entry) in env.enumerated() {
+            try Check.environmentEntry(entry, key: "env[\(index)]")
+            total += entry.utf8.count
+        }
+        if total > ProtocolLimits.maxEnvTotalBytes {
+            throw Check.invalid("env", "is longer than \(ProtocolLimits.maxEnvTotalBytes) bytes in total")
+        }
+        try Check.absolutePath(cwd, key: "cwd")
+        if stdout == stderr { throw Check.invalid("stderr", "must differ from stdout (both \(stdout))") }
+        if let stdin, stdin == stdout || stdin == stderr {
+            throw Check.invalid("stdin", "must differ from stdout and stderr (\(stdin))")
+        }
+        try rlimits.validate()
+    }
+}
+
+/// Resource limits of `run.start`; nil means "not set" (inherit).
+public struct ResourceLimits: Equatable, Sendable {
+    public var cpu: ResourceLimit?
+    public var fsize: ResourceLimit?
+    public var nofile: ResourceLimit?
+    public var core: ResourceLimit?
+    public var stack: ResourceLimit?
+
+    public init(
+        cpu: ResourceLimit? = nil, fsize: ResourceLimit? = nil, nofile: ResourceLimit? = nil,
+        core: ResourceLimit? = nil, stack: ResourceLimit? = nil
+    ) {
+        self.cpu = cpu
+        self.fsize = fsize
+        self.nofile = nofile
+        self.core = core
+        self.stack = stack
+    }
+
+    public static let names = ["cpu", "fsize", "nofile", "core", "stack"]
+
+    public var isEmpty: Bool { cpu == nil && fsize == nil && nofile == nil && core == nil && stack == nil }
+
+    subscript(name: String) -> ResourceLimit? {
+        get {
+            switch name {
+            case "cpu": cpu
+            case "fsize": fsize
+            case "nofile": nofile
+            case "core": core
+            case "stack": stack
+            default: nil
+            }
+        }
+        set {
+            switch name {
+            case "cpu": cpu = newValue
+            case "fsize": fsize = newValue
+            case "nofile": nofile = newValue
+            case "core": core = newValue
+            case "stack": stack = newValue
+            default: break
+            }
+        }
+    }
+
+    public func validate() throws(ProtocolViolation) {
+        for name in Self.names {
+            guard let limit = self[name] else { continue }
+            let key = "rlimits.\(name)"
+            if let soft = limit.soft { try Check.jsonInteger(soft, key: key + "[0]") }
+            if let hard = limit.hard { try Check.jsonInteger(hard, key: key + "[1]") }
+            if let soft = limit.soft, limit.hard.map({ soft > $0 }) ?? false {
+                throw Check.invalid(key, "has a soft limit above its hard limit")
+            }
+            if limit.soft == nil && limit.hard != nil {
+                throw Check.invalid(key, "has an unlimited soft limit below a finite hard limit")
+            }
+        }
+    }
+}
+
+/// `[soft, hard]`; nil (JSON null) is unlimited (RLIM_INFINITY).
+public struct ResourceLimit: Equatable, Sendable {
+    public var soft: UInt64?
+    public var hard: UInt64?
+
+    public init(soft: UInt64?, hard: UInt64?) {
+        self.soft = soft
+        self.hard = hard
+    }
+}
+
+/// `run.signal`: signal the run's process group.
+public struct RunSignal: Equatable, Sendable {
+    public var run: RunID
+    /// 1...64.
+    public var signal: Int32
+
+    public init(run: RunID, signal: Int32) {
+        self.run = run
+        self.signal = signal
+    }
+
+    public func validate() throws(ProtocolViolation) {
+        try Check.range(signal, ProtocolLimits.signalRange, key: "signal")
+    }
+}
+
+/// `file.read`: the content comes as DATA on `stream`, then its end, then the response.
+public struct FileRead: Equatable, Sendable {
+    public var path: String
+    public var stream: StreamID
+    public var maxBytes: UInt64
+
+    public init(path: String, stream: StreamID, maxBytes: UInt64) {
+        self.path = path
+        self.stream = stream
+        self.maxBytes = maxBytes
+    }
+
+    public func validate() throws(ProtocolViolation) {
+        try Check.relativePath(path, key: "path")
+        try Check.jsonInteger(maxBytes, key: "max_bytes")
+    }
+}
+
+/// `file.write`: the supervisor sends the content as DATA on `stream`, then its end.
+public struct FileWrite: Equatable, Sendable {
+    public var path: String
+    public var stream: StreamID
+    public var maxBytes: UInt64
+    /// Permission bits, 0...0o7777.
+    public var mode: UInt32
+    /// The exact size of the content, when the supervisor knows it (a
+    /// Content-Length): the file is committed only if exactly this many
+    /// bytes arrived, so a client that stops early leaves nothing.
+    public var size: UInt64?
+
+    public init(path: String, stream: StreamID, maxBytes: UInt64, mode: UInt32, size: UInt64? = nil) {
+        self.path = path
+        self.stream = stream
+        self.maxBytes = maxBytes
+        self.mode = mode
+        self.size = size
+    }
+
+    public func validate() throws(ProtocolViolation) {
+        try Check.relativePath(path, key: "path")
+        try Check.jsonInteger(maxBytes, key: "max_bytes")
+        try Check.range(mode, 0...ProtocolLimits.maxMode, key: "mode")
+        if let size {
+            try Check.jsonInteger(size, key: "size")
+            guard size <= maxBytes else { throw ProtocolViolation(.invalidValue, "size \(size) is more than max_bytes \(maxBytes)", key: "size") }
+        }
+    }
+}
+
+public struct FileList: Equatable, Sendable {
+    public var path: String
+    public init(path: String) { self.path = path }
+}
+
+public struct FileStat: Equatable, Sendable {
+    public var path: String
+    public init(path: String) { self.path = path }
+}
+
+public struct FileDelete: Equatable, Sendable {
+    public var path: String
+    public var recursive: Bool
+
+    public init(path: String, recursive: Bool) {
+        self.path = path
+        self.recursive = recursive
+    }
+}
+
+// MARK: Responses
+
+/// A RESPONSE. The result fields are all optional here: which ones a
+/// successful response must carry depends on the request's operation
+/// (`SupervisorConnectionState` checks that).
+public struct Response: Equatable, Sendable {
+    public var id: UInt64
+    public var ok: Bool
+    /// Present exactly when `ok` is false.
+    public var error: ResponseError?
+    /// `run.start`: the process's pid in the jail.
+    public var pid: Int32?
+    /// `file.read`, `file.write`: bytes transferred. With `stat`, equal to `stat.size`.
+    public var size: UInt64?
+    /// `file.list`.
+    public var entries: [DirEntry]?
+    /// `file.stat` (its keys are at the top level of the response).
+    public var stat: FileInfo?
+
+    public init(
+        id: UInt64, ok: Bool, error: ResponseError? = nil, pid: Int32? = nil, size: UInt64? = nil,
+        entries: [DirEntry]? = nil, stat: FileInfo? = nil
+    ) {
+        self.id = id
+        self.ok = ok
+        self.error = error
+        self.pid = pid
+        self.size = stat?.size ?? size
+        self.entries = entries
+        self.stat = stat
+    }
+
+    /// A successful response without result fields (`run.signal`, `file.delete`).
+    public static func success(id: UInt64) -> Response { Response(id: id, ok: true) }
+
+    public static func failure(id: UInt64, code: String, message: String) -> Response {
+        Response(id: id, ok: false, error: ResponseError(code: code, message: message))
+    }
+
+    public func validate() throws(ProtocolViolation) {
+        try Check.jsonInteger(id, key: "id")
+        if ok, error != nil { throw Check.invalid("error", "must be absent when ok is true") }
+        if !ok, error == nil {
+            throw ProtocolViolation(.missingKey, "missing key 'error' (ok is false)", key: "error")
+        }
+        if let error { try error.validate() }
+        if let pid { try Check.range(pid, 1...Int32.max, key: "pid") }
+        if let size { try Check.jsonInteger(size, key: "size") }
+        if let entries {
+            if entries.count > ProtocolLimits.maxListEntries {
+                throw Check.invalid("entries", "has more than \(ProtocolLimits.maxListEntries) elements")
+            }
+            for (index, entry) in entries.enumerated() { try entry.validate(key: "entries[\(index)]") }
+        }
+        if let stat {
+            try stat.validate(key: "")
+            if let size, size != stat.size { throw Check.invalid("size", "differs from the stat size") }
+        }
+    }
+}
+
+public struct ResponseError: Equatable, Sendable {
+    /// An errno name such as `ENOENT` (1...64 of `A-Z a-z 0-9 _ . -`).
+    public var code: String
+    /// At most 4096 bytes.
+    public var message: String
+
+    public init(code: String, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    func validate() throws(ProtocolViolation) {
+        try Check.text(code, key: "error.code", maxBytes: ProtocolLimits.maxErrorCodeBytes, allowEmpty: false)
+        let valid = code.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "-"): true
+            default: false
+            }
+        }
+        if !valid { throw Check.invalid("error.code", "must be a name such as ENOENT, not \(quoted(code))") }
+        try Check.text(message, key: "error.message", maxBytes: ProtocolLimits.maxMessageBytes)
+    }
+}
+
+/// The `type` of a directory entry or stat result.
+public enum FileKind: String, Sendable, CaseIterable {
+    case file
+    case dir
+    case symlink
+    case other
+}
+
+/// A `file.stat` result.
+public struct FileInfo: Equatable, Sendable {
+    public var type: FileKind
+    public var size: UInt64
+    /// Permission bits, 0...0o7777.
+    public var mode: UInt32
+    /// Seconds since the epoch, -2^53...2^53.
+    public var mtime: Int64
+
+    public init(type: FileKind, size: UInt64, mode: UInt32, mtime: Int64) {
+        self.type = type
+        self.size = size
+        self.mode = mode
+        self.mtime = mtime
+    }
+
+    func validate(key prefix: String) throws(ProtocolViolation) {
+        let dot = prefix.isEmpty ? "" : prefix + "."
+        try Check.jsonInteger(size, key: dot + "size")
+        try Check.range(mode, 0...ProtocolLimits.maxMode, key: dot + "mode")
+        try Check.range(mtime, -ProtocolLimits.maxJSONInteger...ProtocolLimits.maxJSONInteger, key: dot + "mtime")
+    }
+}
+
+/// One `file.list` entry.
+public struct DirEntry: Equatable, Sendable {
+    /// 1...255 bytes, no `/` or NUL, not `.` or `..`.
+    public var name: String
+    public var type: FileKind
+    public var size: UInt64
+    public var mode: UInt32
+    public var mtime: Int64
+
+    public init(name: String, type: FileKind, size: UInt64, mode: UInt32, mtime: Int64) {
+        self.name = name
+        self.type = type
+        self.size = size
+        self.mode = mode
+        self.mtime = mtime
+    }
+
+    public var info: FileInfo { FileInfo(type: type, size: size, mode: mode, mtime: mtime) }
+
+    func validate(key: String) throws(ProtocolViolation) {
+        try Check.text(name, key: key + ".name", maxBytes: ProtocolLimits.maxNameBytes, allowEmpty: false)
+        if name.utf8.contains(UInt8(ascii: "/")) || name == "." || name == ".." {
+            throw Check.invalid(key + ".name", "is not a file name: \(quoted(name))")
+        }
+        try info.validate(key: key)
+    }
+}
+
+// MARK: Events
+
+public enum Event: Equatable, Sendable {
+    case processStarted(ProcessStarted)
+    case processExited(ProcessExited)
+    case harnessLog(HarnessLog)
+
+    /// The `event` name.
+    public var name: String {
+        switch self {
+        case .processStarted: "process.started"
+        case .processExited: "process.exited"
+        case .harnessLog: "harness.log"
+        }
+    }
+
+    /// The run the event is about, if any.
+    public var run: RunID? {
+        switch self {
+        case .processStarted(let value): value.run
+        case .processExited(let value): value.run
+        case .harnessLog: nil
+        }
+    }
+
+    public func validate() throws(ProtocolViolation) {
+        switch self {
+        case .processStarted(let value):
+            try Check.range(value.pid, 1...Int32.max, key: "pid")
+        case .processExited(let value):
+            try value.validate()
+        case .harnessLog(let value):
+            try Check.text(value.message, key: "message", maxBytes: ProtocolLimits.maxMessageBytes)
+        }
+    }
+}
+
+public struct ProcessStarted: Equatable, Sendable {
+    public var run: RunID
+    public var pid: Int32
+
+    public init(run: RunID, pid: Int32) {
+        self.run = run
+        self.pid = pid
+    }
+}
+
+/// Exactly one of `code` and `signal` is set.
+public struct ProcessExited: Equatable, Sendable {
+    public var run: RunID
+    public var pid: Int32
+    /// Exit status 0...255 if the process exited.
+    public var code: Int32?
+    /// Signal 1...64 if a signal killed it.
+    public var signal: Int32?
+    public var userMicros: UInt64
+    public var systemMicros: UInt64
+    public var maxRSSKilobytes: UInt64
+
+    public init(
+        run: RunID, pid: Int32, code: Int32?, signal: Int32?, userMicros: UInt64, systemMicros: UInt64,
+        maxRSSKilobytes: UInt64
+    ) {
+        self.run = run
+        self.pid = pid
+        self.code = code
+        self.signal = signal
+        self.userMicros = userMicros
+        self.systemMicros = systemMicros
+        self.maxRSSKilobytes = maxRSSKilobytes
+    }
+
+    func validate() throws(ProtocolViolation) {
+        try Check.range(pid, 1...Int32.max, key: "pid")
+        switch (code, signal) {
+        case (let code?, nil): try Check.range(code, ProtocolLimits.exitCodeRange, key: "code")
+        case (nil, let signal?): try Check.range(signal, ProtocolLimits.signalRange, key: "signal")
+        case (nil, nil): throw Check.invalid("code", "and 'signal' are both null; exactly one must be set")
+        case (_?, _?): throw Check.invalid("code", "and 'signal' are both set; exactly one must be")
+        }
+        try Check.jsonInteger(userMicros, key: "user_us")
+        try Check.jsonInteger(systemMicros, key: "system_us")
+        try Check.jsonInteger(maxRSSKilobytes, key: "max_rss_kb")
+    }
+}
+
+public enum LogLevel: String, Sendable, CaseIterable {
+    case info
+    case warning
+    case error
+}
+
+public struct HarnessLog: Equatable, Sendable {
+    public var level: LogLevel
+    /// At most 4096 bytes.
+    public var message: String
+
+    public init(level: LogLevel, message: String) {
+        self.level = level
+        self.message = message
+    }
+}
