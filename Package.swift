@@ -12,6 +12,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // The post-clone child path: the only C in the project.
@@ -51,6 +53,13 @@ let package = Package(
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
             ]
         ),
+        .target(
+            name: "LevainSessionLog",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .executableTarget(
             name: "levain",
             dependencies: [
@@ -58,6 +67,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Benchmark (make bench): durable session-log appends.
+        .executableTarget(name: "levain-log-bench", dependencies: ["LevainSessionLog"], path: "benchmarks/LogAppends"),
         .testTarget(name: "LevainPolicyTests", dependencies: ["LevainPolicy"]),
         .testTarget(name: "LevainSystemTests", dependencies: ["LevainSystem"]),
         .testTarget(
@@ -68,6 +79,7 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "LevainSessionLogTests", dependencies: ["LevainSessionLog"]),
         // Need root and a real kernel; every test checks getuid() == 0.
         .testTarget(name: "LevainJailTests", dependencies: ["LevainSandbox", "LevainPolicy", "LevainSystem"],
                     exclude: ["Payloads"]),

@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+@testable import LevainSessionLog
+
+@Suite("JSON values")
+struct JSONValueTests {
+    @Test func encodingIsCanonical() {
+        let value: JSONValue = ["b": 1, "a": [true, false, nil], "c": ["z": "x", "y": 2.5]]
+        #expect(value.encoded() == #"{"a":[true,false,null],"b":1,"c":{"y":2.5,"z":"x"}}"#)
+        // Keys sort by UTF-8 bytes: "B" < "a" < "é".
+        #expect(JSONValue.object(["é": 1, "a": 2, "B": 3]).encoded() == #"{"B":3,"a":2,"é":1}"#)
+        #expect(JSONValue.double(.nan).encoded() == "null")
+        #expect(JSONValue.double(1).encoded() == "1.0")
+        #expect(JSONValue.int(-9_223_372_036_854_775_808).encoded() == "-9223372036854775808")
+    }
+
+    @Test func stringsAreEscapedMinimally() throws {
+        let value = JSONValue.string("q\"b\\n\nt\tc\u{01}\u{7F}é😀/")
+        #expect(value.encoded() == "\"q\\\"b\\\\n\\nt\\tc\\u0001\u{7F}é😀/\"")
+        #expect(try JSONValue.parse(value.encoded()) == value)
+    }
+
+    @Test func parseRoundTrips() throws {
+        let value: JSONValue = [
+            "argv": ["/bin/sh", "-c", "echo \"hi\""], "env": ["PATH": "/usr/bin"], "timeout": 30,
+            "ratio": 0.25, "big": 1e300, "neg": -17, "none": nil, "nested": [[[]], [:]],
+        ]
+        #expect(try JSONValue.parse(value.encoded()) == value)
+        #expect(try JSONValue.parse(" { \"a\" : [ 1 , 2.0 , \"\\u00e9\\ud83d\\ude00\" ] } ")
+                == ["a": [1, 2.0, "é😀"]])
+        #expect(try JSONValue.parse("12345678901234567890") == .double(12345678901234567890))
+    }
+
+    @Test(arguments: ["", "{", "[1,]", "{\"a\":1,}", "01", "1.", "tru", "\"\\x\"", "\"a", "{} x",
+                      "\"\\ud800\"", "NaN", "[\"\u{01}\"]"])
+    func parseRejects(_ text: String) {
+        #expect(throws: SessionLogError.self) { try JSONValue.parse(text) }
+    }
+
+    @Test func parseObjectRequiresAnObject() {
+        #expect(throws: SessionLogError.self) { try JSONValue.parseObject("[1]") }
+    }
+
+    @Test func codableMatchesFoundation() throws {
+        let value: JSONValue = ["a": 1, "b": [2.5, "x", true, nil]]
+        let data = try JSONEncoder().encode(value)
+        #expect(try JSONDecoder().decode(JSONValue.self, from: data) == value)
+    }
+}
+
+@Suite("Timestamps")
+struct LogTimestampTests {
+    @Test func formatsRFC3339WithMicroseconds() {
+        #expect(LogTimestamp(microsecondsSinceEpoch: 0).rfc3339 == "1970-01-01T00:00:00.000000Z")
+        #expect(LogTimestamp(microsecondsSinceEpoch: 1_795_581_402_123_456).rfc3339 == "2026-11-25T04:36:42.123456Z")
+        #expect(LogTimestamp(microsecondsSinceEpoch: 1_709_251_199_999_999).rfc3339 == "2024-02-29T23:59:59.999999Z")
+        #expect(LogTimestamp(microsecondsSinceEpoch: -500_000).rfc3339 == "1969-12-31T23:59:59.500000Z")
+    }
+
+    @Test func parses() {
+        #expect(LogTimestamp(rfc3339: "2026-11-25T04:36:42.123456Z")?.microsecondsSinceEpoch == 1_795_581_402_123_456)
+        #expect(LogTimestamp(rfc3339: "2026-11-25T04:36:42Z")?.microsecondsSinceEpoch == 1_795_581_402_000_000)
+        #expect(LogTimestamp(rfc3339: "2026-11-25T04:36:42.1234567+00:00")?.microsecondsSinceEpoch
+                == 1_795_581_402_123_456)
+        #expect(LogTimestamp(rfc3339: "1969-12-31T23:59:59.5Z")?.microsecondsSinceEpoch == -500_000)
+        for bad in ["", "2026-11-25", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-25T24:00:00Z",
+                    "2026-11-25T04:36:42.Z", "2026-11-25T04:36:42+01:00", "2026-11-25T04:36:42"] {
+            #expect(LogTimestamp(rfc3339: bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func roundTripsAndTracksTheClock() {
+        let now = LogTimestamp.now()
+        #expect(LogTimestamp(rfc3339: now.rfc3339) == now)
+        #expect(abs(now.date.timeIntervalSinceNow) < 5)
+        #expect(LogTimestamp(now.date) == now)
+        // Every day boundary for a few years, both ways.
+        var t: Int64 = 1_700_000_000_000_000
+        for _ in 0..<1500 {
+            let ts = LogTimestamp(microsecondsSinceEpoch: t)
+            #expect(LogTimestamp(rfc3339: ts.rfc3339) == ts)
+            t += 86_400_000_000 + 1
+        }
+    }
+}
