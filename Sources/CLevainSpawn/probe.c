@@ -4,6 +4,8 @@
 #include "lv_spawn.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -107,4 +109,86 @@ int lv_is_cgroup2_mount(const char *path) {
     struct statfs st;
     if (statfs(path, &st) != 0) return 0;
     return (unsigned long)st.f_type == 0x63677270UL;  // CGROUP2_SUPER_MAGIC
+}
+
+#include <linux/openat2.h>
+#include <sys/fsuid.h>
+
+int lv_openat2(int dirfd, const char *path, int flags, unsigned mode, unsigned long long resolve) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (unsigned long long)flags;
+    how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
+    how.resolve = resolve;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+void lv_set_fs_ids(unsigned uid, unsigned gid) {
+    (void)setfsgid(gid);
+    (void)setfsuid(uid);
+}
+
+#include <sys/socket.h>
+#include <sys/capability.h>
+
+int lv_set_dumpable(int value) { return prctl(PR_SET_DUMPABLE, value, 0, 0, 0); }
+
+void *lv_caps_empty(void) { return (void *)cap_init(); }
+
+int lv_send_descriptors(int sock, const char *label, const int *fds, size_t count) {
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 8)];
+        struct cmsghdr align;
+    } u;
+    if (count == 0 || count > 8) { errno = EINVAL; return -1; }
+    memset(&u, 0, sizeof u);
+    struct iovec iov = {(void *)label, strlen(label)};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * count);
+    memcpy(CMSG_DATA(cm), fds, sizeof(int) * count);
+    ssize_t n;
+    do {
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -1 : 0;
+}
+
+int lv_recv_descriptors(int sock, char *label, size_t label_size, int *fds, size_t max_fds) {
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 8)];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {label, label_size - 1};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    ssize_t n;
+    do {
+        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return -1;
+    label[n] = 0;
+    size_t got = 0;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (got < max_fds) fds[got++] = fd;
+            else close(fd);
+        }
+    }
+    return (int)got;
 }

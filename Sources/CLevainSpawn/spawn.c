@@ -38,57 +38,10 @@
 #include <unistd.h>
 
 #include "lv_kernel.h"
+#include "lv_internal.h"
 
 // ---------------------------------------------------------------------------
 // Small helpers, safe in a child.
-
-static int lv_write_all(int fd, const void *buf, size_t len) {
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static ssize_t lv_read_full(int fd, void *buf, size_t len) {
-    char *p = buf;
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = read(fd, p + got, len - got);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (n == 0) break;
-        got += (size_t)n;
-    }
-    return (ssize_t)got;
-}
-
-static size_t lv_strlen(const char *s) {
-    size_t n = 0;
-    while (s[n]) n++;
-    return n;
-}
-
-// Formats an unsigned number; returns the length written (buf >= 21 bytes).
-static size_t lv_utoa(char *buf, unsigned long long v) {
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + (v % 10));
-        v /= 10;
-    } while (v && n < sizeof tmp);
-    for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
-    buf[n] = 0;
-    return n;
-}
 
 // "/proc/self/fd/N" for the magic-link form of mount(2) targets.
 static void lv_fd_path(char *buf, int fd) {
@@ -121,39 +74,6 @@ static void lv_trace(const struct lv_spawn_config *c, const char *label) {
     (void)write(c->trace_fd, buf, n);
 }
 
-// Closes every fd >= 3 that is not in keep (unsorted, n small), without
-// allocating: close_range over the gaps, falling back to close(2) in a loop.
-static void lv_close_all_but(const int *keep, size_t n) {
-    int sorted[64];
-    size_t m = 0;
-    for (size_t i = 0; i < n && m < 64; i++) {
-        if (keep[i] < 3) continue;
-        // insertion sort, dropping duplicates
-        size_t j = m;
-        int dup = 0;
-        for (size_t k = 0; k < m; k++) if (sorted[k] == keep[i]) dup = 1;
-        if (dup) continue;
-        while (j > 0 && sorted[j - 1] > keep[i]) { sorted[j] = sorted[j - 1]; j--; }
-        sorted[j] = keep[i];
-        m++;
-    }
-    unsigned first = 3;
-    for (size_t i = 0; i <= m; i++) {
-        unsigned last = (i < m) ? (unsigned)sorted[i] - 1 : ~0u;
-        if (i < m && (unsigned)sorted[i] < first) { continue; }
-        if (first <= last) {
-            if (syscall(SYS_close_range, first, last, 0) != 0) {
-                struct rlimit rl;
-                unsigned top = 65536;
-                if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < top)
-                    top = (unsigned)rl.rlim_cur;
-                for (unsigned fd = first; fd <= last && fd < top; fd++) close((int)fd);
-            }
-        }
-        if (i < m) first = (unsigned)sorted[i] + 1;
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Path handling below the new root. Targets are resolved beneath the root fd
 // without following any symlink, so nothing planted in a bind source (a
@@ -161,7 +81,7 @@ static void lv_close_all_but(const int *keep, size_t n) {
 
 #define LV_RESOLVE_STRICT (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
 
-static int lv_openat2(int dirfd, const char *path, uint64_t flags, uint64_t resolve) {
+static int lv_openat2_child(int dirfd, const char *path, uint64_t flags, uint64_t resolve) {
     struct open_how how;
     memset(&how, 0, sizeof how);
     how.flags = flags;
@@ -207,7 +127,7 @@ static int lv_mkdirs(int rootfd, char *rel, int include_last, mode_t mode) {
                 errno = e;
                 return -1;
             }
-            int next = lv_openat2(dirfd, p, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW, LV_RESOLVE_STRICT);
+            int next = lv_openat2_child(dirfd, p, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW, LV_RESOLVE_STRICT);
             int e = errno;
             *slash = saved;
             close(dirfd);
@@ -249,7 +169,7 @@ static int lv_mountpoint(int rootfd, const char *target, int dir, mode_t mode) {
         return -1;
     }
     if (f >= 0) close(f);
-    int fd = lv_openat2(parent, base, O_PATH | O_CLOEXEC | O_NOFOLLOW, LV_RESOLVE_STRICT);
+    int fd = lv_openat2_child(parent, base, O_PATH | O_CLOEXEC | O_NOFOLLOW, LV_RESOLVE_STRICT);
     int e = errno;
     close(parent);
     errno = e;
@@ -261,7 +181,7 @@ static int lv_open_existing(int rootfd, const char *target) {
     char rel[4096];
     if (lv_relpath(rel, sizeof rel, target) != 0) return -1;
     if (rel[0] == 0) return fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
-    return lv_openat2(rootfd, rel, O_PATH | O_CLOEXEC | O_NOFOLLOW, LV_RESOLVE_STRICT);
+    return lv_openat2_child(rootfd, rel, O_PATH | O_CLOEXEC | O_NOFOLLOW, LV_RESOLVE_STRICT);
 }
 
 static int lv_set_attrs(int treefd, uint64_t set, uint64_t clear) {
@@ -307,7 +227,7 @@ static int lv_apply_mount(int rootfd, const struct lv_mount *m) {
     case LV_MOUNT_BIND: {
         // The parent canonicalised the source; any symlink met now was planted
         // since, so refuse it.
-        int src = lv_openat2(AT_FDCWD, m->source, O_PATH | O_CLOEXEC | O_NOFOLLOW,
+        int src = lv_openat2_child(AT_FDCWD, m->source, O_PATH | O_CLOEXEC | O_NOFOLLOW,
                              RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
         if (src < 0) {
             if (optional && errno == ENOENT) return 0;
@@ -494,50 +414,31 @@ static void lv_install_filters(const struct lv_spawn_config *c, int errfd) {
     }
 }
 
-static int lv_exec_search(const struct lv_spawn_config *c) {
-    const char *file = c->argv[0];
-    char *const *argv = (char *const *)c->argv;
-    char *const *envp = (char *const *)c->envp;
-    for (const char *p = file; *p; p++) {
-        if (*p == '/') {
-            execve(file, argv, envp);
-            return errno;
-        }
-    }
-    const char *path = c->search_path ? c->search_path : "/usr/local/bin:/usr/bin:/bin";
-    size_t flen = lv_strlen(file);
-    int saw_eacces = 0;
-    int last = ENOENT;
-    const char *p = path;
-    for (;;) {
-        const char *end = p;
-        while (*end && *end != ':') end++;
-        size_t dlen = (size_t)(end - p);
-        char buf[4096];
-        if (dlen + 1 + flen + 1 <= sizeof buf) {
-            size_t n = 0;
-            if (dlen == 0) { buf[n++] = '.'; }
-            else { memcpy(buf, p, dlen); n = dlen; }
-            buf[n++] = '/';
-            memcpy(buf + n, file, flen + 1);
-            execve(buf, argv, envp);
-            int e = errno;
-            if (e == EACCES) saw_eacces = 1;
-            else if (e != ENOENT && e != ENOTDIR && e != ELOOP && e != ENAMETOOLONG) last = e;
-            if (e == ENOEXEC || e == E2BIG || e == ENOMEM || e == ETXTBSY) return e;
-        }
-        if (*end == 0) break;
-        p = end + 1;
-    }
-    return saw_eacces ? EACCES : last;
-}
-
 static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd, int sync_r, int keep_init_fds) {
     lv_trace(c, "cmd-entry");
     // Standard streams.
     if (c->stdin_fd >= 0 && dup2(c->stdin_fd, 0) < 0) lv_fail(errfd, LV_STEP_STDIO, 0, errno);
     if (c->stdout_fd >= 0 && dup2(c->stdout_fd, 1) < 0) lv_fail(errfd, LV_STEP_STDIO, 1, errno);
     if (c->stderr_fd >= 0 && dup2(c->stderr_fd, 2) < 0) lv_fail(errfd, LV_STEP_STDIO, 2, errno);
+
+    // An init command (the harness) finds the fds it keeps at 3, 4, ... in
+    // order: move everything we still need out of that range first.
+    if (keep_init_fds && c->keep_fd_count > 0) {
+        if (c->keep_fd_count > 16) lv_fail(errfd, LV_STEP_STDIO, 3, E2BIG);
+        int moved = fcntl(errfd, F_DUPFD_CLOEXEC, 64);
+        if (moved < 0) lv_fail(errfd, LV_STEP_STDIO, 4, errno);
+        errfd = moved;
+        int tmp[16];
+        for (size_t i = 0; i < c->keep_fd_count; i++) {
+            tmp[i] = fcntl(c->keep_fds[i], F_DUPFD_CLOEXEC, 64);
+            if (tmp[i] < 0) lv_fail(errfd, LV_STEP_STDIO, 5, errno);
+        }
+        for (size_t i = 0; i < c->keep_fd_count; i++) {
+            // dup2 clears close-on-exec on the new fd: it survives the exec.
+            if (dup2(tmp[i], 3 + (int)i) < 0) lv_fail(errfd, LV_STEP_STDIO, 6, errno);
+            close(tmp[i]);
+        }
+    }
 
     // See lv_child: the command must not inherit the init's protection, or
     // it is the preferred victim when the init could not be protected.
@@ -565,6 +466,7 @@ static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd,
     // Capabilities: bounding set and ambient set first (they need CAP_SETPCAP),
     // then the ids, then the process sets.
     for (int cap = 0; cap <= c->cap_last; cap++) {
+        if (cap < 64 && (c->command_keep_caps & (1ull << cap))) continue;
         if (cap_drop_bound((cap_value_t)cap) != 0 && errno != EINVAL)
             lv_fail(errfd, LV_STEP_CAP_BOUNDING, cap, errno);
     }
@@ -592,14 +494,15 @@ static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd,
     lv_trace(c, "command-landlock");
 
     lv_trace(c, "cmd-landlock-done2");
-    // Every inherited fd but stdio and the error pipe (close-on-exec) goes.
+    // Every inherited fd but stdio and the error pipe (close-on-exec) goes;
+    // an init command keeps 3, 4, ... (see above).
     {
         int keep[66];
         size_t n = 0;
         keep[n++] = errfd;
-        if (c->trace_fd >= 0) keep[n++] = c->trace_fd;
+        if (c->trace_fd >= 0 && !keep_init_fds) keep[n++] = c->trace_fd;
         if (keep_init_fds) {
-            for (size_t i = 0; i < c->keep_fd_count && n < 64; i++) keep[n++] = c->keep_fds[i];
+            for (size_t i = 0; i < c->keep_fd_count && n < 64; i++) keep[n++] = 3 + (int)i;
         }
         lv_close_all_but(keep, n);
     }
@@ -623,7 +526,7 @@ static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd,
     lv_trace(c, "cmd-signals-done");
     lv_install_filters(c, errfd);
 
-    int e = lv_exec_search(c);
+    int e = lv_exec_search(c->argv, c->envp, c->search_path);
     struct lv_error_record r = {LV_RECORD_MAGIC, LV_STEP_EXEC, 0, e};
     (void)lv_write_all(errfd, &r, sizeof r);
     _exit((e == ENOENT || e == ENOTDIR) ? 127 : 126);
@@ -1210,94 +1113,6 @@ int lv_spawn(const struct lv_spawn_config *c, struct lv_spawn_result *result) {
         return -1;
     }
     return lv_spawn_finish(c, &h, NULL, 0, result);
-}
-
-// ---------------------------------------------------------------------------
-// The cgroup sentinel.
-
-static void lv_kill_procs(const char *procs_path) {
-    int fd = open(procs_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;
-    char buf[4096];
-    long cur = -1;
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        for (ssize_t i = 0; i < n; i++) {
-            char ch = buf[i];
-            if (ch >= '0' && ch <= '9') {
-                cur = (cur < 0 ? 0 : cur) * 10 + (ch - '0');
-            } else {
-                if (cur > 0) (void)kill((pid_t)cur, SIGKILL);
-                cur = -1;
-            }
-        }
-    }
-    if (cur > 0) (void)kill((pid_t)cur, SIGKILL);
-    close(fd);
-}
-
-int lv_spawn_cgroup_sentinel(const char *const *paths, const char *const *procs_paths,
-                             size_t count, int timeout_ms, pid_t *sentinel_pid) {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) return -1;
-    pid_t pid = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-    if (pid < 0) {
-        int e = errno;
-        close(fds[0]);
-        close(fds[1]);
-        errno = e;
-        return -1;
-    }
-    if (pid == 0) {
-        // The sentinel: out of the caller's session and signals, holding
-        // nothing but the read end.
-        (void)setsid();
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = SIG_IGN;
-        for (int sig = 1; sig < 32; sig++) {
-            if (sig == SIGKILL || sig == SIGSTOP || sig == SIGCHLD) continue;
-            (void)sigaction(sig, &sa, NULL);
-        }
-        sigset_t none;
-        sigemptyset(&none);
-        (void)sigprocmask(SIG_SETMASK, &none, NULL);
-        int keep[1] = {fds[0]};
-        lv_close_all_but(keep, 1);
-        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (devnull >= 0) {
-            dup2(devnull, 0);
-            dup2(devnull, 1);
-            dup2(devnull, 2);
-            if (devnull > 2) close(devnull);
-        }
-        (void)chdir("/");
-        char b;
-        for (;;) {
-            ssize_t n = read(fds[0], &b, 1);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) break;
-        }
-        struct timespec nap = {0, 10 * 1000 * 1000};
-        int rounds = timeout_ms / 10 + 1;
-        for (int round = 0; round < rounds; round++) {
-            size_t left = 0;
-            for (size_t i = 0; i < count; i++) {
-                if (paths[i] == NULL) continue;
-                if (rmdir(paths[i]) == 0 || errno == ENOENT) continue;
-                left++;
-                if (procs_paths && procs_paths[i]) lv_kill_procs(procs_paths[i]);
-            }
-            if (left == 0) break;
-            nanosleep(&nap, NULL);
-        }
-        _exit(0);
-    }
-    close(fds[0]);
-    if (sentinel_pid) *sentinel_pid = pid;
-    return fds[1];
 }
 
 int lv_pidfd_send_signal(int pidfd, int sig) {

@@ -296,28 +296,38 @@ public enum PolicyLoader {
 }
 
 /// Reads the keys of one TOML table, remembering which were used so that
-/// `finish()` can reject the unknown ones.
-struct TableReader {
-    let table: TOMLTable
-    let path: String
-    let file: String
-    let line: Int?
+/// `finish()` can reject the unknown ones. Policies and the supervisor's
+/// configuration file both read their TOML with it.
+public struct TableReader {
+    public let table: TOMLTable
+    public let path: String
+    public let file: String
+    public let line: Int?
     private var used: Set<String> = []
 
-    init(table: TOMLTable, path: String, file: String, line: Int?) {
+    /// Parses `text` and reads its root table; syntax errors name the line.
+    public static func root(_ text: String, file: String) throws(PolicyError) -> TableReader {
+        do {
+            return TableReader(table: try TOMLParser.parse(text), path: "", file: file, line: nil)
+        } catch {
+            throw PolicyError(.syntax, file: file, line: error.position.line, error.message)
+        }
+    }
+
+    public init(table: TOMLTable, path: String, file: String, line: Int?) {
         self.table = table
         self.path = path
         self.file = file
         self.line = line
     }
 
-    func qualified(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+    public func qualified(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
-    func has(_ key: String) -> Bool { table[key] != nil }
+    public func has(_ key: String) -> Bool { table[key] != nil }
 
     private func lineOf(_ node: TOMLNode) -> Int { node.keyPosition?.line ?? node.position.line }
 
-    func invalid(_ key: String, _ message: String) -> PolicyError {
+    public func invalid(_ key: String, _ message: String) -> PolicyError {
         PolicyError(.invalidValue, file: file, line: table[key].map(lineOf) ?? line, key: qualified(key), message)
     }
 
@@ -326,37 +336,37 @@ struct TableReader {
                     "expected \(expected), found \(node.value.typeName)")
     }
 
-    mutating func node(_ key: String) -> TOMLNode? {
+    public mutating func node(_ key: String) -> TOMLNode? {
         used.insert(key)
         return table[key]
     }
 
-    mutating func table(_ key: String) throws(PolicyError) -> TableReader? {
+    public mutating func table(_ key: String) throws(PolicyError) -> TableReader? {
         guard let n = node(key) else { return nil }
         guard case .table(let t) = n.value else { throw wrongType(key, n, expected: "a table ([\(qualified(key))])") }
         return TableReader(table: t, path: qualified(key), file: file, line: lineOf(n))
     }
 
-    mutating func string(_ key: String) throws(PolicyError) -> String? {
+    public mutating func string(_ key: String) throws(PolicyError) -> String? {
         guard let n = node(key) else { return nil }
         guard case .string(let s) = n.value else { throw wrongType(key, n, expected: "a string") }
         return s
     }
 
-    mutating func bool(_ key: String) throws(PolicyError) -> Bool? {
+    public mutating func bool(_ key: String) throws(PolicyError) -> Bool? {
         guard let n = node(key) else { return nil }
         guard case .boolean(let b) = n.value else { throw wrongType(key, n, expected: "true or false") }
         return b
     }
 
-    mutating func integer(_ key: String, in range: ClosedRange<Int64>) throws(PolicyError) -> Int64? {
+    public mutating func integer(_ key: String, in range: ClosedRange<Int64>) throws(PolicyError) -> Int64? {
         guard let n = node(key) else { return nil }
         guard case .integer(let i) = n.value else { throw wrongType(key, n, expected: "an integer") }
         guard range.contains(i) else { throw invalid(key, "\(i) is out of range \(range.lowerBound)...\(range.upperBound)") }
         return i
     }
 
-    mutating func number(_ key: String) throws(PolicyError) -> Double? {
+    public mutating func number(_ key: String) throws(PolicyError) -> Double? {
         guard let n = node(key) else { return nil }
         switch n.value {
         case .integer(let i): return Double(i)
@@ -366,7 +376,7 @@ struct TableReader {
     }
 
     /// A size: an integer (bytes) or a string like "256M".
-    mutating func size(_ key: String) throws(PolicyError) -> UInt64? {
+    public mutating func size(_ key: String) throws(PolicyError) -> UInt64? {
         guard let n = node(key) else { return nil }
         switch n.value {
         case .integer(let i) where i >= 0: return UInt64(i)
@@ -380,14 +390,14 @@ struct TableReader {
     }
 
     /// A size, or "off"/false for no limit.
-    mutating func optionalSize(_ key: String, default value: UInt64?) throws(PolicyError) -> UInt64? {
+    public mutating func optionalSize(_ key: String, default value: UInt64?) throws(PolicyError) -> UInt64? {
         guard has(key) else { return value }
         if try isOff(key) { return nil }
         return try size(key)
     }
 
     /// A duration: a number of seconds or a string like "30s", "5m".
-    mutating func duration(_ key: String) throws(PolicyError) -> Double? {
+    public mutating func duration(_ key: String) throws(PolicyError) -> Double? {
         guard let n = node(key) else { return nil }
         switch n.value {
         case .integer(let i) where i > 0: return Double(i)
@@ -402,7 +412,7 @@ struct TableReader {
     }
 
     /// True when the value says "no limit": the string "off" or false.
-    mutating func isOff(_ key: String) throws(PolicyError) -> Bool {
+    public mutating func isOff(_ key: String) throws(PolicyError) -> Bool {
         guard let n = table[key] else { return false }
         switch n.value {
         case .string(let s) where s == "off" || s == "unlimited": used.insert(key); return true
@@ -413,7 +423,7 @@ struct TableReader {
     }
 
     /// An array of strings, each with its line.
-    mutating func stringArray(_ key: String) throws(PolicyError) -> [(String, Int)]? {
+    public mutating func stringArray(_ key: String) throws(PolicyError) -> [(String, Int)]? {
         guard let n = node(key) else { return nil }
         guard case .array(let items) = n.value else { throw wrongType(key, n, expected: "an array of strings") }
         var out: [(String, Int)] = []
@@ -428,7 +438,7 @@ struct TableReader {
     }
 
     /// Rejects every key of the table that was not read.
-    func finish() throws(PolicyError) {
+    public func finish() throws(PolicyError) {
         for entry in table.entries where !used.contains(entry.key) {
             let known = used.sorted().map { "\"\($0)\"" }
             var hint = ""

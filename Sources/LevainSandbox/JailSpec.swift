@@ -72,6 +72,13 @@ public struct ResourceLimit: Sendable, Equatable {
     public var name: String
     public var soft: UInt64
     public var hard: UInt64
+
+    public init(resource: Int32, name: String, soft: UInt64, hard: UInt64) {
+        self.resource = resource
+        self.name = name
+        self.soft = soft
+        self.hard = hard
+    }
 }
 
 /// Everything a jail is made of, resolved to concrete values: what the spawn
@@ -98,8 +105,12 @@ public struct JailSpec: Sendable {
     public var landlock: LandlockPlan?
     /// Run the command itself as PID 1 (an init such as levain-harness).
     public var execAsInit: Bool
-    /// fds kept open into the jail (e.g. a protocol socket), besides stdio.
+    /// fds an init command (execAsInit) finds at 3, 4, ... (a protocol socket).
     public var keepFDs: [Int32]
+    /// Capabilities (of the jail's user namespace) the command keeps:
+    /// levain-harness keeps CAP_SETUID, CAP_SETGID and CAP_KILL to start
+    /// runs as the jail user. Empty for ordinary commands.
+    public var keepCapabilities: [Int32] = []
     public var stdinFD: Int32 = -1
     public var stdoutFD: Int32 = -1
     public var stderrFD: Int32 = -1

@@ -163,18 +163,19 @@ public enum OneShotRunner {
         var layout: CgroupLayout = request.cgroupV2Root.map { .v2($0) }
             ?? (unified ? CgroupLayout.detect(fs: RealCgroupFileSystem()) : .none)
         var cgroup = CgroupChoice(group: nil, version: nil, controllers: [])
-        var sentinelFD: Int32 = -1
+        var sentinel: CgroupSentinel? = nil
         defer {
             if let cg = cgroup.group {
                 cg.kill()
                 try? cg.remove()
             }
-            if sentinelFD >= 0 { close(sentinelFD) }
+            sentinel?.close()
         }
         func makeRunCgroup() throws(SandboxError) {
             cgroup = try makeCgroup(name: runID, limits: limits, policy: policy, layout: layout)
             if let cg = cgroup.group {
-                sentinelFD = Sentinel.start(paths: cg.paths, procsPaths: cg.procsPaths)
+                sentinel = CgroupSentinel.start()
+                for path in cg.paths { sentinel?.register(path) }
             }
         }
         var dirFD: Int32 = -1
@@ -384,19 +385,6 @@ public enum OneShotRunner {
 
     static func formatSeconds(_ s: Double) -> String {
         s == s.rounded() ? "\(Int(s))s" : "\(s)s"
-    }
-}
-
-/// The process that removes a run's cgroup if `levain` dies without doing it.
-enum Sentinel {
-    static func start(paths: [String], procsPaths: [String]) -> Int32 {
-        let arena = CArena()
-        let p = arena.stringArray(paths)
-        let q = arena.stringArray(procsPaths)
-        var pid: pid_t = 0
-        let fd = lv_spawn_cgroup_sentinel(p, q, paths.count, 5000, &pid)
-        withExtendedLifetime(arena) {}
-        return fd
     }
 }
 

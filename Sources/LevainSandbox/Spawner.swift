@@ -276,6 +276,14 @@ public enum Spawner {
         var kill: cap_value_t = 5  // CAP_KILL
         _ = cap_set_flag(capsInit, CAP_EFFECTIVE, 1, &kill, CAP_SET)
         _ = cap_set_flag(capsInit, CAP_PERMITTED, 1, &kill, CAP_SET)
+        var keepMask: UInt64 = 0
+        for cap in spec.keepCapabilities where cap >= 0 && cap < 64 {
+            var value = cap_value_t(cap)
+            _ = cap_set_flag(capsCommand, CAP_EFFECTIVE, 1, &value, CAP_SET)
+            _ = cap_set_flag(capsCommand, CAP_PERMITTED, 1, &value, CAP_SET)
+            keepMask |= 1 << UInt64(cap)
+        }
+        config.command_keep_caps = keepMask
         config.cap_last = Int32(cap_max_bits()) - 1
         config.caps_command = UnsafeMutableRawPointer(capsCommand)
         config.caps_init = UnsafeMutableRawPointer(capsInit)

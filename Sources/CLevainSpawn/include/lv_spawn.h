@@ -110,6 +110,11 @@ struct lv_spawn_config {
     void *caps_command;
     void *caps_init;
     int init_keep_cap;              // the one capability init keeps in its bounding set
+    // Capabilities the command keeps in its bounding set (a bit per
+    // capability; 0 for ordinary commands). caps_command must hold them.
+    // The harness, an init command, keeps CAP_SETUID, CAP_SETGID, CAP_KILL
+    // of the jail's user namespace to start runs as the jail user.
+    uint64_t command_keep_caps;
 
     // Landlock (abi 0 = not applied).
     int landlock_abi;
@@ -135,8 +140,8 @@ struct lv_spawn_config {
     int stdout_fd;
     int stderr_fd;
 
-    // Further fds to keep open in the jail's init (e.g. a protocol socket),
-    // -1-terminated or count-bounded.
+    // Further fds for an init command (exec_as_init): they appear as fds 3,
+    // 4, ... in this order (at most 16).
     const int *keep_fds;
     size_t keep_fd_count;
 
@@ -243,14 +248,36 @@ void lv_spawn_abort(struct lv_spawn_handle *handle);
 // lv_spawn_start then lv_spawn_finish with no cgroup fds.
 int lv_spawn(const struct lv_spawn_config *config, struct lv_spawn_result *result);
 
-// Forks a small sentinel that removes the given cgroup directories once the
-// caller has died (the write end of a pipe only the caller holds reaches EOF):
-// it kills what is left in them and retries rmdir for up to timeout_ms.
-// paths is an array of count absolute paths; procs_names the matching
-// "cgroup.procs" files. Returns the fd the caller keeps (close it to release
-// the sentinel early), or -1 with errno.
-int lv_spawn_cgroup_sentinel(const char *const *paths, const char *const *procs_paths,
-                             size_t count, int timeout_ms, pid_t *sentinel_pid);
+// Forks the cgroup sentinel, a small process that removes cgroup
+// directories when the caller dies without doing it. Write "+PATH\n" to the
+// returned fd to register a directory, "-PATH\n" to forget it (removed by
+// the caller). At EOF — the caller closed the fd or died — the sentinel
+// kills what is left in each registered directory and removes them, the
+// last registered first, retrying for up to timeout_ms. Returns the fd, or
+// -1 with errno.
+int lv_sentinel_start(int timeout_ms, pid_t *sentinel_pid);
+
+// A run's process inside a session's jail (levain-harness).
+struct lv_run_spec {
+    const char *const *argv;        // NULL-terminated
+    const char *const *envp;        // NULL-terminated
+    const char *search_path;
+    const char *cwd;
+    int stdin_fd, stdout_fd, stderr_fd;   // -1: /dev/null
+    const int *cgroup_fds;          // the run's cgroup: "0" is written to each
+    size_t cgroup_fd_count;
+    uint32_t uid, gid;
+    const struct lv_rlimit *rlimits;
+    size_t rlimit_count;
+    void *caps_empty;               // an empty cap_t
+};
+
+// Starts a run's process: a new session, the run's cgroup, stdio, cwd,
+// rlimits, the jail user without capabilities, exec. Returns 0 (exec'd),
+// 1 (the exec failed: error->step == LV_STEP_EXEC, the child exits 126/127),
+// or -1 (setup failed: error set; the child, if any, exits 125). *pid is set
+// whenever a child was made; the caller reaps it.
+int lv_run_spawn(const struct lv_run_spec *spec, pid_t *pid, struct lv_error_record *error);
 
 // Kernel probes (1 = present, 0 = absent; landlock: the ABI version or 0).
 int lv_probe_landlock_abi(void);
@@ -266,6 +293,25 @@ int lv_block_signals_fd(const int *sigs, size_t count);
 // Reads one signal from a signalfd; its number, or -1.
 int lv_read_signal(int fd);
 int lv_random_bytes(void *buf, size_t len);
+// openat2(2) (Swift cannot call the variadic syscall). resolve: RESOLVE_*.
+int lv_openat2(int dirfd, const char *path, int flags, unsigned mode, unsigned long long resolve);
+#define LV_RESOLVE_NO_XDEV 0x01
+#define LV_RESOLVE_NO_MAGICLINKS 0x02
+#define LV_RESOLVE_NO_SYMLINKS 0x04
+#define LV_RESOLVE_BENEATH 0x08
+#define LV_RESOLVE_IN_ROOT 0x10
+// setfsgid + setfsuid: file operations as another user (the harness acts
+// for the jail user).
+void lv_set_fs_ids(unsigned uid, unsigned gid);
+int lv_set_dumpable(int value);
+// An empty libcap cap_t (for callers without libcap's headers).
+void *lv_caps_empty(void);
+// One message on a SOCK_SEQPACKET socket: `label` as data, `count` (1..8)
+// descriptors attached (SCM_RIGHTS).
+int lv_send_descriptors(int sock, const char *label, const int *fds, size_t count);
+// Receives one such message: the label (NUL-terminated) and up to max_fds
+// descriptors (close-on-exec). Returns how many descriptors, or -1.
+int lv_recv_descriptors(int sock, char *label, size_t label_size, int *fds, size_t max_fds);
 // 1 when path is the root of a cgroup2 mount (statfs).
 int lv_is_cgroup2_mount(const char *path);
 

@@ -1,0 +1,20 @@
+// Internal to CLevainSpawn (not exported to Swift).
+#ifndef LV_INTERNAL_H
+#define LV_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+int lv_write_all(int fd, const void *buf, size_t len);
+ssize_t lv_read_full(int fd, void *buf, size_t len);
+size_t lv_strlen(const char *s);
+// Formats an unsigned number; returns the length written (buf >= 21 bytes).
+size_t lv_utoa(char *buf, unsigned long long v);
+// Closes every fd >= 3 that is not in keep (at most 64 entries).
+void lv_close_all_but(const int *keep, size_t n);
+// execve argv[0], searching search_path when it has no '/'; returns the
+// errno of the failure (ENOENT when not found, EACCES when not executable).
+int lv_exec_search(const char *const *argv, const char *const *envp, const char *search_path);
+
+#endif

@@ -1,0 +1,131 @@
+// Helpers of the spawn path, safe in a child: system calls and memory
+// copies only. See spawn.c.
+#define _GNU_SOURCE
+#include "lv_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int lv_write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+ssize_t lv_read_full(int fd, void *buf, size_t len) {
+    char *p = buf;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, p + got, len - got);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (n == 0) break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+size_t lv_strlen(const char *s) {
+    size_t n = 0;
+    while (s[n]) n++;
+    return n;
+}
+
+// Formats an unsigned number; returns the length written (buf >= 21 bytes).
+size_t lv_utoa(char *buf, unsigned long long v) {
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + (v % 10));
+        v /= 10;
+    } while (v && n < sizeof tmp);
+    for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+    buf[n] = 0;
+    return n;
+}
+
+// Closes every fd >= 3 that is not in keep (unsorted, n small), without
+// allocating: close_range over the gaps, falling back to close(2) in a loop.
+void lv_close_all_but(const int *keep, size_t n) {
+    int sorted[64];
+    size_t m = 0;
+    for (size_t i = 0; i < n && m < 64; i++) {
+        if (keep[i] < 3) continue;
+        // insertion sort, dropping duplicates
+        size_t j = m;
+        int dup = 0;
+        for (size_t k = 0; k < m; k++) if (sorted[k] == keep[i]) dup = 1;
+        if (dup) continue;
+        while (j > 0 && sorted[j - 1] > keep[i]) { sorted[j] = sorted[j - 1]; j--; }
+        sorted[j] = keep[i];
+        m++;
+    }
+    unsigned first = 3;
+    for (size_t i = 0; i <= m; i++) {
+        unsigned last = (i < m) ? (unsigned)sorted[i] - 1 : ~0u;
+        if (i < m && (unsigned)sorted[i] < first) { continue; }
+        if (first <= last) {
+            if (syscall(SYS_close_range, first, last, 0) != 0) {
+                struct rlimit rl;
+                unsigned top = 65536;
+                if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < top)
+                    top = (unsigned)rl.rlim_cur;
+                for (unsigned fd = first; fd <= last && fd < top; fd++) close((int)fd);
+            }
+        }
+        if (i < m) first = (unsigned)sorted[i] + 1;
+    }
+}
+
+int lv_exec_search(const char *const *argv_, const char *const *envp_, const char *search_path) {
+    const char *file = argv_[0];
+    char *const *argv = (char *const *)argv_;
+    char *const *envp = (char *const *)envp_;
+    for (const char *p = file; *p; p++) {
+        if (*p == '/') {
+            execve(file, argv, envp);
+            return errno;
+        }
+    }
+    const char *path = search_path ? search_path : "/usr/local/bin:/usr/bin:/bin";
+    size_t flen = lv_strlen(file);
+    int saw_eacces = 0;
+    int last = ENOENT;
+    const char *p = path;
+    for (;;) {
+        const char *end = p;
+        while (*end && *end != ':') end++;
+        size_t dlen = (size_t)(end - p);
+        char buf[4096];
+        if (dlen + 1 + flen + 1 <= sizeof buf) {
+            size_t n = 0;
+            if (dlen == 0) { buf[n++] = '.'; }
+            else { memcpy(buf, p, dlen); n = dlen; }
+            buf[n++] = '/';
+            memcpy(buf + n, file, flen + 1);
+            execve(buf, argv, envp);
+            int e = errno;
+            if (e == EACCES) saw_eacces = 1;
+            else if (e != ENOENT && e != ENOTDIR && e != ELOOP && e != ENAMETOOLONG) last = e;
+            if (e == ENOEXEC || e == E2BIG || e == ENOMEM || e == ETXTBSY) return e;
+        }
+        if (*end == 0) break;
+        p = end + 1;
+    }
+    return saw_eacces ? EACCES : last;
+}
+
