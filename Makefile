@@ -48,6 +48,8 @@ bench: deps
 	@Tools/install-deps.sh --bench
 	$(RELEASE)
 	benchmarks/run-one-shot.sh $(BIN_DIR)/levain
+	$(BIN_DIR)/levain-bench-supervisor --levain $(BIN_DIR)/levain
+	$(BIN_DIR)/levain-log-bench --rounds 3
 
 # Regenerate the compiled-in copies of policies/ after editing them.
 policies:

@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "levain", targets: ["levain"]),
+        .executable(name: "levain-harness", targets: ["levain-harness"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -13,7 +14,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         // The post-clone child path: the only C in the project.
@@ -60,14 +64,41 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .target(
+            name: "LevainHarness",
+            dependencies: ["LevainProtocol", "CLevainSpawn"]
+        ),
+        .executableTarget(
+            name: "levain-harness",
+            dependencies: ["LevainHarness"],
+            // PID 1 of every session's jail, which holds no Swift runtime:
+            // the standard library is linked in, in every build (debug too).
+            linkerSettings: [.unsafeFlags(["-static-stdlib"])]
+        ),
+        .target(
+            name: "LevainSupervisor",
+            dependencies: [
+                "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainProtocol", "LevainProtocolNIO",
+                "LevainSessionLog", "CLevainSpawn",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "levain",
             dependencies: [
-                "LevainSandbox", "LevainPolicy", "LevainSystem",
+                "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainSupervisor", "LevainSessionLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        // Benchmark (make bench): durable session-log appends.
+        // Benchmarks (make bench): the supervisor against plain references,
+        // and durable session-log appends.
+        .executableTarget(name: "levain-bench-supervisor", dependencies: ["LevainSupervisor", "LevainSessionLog"],
+                          path: "benchmarks/Supervisor"),
         .executableTarget(name: "levain-log-bench", dependencies: ["LevainSessionLog"], path: "benchmarks/LogAppends"),
         .testTarget(name: "LevainPolicyTests", dependencies: ["LevainPolicy"]),
         .testTarget(name: "LevainSystemTests", dependencies: ["LevainSystem"]),
@@ -83,5 +114,6 @@ let package = Package(
         // Need root and a real kernel; every test checks getuid() == 0.
         .testTarget(name: "LevainJailTests", dependencies: ["LevainSandbox", "LevainPolicy", "LevainSystem"],
                     exclude: ["Payloads"]),
+        .testTarget(name: "LevainSupervisorTests", dependencies: ["LevainSupervisor", "LevainSessionLog", "LevainProtocol"]),
     ]
 )

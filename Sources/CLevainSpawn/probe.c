@@ -2,6 +2,7 @@
 // is variadic, which Swift does not import). Parent-side only.
 #define _GNU_SOURCE
 #include "lv_spawn.h"
+#include "lv_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -136,29 +137,8 @@ int lv_set_dumpable(int value) { return prctl(PR_SET_DUMPABLE, value, 0, 0, 0); 
 void *lv_caps_empty(void) { return (void *)cap_init(); }
 
 int lv_send_descriptors(int sock, const char *label, const int *fds, size_t count) {
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * 8)];
-        struct cmsghdr align;
-    } u;
-    if (count == 0 || count > 8) { errno = EINVAL; return -1; }
-    memset(&u, 0, sizeof u);
-    struct iovec iov = {(void *)label, strlen(label)};
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = u.buf;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * count);
-    memcpy(CMSG_DATA(cm), fds, sizeof(int) * count);
-    ssize_t n;
-    do {
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    return n < 0 ? -1 : 0;
+    if (count == 0) { errno = EINVAL; return -1; }
+    return lv_sendmsg_fds(sock, label, strlen(label), fds, count);
 }
 
 int lv_recv_descriptors(int sock, char *label, size_t label_size, int *fds, size_t max_fds) {

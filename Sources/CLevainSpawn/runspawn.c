@@ -79,18 +79,7 @@ static int lv_run_child_main(void *arg) {
         int keep[1] = {errfd};
         lv_close_all_but(keep, 1);
     }
-    {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = SIG_DFL;
-        for (int sig = 1; sig < 65; sig++) {
-            if (sig == SIGKILL || sig == SIGSTOP) continue;
-            (void)sigaction(sig, &sa, NULL);
-        }
-        sigset_t none;
-        sigemptyset(&none);
-        if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) lv_run_fail(errfd, LV_STEP_SIGNALS, 0, errno);
-    }
+    if (lv_default_signals() != 0) lv_run_fail(errfd, LV_STEP_SIGNALS, 0, errno);
 
     int e = lv_exec_search(s->argv, s->envp, s->search_path);
     struct lv_error_record r = {LV_RECORD_MAGIC, LV_STEP_EXEC, 0, e};

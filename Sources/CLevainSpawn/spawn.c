@@ -509,18 +509,7 @@ static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd,
 
     lv_trace(c, "cmd-fds-closed");
     // Default dispositions and an empty mask for the command.
-    {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = SIG_DFL;
-        for (int sig = 1; sig < 65; sig++) {
-            if (sig == SIGKILL || sig == SIGSTOP) continue;
-            (void)sigaction(sig, &sa, NULL);
-        }
-        sigset_t none;
-        sigemptyset(&none);
-        if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) lv_fail(errfd, LV_STEP_SIGNALS, 0, errno);
-    }
+    if (lv_default_signals() != 0) lv_fail(errfd, LV_STEP_SIGNALS, 0, errno);
 
     lv_trace(c, "command-ready");
     lv_trace(c, "cmd-signals-done");
@@ -682,31 +671,8 @@ static ssize_t lv_recv_fds(int sock, char *byte, int *fds, size_t *count) {
 }
 
 static int lv_send_fds(int sock, char byte, const int *fds, size_t count) {
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * LV_MAX_CGROUP_FDS)];
-        struct cmsghdr align;
-    } u;
-    struct iovec iov = {&byte, 1};
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    memset(&u, 0, sizeof u);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (count > 0) {
-        if (count > LV_MAX_CGROUP_FDS) { errno = E2BIG; return -1; }
-        msg.msg_control = u.buf;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * count);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * count);
-        memcpy(CMSG_DATA(cm), fds, sizeof(int) * count);
-    }
-    ssize_t n;
-    do {
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    return n == 1 ? 0 : -1;
+    if (count > LV_MAX_CGROUP_FDS) { errno = E2BIG; return -1; }
+    return lv_sendmsg_fds(sock, &byte, 1, fds, count);
 }
 
 // Waits for the parent's 'C': the run's cgroups (and workspace) exist. It

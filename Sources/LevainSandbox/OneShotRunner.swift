@@ -390,10 +390,13 @@ public enum OneShotRunner {
 
 public enum RunID {
     /// "r-" and 12 random hex digits.
-    public static func make() -> String {
+    public static func make() -> String { randomID(prefix: "r-") }
+
+    /// `prefix` and 12 random hex digits (48 bits from getrandom).
+    public static func randomID(prefix: String) -> String {
         var bytes = [UInt8](repeating: 0, count: 6)
         _ = lv_random_bytes(&bytes, bytes.count)
-        return "r-" + bytes.map { b in
+        return prefix + bytes.map { b in
             let s = String(b, radix: 16)
             return s.count == 1 ? "0" + s : s
         }.joined()

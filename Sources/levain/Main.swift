@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import LevainSupervisor
 
 /// Exit statuses of `levain` itself (the command's own status passes through).
 enum LevainExit {
@@ -21,6 +22,8 @@ struct Levain: ParsableCommand {
         discussion: """
         Quick start (as root):
           levain run -- python3 -c 'print("hello from a jail")'
+          levain serve &                 the supervisor: sessions, runs, the session log
+          levain --connect unix:/run/levain/levain.sock run -- echo hi
           levain run --memory 64M --pids 32 --timeout 10 -- sh -c 'echo contained'
           levain run --ro /srv/data:/data --json-report run.json -- ls /data
           levain doctor                 what this kernel offers
@@ -33,22 +36,54 @@ struct Levain: ParsableCommand {
         itself failed (bad input, policy error, missing kernel feature).
         """,
         version: LevainVersion.string,
-        subcommands: [RunCommand.self, DoctorCommand.self, PolicyCommand.self]
+        subcommands: [RunCommand.self, ServeCommand.self, SessionsCommand.self, RunsCommand.self, CancelCommand.self,
+                      LogCommand.self, DoctorCommand.self, PolicyCommand.self]
     )
 }
 
 enum LevainVersion {
-    static let string = "0.1.0"
+    static let string = "0.2.0"
+}
+
+/// The supervisor `--connect` (or LEVAIN_CONNECT) names, if any.
+enum Connection {
+    nonisolated(unsafe) static var address: APIClient.Address?
+
+    static var token: String? {
+        getenv("LEVAIN_TOKEN").map { String(cString: $0) }
+    }
+
+    static var client: APIClient? { address.map { APIClient(address: $0, token: token) } }
 }
 
 @main
 enum Main {
     static func main() {
         do {
-            let args = Array(CommandLine.arguments.dropFirst())
+            var args = Array(CommandLine.arguments.dropFirst())
+            // `levain --connect ADDRESS COMMAND ...`: the address of a
+            // supervisor, for every command that can talk to one.
+            if let first = args.first, first == "--connect" || first.hasPrefix("--connect=") {
+                let value: String
+                if first == "--connect" {
+                    guard args.count > 1 else { throw UserError("--connect needs an address: unix:PATH or tcp:HOST:PORT") }
+                    value = args[1]
+                    args.removeFirst(2)
+                } else {
+                    value = String(first.dropFirst("--connect=".count))
+                    args.removeFirst()
+                }
+                guard let address = APIClient.Address.parse(value) else {
+                    throw UserError("--connect \(value): expected unix:PATH or tcp:HOST:PORT")
+                }
+                Connection.address = address
+            } else if let env = getenv("LEVAIN_CONNECT").map({ String(cString: $0) }), !env.isEmpty {
+                guard let address = APIClient.Address.parse(env) else { throw UserError("LEVAIN_CONNECT=\(env): expected unix:PATH or tcp:HOST:PORT") }
+                Connection.address = address
+            }
             // `levain run` is the hot path: parse it without ArgumentParser's
             // reflection when the arguments are plain (see RunOptions.parse).
-            if args.first == "run", let fast = RunOptions.parse(Array(args.dropFirst())) {
+            if args.first == "run", Connection.address == nil, let fast = RunOptions.parse(Array(args.dropFirst())) {
                 #if DEBUG
                 // Every debug run (the tests') checks the two parsers agree.
                 let slow = try Levain.parseAsRoot(args)
@@ -58,7 +93,7 @@ enum Main {
                 #endif
                 try fast.execute()
             }
-            var command = try Levain.parseAsRoot()
+            var command = try Levain.parseAsRoot(args)
             try command.run()
         } catch let code as ExitCode {
             exit(code.rawValue)

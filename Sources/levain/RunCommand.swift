@@ -34,6 +34,13 @@ struct RunCommand: ParsableCommand {
           levain run --policy strict --memory 128M -- python3 script.py
           levain run --rw ./out:/out --cwd /out -- make
           levain run --json-report report.json --timeout 30s -- ./untrusted
+
+        Through a supervisor (`levain serve`), with the same options and exit
+        statuses; the run gets a session of its own unless --session names one:
+          levain --connect unix:/run/levain/levain.sock run -- python3 -c 'print(1)'
+          levain --connect unix:/run/levain/levain.sock run --session s-0123456789ab -- ls
+
+        Every run is recorded in the session log of --state (levain log show RUN).
         """
     )
 
@@ -79,6 +86,9 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Do not print limit notices on stderr.")
     var quiet = false
 
+    @Option(help: ArgumentHelp("Run in this open session of the supervisor instead of a new jail (needs --connect).", valueName: "SESSION"))
+    var session: String?
+
     @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The command and its arguments, after --.", valueName: "COMMAND"))
     var command: [String] = []
 
@@ -103,7 +113,7 @@ struct RunCommand: ParsableCommand {
         return RunOptions(policy: policy, readOnlyBinds: readOnlyBinds, readWriteBinds: readWriteBinds,
                           memory: memory, cpus: cpus, pids: pids, timeout: timeout, cpuTime: cpuTime,
                           fileSize: fileSize, env: env, cwd: cwd, jsonReport: jsonReport, state: state,
-                          quiet: quiet, argv: argv)
+                          quiet: quiet, session: session, argv: argv)
     }
 
     func run() throws {

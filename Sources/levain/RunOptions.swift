@@ -26,6 +26,8 @@ struct RunOptions: Equatable {
     var jsonReport: String?
     var state = "/var/lib/levain"
     var quiet = false
+    /// Run in this open session of the supervisor (--connect only).
+    var session: String?
     var argv: [String] = []
 
     /// The fast path of `levain run` argument parsing. Swift's
@@ -79,6 +81,7 @@ struct RunOptions: Equatable {
             case "--cwd": guard let v = value(name, inline) else { return nil }; o.cwd = v
             case "--json-report": guard let v = value(name, inline) else { return nil }; o.jsonReport = v
             case "--state": guard let v = value(name, inline) else { return nil }; o.state = v
+            case "--session": guard let v = value(name, inline) else { return nil }; o.session = v
             default:
                 return nil
             }
@@ -86,7 +89,7 @@ struct RunOptions: Equatable {
         }
         // A value that looks like an option (`--memory --pids`) is something
         // ArgumentParser rejects; let it.
-        for v in [o.memory, o.cpus, o.pids, o.timeout, o.cpuTime, o.fileSize, o.cwd, o.jsonReport].compactMap({ $0 }) + [o.policy, o.state] + o.env + o.readOnlyBinds + o.readWriteBinds
+        for v in [o.memory, o.cpus, o.pids, o.timeout, o.cpuTime, o.fileSize, o.cwd, o.jsonReport, o.session].compactMap({ $0 }) + [o.policy, o.state] + o.env + o.readOnlyBinds + o.readWriteBinds
             where v.hasPrefix("-") { return nil }
         return o.argv.isEmpty ? nil : o
     }
@@ -95,6 +98,12 @@ struct RunOptions: Equatable {
         // Signals for the jail are read from a signalfd: block them now,
         // before any thread exists, so every thread inherits the mask.
         let signalFD = SignalForwarding.setUp()
+        if let client = Connection.client {
+            try executeRemote(client, signalFD: signalFD)
+        }
+        if let session {
+            throw UserError("--session \(session) needs a supervisor: levain --connect unix:PATH run --session \(session) -- ...")
+        }
 
         var p: Policy
         do {
@@ -124,12 +133,20 @@ struct RunOptions: Equatable {
             request.cgroupV2Root = root
         }
 
+        // The session log, written beside the run (OneShotLog).
+        let runID = RunID.make()
+        request.runID = runID
+        let stateDir = absolute(state)
+        let log = OneShotLog(statePath: stateDir, runID: runID, policy: policy, argv: argv, env: env, cwd: cwd, timeout: timeout,
+                             workspace: p.filesystem.workspace ? stateDir + "/workspaces/" + runID : nil)
         let outcome: RunOutcome
         do {
             outcome = try OneShotRunner.run(request, signalFD: signalFD)
         } catch {
+            log.finish(outcome: nil, error: error.description)
             throw UserError(error.description)
         }
+        log.finish(outcome: outcome, error: nil)
         for line in outcome.notices where !quiet || line.hasPrefix("cannot execute") {
             printError(line)
         }

@@ -59,17 +59,7 @@ extension RunCgroup {
     /// run's first process pays it once, before its exec). Opened
     /// O_WRONLY|O_CLOEXEC; the caller closes them.
     public func placementFileDescriptors() throws(SystemError) -> [Int32] {
-        if version == 1 { return try selfMigrationFileDescriptors() }
-        var fds: [Int32] = []
-        for path in procsPaths {
-            do throws(SystemError) {
-                fds.append(try fs.openForWriting(path))
-            } catch {
-                for fd in fds { _ = Glibc.close(fd) }
-                throw error
-            }
-        }
-        return fds
+        version == 1 ? try selfMigrationFileDescriptors() : try procsFileDescriptors()
     }
 }
 

@@ -1,0 +1,232 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LevainSessionLog
+import Synchronization
+
+/// What a client asks a run to do (`POST /v1/sessions/{id}/runs`).
+public struct RunSpec: Sendable, Equatable {
+    public var argv: [String]
+    /// Added to (and over) the policy's environment.
+    public var env: [String: String] = [:]
+    public var cwd: String?
+    /// Bytes for the run's stdin, all at once; nil and no `stdinStream`:
+    /// /dev/null.
+    public var stdin: [UInt8]?
+    /// Stdin comes through `PUT /v1/runs/{id}/stdin` instead.
+    public var stdinStream = false
+    /// Wall-clock limit in seconds; nil: the policy's.
+    public var timeout: Double?
+    /// CPU-time limit in seconds (RLIMIT_CPU); nil: the policy's.
+    public var cpuTime: UInt64?
+    /// Largest file the run may write, in bytes (RLIMIT_FSIZE); nil: the policy's.
+    public var fileSize: UInt64?
+    public var idempotencyKey: String?
+    /// What recovery does with the run when a supervisor restart
+    /// interrupts it.
+    public var retry: RetryPolicy = .fail
+
+    public init(argv: [String]) { self.argv = argv }
+
+    /// The request as stored with the run (stdin content is not: only its size).
+    var json: JSONObject {
+        var o: JSONObject = ["argv": JSONValue(argv)]
+        if !env.isEmpty { o["env"] = .object(env.mapValues { .string($0) }) }
+        if let cwd { o["cwd"] = .string(cwd) }
+        if let stdin { o["stdin_bytes"] = JSONValue(stdin.count) }
+        if stdinStream { o["stdin_stream"] = true }
+        if let timeout { o["timeout"] = .double(timeout) }
+        if let cpuTime { o["cpu_time"] = .int(Int64(cpuTime)) }
+        if let fileSize { o["file_size"] = .int(Int64(fileSize)) }
+        return o
+    }
+
+    static func from(_ o: JSONObject) -> RunSpec? {
+        guard let argv = o["argv"]?.arrayValue?.compactMap(\.stringValue), !argv.isEmpty else { return nil }
+        var s = RunSpec(argv: argv)
+        if let env = o["env"]?.objectValue { s.env = env.compactMapValues(\.stringValue) }
+        s.cwd = o["cwd"]?.stringValue
+        s.timeout = o["timeout"]?.doubleValue
+        s.cpuTime = o["cpu_time"]?.intValue.flatMap { $0 > 0 ? UInt64($0) : nil }
+        s.fileSize = o["file_size"]?.intValue.flatMap { $0 >= 0 ? UInt64($0) : nil }
+        return s
+    }
+}
+
+/// How a run's process ended, as the harness reported it.
+public struct ProcessOutcome: Sendable, Equatable {
+    public var code: Int32?
+    public var signal: Int32?
+    public var userMicros: UInt64
+    public var systemMicros: UInt64
+    public var maxRSSKilobytes: UInt64
+}
+
+/// A run the supervisor knows in memory: its record, its output, and the
+/// waiters for its end. Shared between the API, the run's task and its
+/// session, so its state sits behind a mutex.
+public final class RunState: Sendable {
+    public let id: String
+    public let sessionID: String
+    public let tenant: String
+    public let spec: RunSpec
+    public let stdout: OutputSpool
+    public let stderr: OutputSpool
+
+    struct Mutable {
+        var record: RunRecord
+        var waiters: [CheckedContinuation<RunRecord, Never>] = []
+        var cancelRequested = false
+        var cancelHandler: (@Sendable () -> Void)?
+        var stdinSink: (@Sendable ([UInt8]?) async throws -> Void)?
+        var stdinWaiters: [CheckedContinuation<Void, Never>] = []
+        /// One upload per run: the first PUT takes the sink.
+        var stdinClaimed = false
+        var marks: [(String, UInt64)] = []
+    }
+
+    private let state: Mutex<Mutable>
+
+    /// LEVAIN_TIMINGS=1: each run's phases, printed on stderr at its end.
+    static let tracing = getenv("LEVAIN_TIMINGS") != nil
+
+    func mark(_ label: String, at time: UInt64? = nil) {
+        guard Self.tracing else { return }
+        let now = time ?? Self.now()
+        state.withLock { $0.marks.append((label, now)) }
+    }
+
+    static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    func printMarks() {
+        guard Self.tracing else { return }
+        let marks = state.withLock { $0.marks }
+        guard let first = marks.first else { return }
+        var line = "levain: timings \(id):"
+        for (label, t) in marks {
+            let us = (t - first.1) / 1000
+            line += " \(label)=\(us / 1000).\(String(us % 1000 + 1000).dropFirst())"
+        }
+        line += " ms\n"
+        _ = line.withCString { write(2, $0, strlen($0)) }
+    }
+
+    init(record: RunRecord, spec: RunSpec, outputDirectory: String, maxOutput: UInt64) {
+        id = record.id
+        sessionID = record.sessionID
+        tenant = record.tenant
+        self.spec = spec
+        stdout = OutputSpool(path: outputDirectory + "/stdout", limit: maxOutput)
+        stderr = OutputSpool(path: outputDirectory + "/stderr", limit: maxOutput)
+        state = Mutex(Mutable(record: record))
+    }
+
+    public var record: RunRecord { state.withLock { $0.record } }
+
+    func update(_ body: (inout RunRecord) -> Void) {
+        let (done, waiters): (RunRecord?, [CheckedContinuation<RunRecord, Never>]) = state.withLock { s in
+            body(&s.record)
+            guard s.record.status.isTerminal else { return (nil, []) }
+            let w = s.waiters
+            s.waiters = []
+            return (s.record, w)
+        }
+        if let done { for w in waiters { w.resume(returning: done) } }
+    }
+
+    /// Waits until the run has ended (or `timeout` seconds passed; then the
+    /// record as it is).
+    public func wait(timeout: Double?) async -> RunRecord {
+        let waitTask = Task { () -> RunRecord in
+            await withCheckedContinuation { (c: CheckedContinuation<RunRecord, Never>) in
+                let done = state.withLock { s -> RunRecord? in
+                    if s.record.status.isTerminal { return s.record }
+                    s.waiters.append(c)
+                    return nil
+                }
+                if let done { c.resume(returning: done) }
+            }
+        }
+        guard let timeout else { return await waitTask.value }
+        return await withTaskGroup(of: RunRecord?.self) { group in
+            group.addTask { await waitTask.value }
+            group.addTask {
+                try? await Task.sleep(nanoseconds: UInt64(min(max(0, timeout), 1e9) * 1e9))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? record
+        }
+    }
+
+    var cancelRequested: Bool { state.withLock { $0.cancelRequested } }
+
+    /// Marks the run cancelled and calls whoever can stop it (the session
+    /// killing its cgroup, or the queue dropping it).
+    func requestCancel() {
+        let handler: (@Sendable () -> Void)? = state.withLock { s in
+            s.cancelRequested = true
+            return s.cancelHandler
+        }
+        handler?()
+    }
+
+    func setCancelHandler(_ handler: (@Sendable () -> Void)?) {
+        let fire: Bool = state.withLock { s in
+            s.cancelHandler = handler
+            return s.cancelRequested && handler != nil
+        }
+        if fire { handler?() }
+    }
+
+    /// Streaming stdin (PUT /v1/runs/{id}/stdin): the session sets the
+    /// sink once the process runs; nil bytes end the stream.
+    func setStdinSink(_ sink: (@Sendable ([UInt8]?) async throws -> Void)?) {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { s in
+            s.stdinSink = sink
+            let w = s.stdinWaiters
+            s.stdinWaiters = []
+            return w
+        }
+        for w in waiters { w.resume() }
+    }
+
+    /// Claims the run's stdin (once): waits until the run's process exists;
+    /// nil when the run ended or its stdin was claimed already.
+    func stdinSink() async -> (@Sendable ([UInt8]?) async throws -> Void)? {
+        while true {
+            let (sink, ended): ((@Sendable ([UInt8]?) async throws -> Void)?, Bool) = state.withLock { s in
+                if s.stdinClaimed { return (nil, true) }
+                if let sink = s.stdinSink {
+                    s.stdinClaimed = true
+                    return (sink, false)
+                }
+                return (nil, s.record.status.isTerminal)
+            }
+            if let sink { return sink }
+            if ended { return nil }
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { s -> Bool in
+                    if s.stdinSink != nil || s.stdinClaimed || s.record.status.isTerminal { return true }
+                    s.stdinWaiters.append(c)
+                    return false
+                }
+                if ready { c.resume() }
+            }
+        }
+    }
+
+    func wakeStdinWaiters() {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { s in
+            let w = s.stdinWaiters
+            s.stdinWaiters = []
+            return w
+        }
+        for w in waiters { w.resume() }
+    }
+}

@@ -1,0 +1,589 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LevainPolicy
+import LevainProtocol
+import LevainSandbox
+import LevainSessionLog
+import LevainSystem
+
+/// The supervisor: sessions, the run queue, recovery, shutdown. The HTTP
+/// API (APIServer) and the tests drive it through these methods.
+public actor Supervisor {
+    public let context: SupervisorContext
+    var config: SupervisorConfig { context.config }
+    var log: SessionLog { context.log }
+    private var hosts: [String: SessionHost] = [:]
+    /// Sessions being (re)opened, and the task doing it.
+    private var opening: [String: Task<Result<SessionHost, SupervisorError>, Never>] = [:]
+    private var runs: [String: RunState] = [:]
+    private var tasks: [String: Task<Void, Never>] = [:]
+    private let slots: RunSlots
+    private var accepting = true
+    /// What the log's verification said at start.
+    public private(set) var startupVerify: VerifyReport?
+
+    public init(config: SupervisorConfig) throws(SupervisorError) {
+        do {
+            try Directories.make(config.stateDirectory, mode: 0o711)
+        } catch {
+            throw SupervisorError(.internalError, "state directory: \(error)")
+        }
+        let log: SessionLog
+        do {
+            log = try SessionLog(path: config.logPath)
+        } catch {
+            throw SupervisorError(.internalError, "the session log \(config.logPath): \(error)")
+        }
+        context = SupervisorContext(config: config, log: log)
+        slots = RunSlots(limit: config.concurrency)
+    }
+
+    // MARK: start and recovery
+
+    /// Verifies the log, records what a previous supervisor left in flight
+    /// and requeues or fails it, marks its sessions interrupted (they can be
+    /// reopened with their workspace).
+    public func start() async throws(SupervisorError) {
+        context.onSessionFailed { [weak self] id, reason in await self?.sessionFailed(id, reason: reason) }
+        do {
+            startupVerify = try log.verify()
+        } catch {
+            startupVerify = nil
+        }
+        let inFlight: [RunRecord]
+        let openSessions: [SessionRecord]
+        do {
+            // Only a supervisor's own: a one-shot `levain run` may be running
+            // beside it, writing to the same log.
+            inFlight = try log.inFlightRuns().filter { (try? log.session(id: $0.sessionID))??.kind != .oneShot }
+            openSessions = try log.sessions(status: .open).filter { $0.kind == .session }
+        } catch {
+            throw SupervisorError(.internalError, "reading the log: \(error)")
+        }
+        for s in openSessions {
+            _ = try? await log.record(
+                [NewEvent(sessionID: s.id, tenant: s.tenant, type: "session.interrupted",
+                          payload: ["reason": "the supervisor stopped without closing the session", "supervisor": .string(s.supervisor ?? "")])],
+                and: [.updateSession(SessionUpdate(id: s.id, status: .interrupted))])
+        }
+        for r in inFlight {
+            let retry = r.retryPolicy == .retry && RunSpec.from(r.request) != nil
+            var changes: [StateChange] = []
+            var payload: JSONObject = ["previous_status": .string(r.status.rawValue), "attempt": JSONValue(r.attempt),
+                                       "action": .string(retry ? "retry" : "fail")]
+            if retry {
+                changes.append(.updateRun(RunUpdate(id: r.id, status: .queued, attempt: r.attempt + 1)))
+            } else {
+                changes.append(.updateRun(RunUpdate(id: r.id, status: .interrupted, error: "the supervisor stopped while the run was \(r.status.rawValue)",
+                                                    finishedAt: .now())))
+                payload["status"] = "interrupted"
+            }
+            _ = try? await log.record([NewEvent(sessionID: r.sessionID, runID: r.id, tenant: r.tenant, type: "run.interrupted", payload: payload)],
+                                      and: changes)
+            if retry, let spec = RunSpec.from(r.request) {
+                var record = r
+                record.status = .queued
+                record.attempt = r.attempt + 1
+                let state = makeRunState(record, spec: spec)
+                launch(state)
+            }
+        }
+    }
+
+    // MARK: sessions
+
+    public func createSession(_ spec: SessionSpec) async throws(SupervisorError) -> SessionRecord {
+        guard accepting else { throw SupervisorError(.unavailable, "the supervisor is shutting down") }
+        guard hosts.count < config.maxSessions else {
+            throw SupervisorError(.conflict, "\(config.maxSessions) sessions are open (supervisor.max_sessions); close one first")
+        }
+        if spec.harness != nil && getenv("LEVAIN_ALLOW_HARNESS_OVERRIDE") == nil {
+            throw SupervisorError(.invalid, "a session's harness can be chosen only when the supervisor runs with LEVAIN_ALLOW_HARNESS_OVERRIDE=1 (tests)", field: "harness")
+        }
+        let policy = try resolvePolicy(spec)
+        let id = SessionID.make()
+        let record = SessionRecord(id: id, tenant: spec.tenant, kind: .session, policy: spec.policy, labels: spec.labels,
+                                   status: .open, workspace: workspacePath(id), limits: spec.limitsJSON,
+                                   supervisor: context.instanceID)
+        do {
+            _ = try await log.record(
+                [NewEvent(sessionID: id, tenant: spec.tenant, type: "session.opened",
+                          payload: ["policy": .string(spec.policy), "labels": .object(spec.labels.mapValues { .string($0) }),
+                                    "limits": .object(spec.limitsJSON), "workspace": .string(workspacePath(id))])],
+                and: [.insertSession(record)])
+        } catch {
+            throw SupervisorError(.internalError, "the session log: \(error)")
+        }
+        let host = SessionHost(id: id, tenant: spec.tenant, spec: spec, policy: policy, workspace: workspacePath(id), context: context)
+        hosts[id] = host
+        // Requests for the new session while its jail starts wait for it.
+        let task = Task { () -> Result<SessionHost, SupervisorError> in
+            do throws(SupervisorError) {
+                try await self.openWithRetries(host)
+                return .success(host)
+            } catch {
+                return .failure(error)
+            }
+        }
+        opening[id] = task
+        let opened = await task.value
+        opening[id] = nil
+        do {
+            _ = try opened.get()
+        } catch {
+            hosts[id] = nil
+            _ = try? await log.record([NewEvent(sessionID: id, tenant: spec.tenant, type: "session.failed", payload: ["reason": .string(error.message)])],
+                                      and: [.updateSession(SessionUpdate(id: id, status: .failed, closedAt: .now()))])
+            throw error
+        }
+        return record
+    }
+
+    private func openWithRetries(_ host: SessionHost) async throws(SupervisorError) {
+        var last: SupervisorError? = nil
+        for attempt in 1...config.retryAttempts {
+            do {
+                try await host.open()
+                return
+            } catch {
+                last = error
+                if error.code != .spawnFailed || attempt == config.retryAttempts { break }
+                _ = try? await log.append(NewEvent(sessionID: host.id, tenant: host.tenant, type: "session.retry",
+                                                  payload: ["attempt": JSONValue(attempt), "reason": .string(error.message)]))
+                await backoff(attempt)
+            }
+        }
+        throw last ?? SupervisorError(.spawnFailed, "the session's jail did not start")
+    }
+
+    private func backoff(_ attempt: Int) async {
+        let seconds = config.retryBackoff * Double(1 << min(attempt - 1, 6))
+        try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+    }
+
+    func resolvePolicy(_ spec: SessionSpec) throws(SupervisorError) -> Policy {
+        var policy: Policy
+        do {
+            policy = try PolicyLoader.load(spec.policy)
+        } catch {
+            throw SupervisorError(.invalid, "\(error)", field: "policy")
+        }
+        if let m = spec.memory { policy.limits.memory = m }
+        if let c = spec.cpus { policy.limits.cpus = c }
+        if let p = spec.pids { policy.limits.pids = p }
+        if let t = spec.timeout { policy.limits.timeout = t }
+        return policy
+    }
+
+    func workspacePath(_ id: String) -> String { config.stateDirectory + "/workspaces/" + id }
+
+    public func session(_ id: String) throws(SupervisorError) -> SessionRecord {
+        guard SessionID.isValid(id), let record = try? log.session(id: id) else {
+            throw SupervisorError(.notFound, "no session \(id)", field: "session")
+        }
+        return record
+    }
+
+    public func sessions(tenant: String?, status: SessionStatus?) throws(SupervisorError) -> [SessionRecord] {
+        do { return try log.sessions(tenant: tenant, status: status) } catch { throw SupervisorError(.internalError, "\(error)") }
+    }
+
+    public func closeSession(_ id: String) async throws(SupervisorError) -> SessionRecord {
+        let record = try session(id)
+        guard record.kind == .session else {
+            throw SupervisorError(.conflict, "session \(id) is a one-shot levain run's; it ends with that run", field: "session")
+        }
+        if let host = hosts.removeValue(forKey: id) { await host.close() }
+        if record.status != .closed {
+            _ = try? await log.record([NewEvent(sessionID: id, tenant: record.tenant, type: "session.closed", payload: [:])],
+                                      and: [.updateSession(SessionUpdate(id: id, status: .closed, closedAt: .now()))])
+        }
+        return try session(id)
+    }
+
+    /// A new jail for a session that failed or was interrupted; same workspace.
+    public func reopenSession(_ id: String) async throws(SupervisorError) -> SessionRecord {
+        _ = try await host(for: id)
+        return try session(id)
+    }
+
+    /// The session's live host, reopening it when it failed or was
+    /// interrupted (not when it was closed).
+    func host(for id: String) async throws(SupervisorError) -> SessionHost {
+        if let host = hosts[id], await host.isReady { return host }
+        // One (re)open at a time per session: a second caller waits for it.
+        if let opening = opening[id] { return try await opening.value.get() }
+        let task = Task { () -> Result<SessionHost, SupervisorError> in
+            do throws(SupervisorError) {
+                return .success(try await self.reopen(id))
+            } catch {
+                return .failure(error)
+            }
+        }
+        opening[id] = task
+        let result = await task.value
+        opening[id] = nil
+        return try result.get()
+    }
+
+    private func reopen(_ id: String) async throws(SupervisorError) -> SessionHost {
+        let record = try session(id)
+        guard record.kind == .session else {
+            throw SupervisorError(.conflict, "session \(id) is a one-shot levain run's; it has no jail to reopen", field: "session")
+        }
+        guard record.status != .closed else { throw SupervisorError(.conflict, "session \(id) is closed", field: "session") }
+        guard accepting else { throw SupervisorError(.unavailable, "the supervisor is shutting down") }
+        var spec = SessionSpec(policy: record.policy)
+        spec.tenant = record.tenant
+        spec.labels = record.labels
+        if let m = record.limits["memory"]?.intValue { spec.memory = UInt64(m) }
+        spec.cpus = record.limits["cpus"]?.doubleValue
+        if let p = record.limits["pids"]?.intValue { spec.pids = Int(p) }
+        spec.timeout = record.limits["timeout"]?.doubleValue
+        if let binds = record.limits["binds"]?.arrayValue {
+            for b in binds {
+                guard let host = b["host"]?.stringValue, let jail = b["jail"]?.stringValue else {
+                    throw SupervisorError(.internalError, "session \(id) has a bind the log cannot describe: \(b)")
+                }
+                spec.binds.append(Policy.Bind(host: host, jail: jail, writable: b["mode"]?.stringValue == "rw"))
+            }
+        }
+        if let old = hosts[id] { spec.harness = old.spec.harness }
+        let policy = try resolvePolicy(spec)
+        let host = SessionHost(id: id, tenant: record.tenant, spec: spec, policy: policy, workspace: record.workspace ?? workspacePath(id), context: context)
+        hosts[id] = host
+        do {
+            try await openWithRetries(host)
+        } catch {
+            hosts[id] = nil
+            throw error
+        }
+        _ = try? await log.record([NewEvent(sessionID: id, tenant: record.tenant, type: "session.reopened", payload: ["supervisor": .string(context.instanceID)])],
+                                  and: [.updateSession(SessionUpdate(id: id, status: .open, supervisor: context.instanceID))])
+        return host
+    }
+
+    func sessionFailed(_ id: String, reason: String) async {
+        guard let host = hosts[id] else { return }
+        hosts[id] = nil
+        _ = try? await log.record([NewEvent(sessionID: id, tenant: host.tenant, type: "session.failed", payload: ["reason": .string(reason)])],
+                                  and: [.updateSession(SessionUpdate(id: id, status: .failed))])
+    }
+
+    // MARK: runs
+
+    /// Queues a run; returns it and whether it is new (false: an earlier
+    /// run with the same idempotency key, returned instead of a second one).
+    public func submitRun(session id: String, _ spec: RunSpec, arrival: UInt64? = nil) async throws(SupervisorError) -> (RunRecord, Bool) {
+        guard accepting else { throw SupervisorError(.unavailable, "the supervisor is shutting down") }
+        let tIn = RunState.tracing ? RunState.now() : 0
+        // A retried submission returns the first run (whatever became of
+        // the session since).
+        if let key = spec.idempotencyKey, let existing = try? log.run(session: id, idempotencyKey: key) {
+            return (existing, false)
+        }
+        // An open session's tenant is in memory; the log is read otherwise.
+        let tenant: String
+        if let host = hosts[id], await host.isReady {
+            tenant = host.tenant
+        } else {
+            let session = try session(id)
+            guard session.status != .closed else { throw SupervisorError(.conflict, "session \(id) is closed", field: "session") }
+            guard session.kind == .session else {
+                throw SupervisorError(.conflict, "session \(id) is a one-shot levain run's; runs go to sessions of levain serve", field: "session")
+            }
+            tenant = session.tenant
+        }
+        let tSession = RunState.tracing ? RunState.now() : 0
+        let runID = LevainSandbox.RunID.make()
+        let record = RunRecord(id: runID, sessionID: id, tenant: tenant, status: .queued, request: spec.json,
+                               idempotencyKey: spec.idempotencyKey, retryPolicy: spec.retry)
+        let tLog = RunState.tracing ? RunState.now() : 0
+        do {
+            _ = try await log.record([NewEvent(sessionID: id, runID: runID, tenant: tenant, type: "run.queued", payload: spec.json)],
+                                     and: [.insertRun(record)])
+        } catch where error.code == .duplicateIdempotencyKey {
+            if let key = spec.idempotencyKey, let existing = try? log.run(session: id, idempotencyKey: key) { return (existing, false) }
+            throw SupervisorError(.internalError, "\(error)")
+        } catch {
+            throw SupervisorError(.internalError, "the session log: \(error)")
+        }
+        let tLogged = RunState.tracing ? RunState.now() : 0
+        let state = makeRunState(record, spec: spec)
+        if RunState.tracing {
+            if let arrival { state.mark("http", at: arrival) }
+            state.mark("actor", at: tIn)
+            state.mark("session", at: tSession)
+            state.mark("log", at: tLog)
+            state.mark("logged", at: tLogged)
+        }
+        state.mark("queued")
+        launch(state)
+        return (record, true)
+    }
+
+    private func makeRunState(_ record: RunRecord, spec: RunSpec) -> RunState {
+        // The run's directory is made with its first byte of output.
+        let dir = config.stateDirectory + "/runs/" + record.id
+        let state = RunState(record: record, spec: spec, outputDirectory: dir, maxOutput: config.maxOutputBytes)
+        runs[record.id] = state
+        return state
+    }
+
+    private func launch(_ state: RunState) {
+        let task = Task { [weak self] in
+            guard let self else { return }
+            await self.execute(state)
+            await self.finished(state.id)
+        }
+        tasks[state.id] = task
+        state.setCancelHandler { task.cancel() }
+    }
+
+    private func finished(_ id: String) {
+        tasks[id] = nil
+        // Keep a bounded number of finished runs in memory (their output stays on disk).
+        if runs.count > 4096 {
+            for (rid, r) in runs where r.record.status.isTerminal { runs[rid] = nil; if runs.count <= 2048 { break } }
+        }
+    }
+
+    /// A run from the queue to its end: a slot, its session, its process,
+    /// retries of infrastructure failures with backoff, the record.
+    private func execute(_ run: RunState) async {
+        run.mark("task")
+        guard await slots.acquire() else {
+            await finalize(run, status: .cancelled, outcome: nil, limits: [], error: "cancelled while queued")
+            return
+        }
+        defer { Task { await slots.release() } }
+        var attempt = run.record.attempt
+        var lastReason = ""
+        attempts: for _ in 1...max(1, config.retryAttempts) {
+            if run.cancelRequested {
+                await finalize(run, status: .cancelled, outcome: nil, limits: [], error: "cancelled before it started")
+                return
+            }
+            let host: SessionHost
+            do {
+                host = try await self.host(for: run.sessionID)
+            } catch {
+                if error.code == .conflict || error.code == .notFound || error.code == .invalid {
+                    await finalize(run, status: .error, outcome: nil, limits: [], error: error.message)
+                    return
+                }
+                lastReason = error.message
+                if !(await retryAfter(run, &attempt, reason: lastReason)) { break attempts }
+                continue attempts
+            }
+            run.mark("slot+host")
+            // At most 64 live runs per session (the protocol's limit).
+            guard await host.runSlots.acquire() else {
+                await finalize(run, status: .cancelled, outcome: nil, limits: [], error: "cancelled while queued")
+                return
+            }
+            let sessionSlot = host.runSlots
+            defer { Task { await sessionSlot.release() } }
+            run.update { $0.status = .starting; $0.attempt = attempt }
+            let liveRun: LiveRun
+            do {
+                liveRun = try await host.start(run, attempt: attempt)
+            } catch {
+                switch error {
+                case .exec(let code, let message):
+                    // No process of the command ran: no process.exited, but
+                    // the exit status `levain run` would give (126, 127, 125).
+                    await finalize(run, status: .failed, outcome: nil, limits: [], error: message, exitStatus: code)
+                    return
+                case .infrastructure(let reason):
+                    lastReason = reason
+                    if !(await retryAfter(run, &attempt, reason: reason)) { break attempts }
+                    continue attempts
+                }
+            }
+            run.mark("started")
+            let started = LogTimestamp.now()
+            run.update { $0.status = .running; $0.startedAt = started }
+            // Not waited for: the process already runs, and the run's later
+            // events are queued behind this one (one writer, in order), so
+            // whatever reports the run's end reports this durable too.
+            log.enqueue(
+                [NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: "run.started",
+                          payload: ["attempt": JSONValue(attempt), "argv": JSONValue(run.spec.argv)])],
+                and: [.updateRun(RunUpdate(id: run.id, status: .running, startedAt: started, attempt: attempt))])
+            run.mark("started-logged")
+            let policyTimeout = await host.policy.limits.timeout
+            let end = await host.wait(liveRun, timeout: run.spec.timeout ?? policyTimeout)
+            run.mark("ended")
+            switch end {
+            case .exited(let outcome, let limits, _):
+                let ok = outcome.code == 0
+                await finalize(run, status: ok ? .succeeded : .failed, outcome: outcome, limits: limits, error: nil)
+            case .cancelled(let outcome):
+                await finalize(run, status: .cancelled, outcome: outcome, limits: [], error: "cancelled")
+            case .timedOut(let outcome):
+                await finalize(run, status: .timedOut, outcome: outcome, limits: ["timeout"], error: "wall-clock timeout")
+            case .sessionFailed(let reason):
+                // It had started: retrying could run it twice.
+                await finalize(run, status: .error, outcome: nil, limits: [], error: reason)
+            }
+            return
+        }
+        await finalize(run, status: .error, outcome: nil, limits: [], error: "gave up after \(attempt) attempt(s): \(lastReason)")
+    }
+
+    private func retryAfter(_ run: RunState, _ attempt: inout Int, reason: String) async -> Bool {
+        guard attempt < run.record.attempt + config.retryAttempts - 1 else { return false }
+        _ = try? await log.append(NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: "run.retry",
+                                           payload: ["attempt": JSONValue(attempt), "reason": .string(reason)]))
+        await backoff(attempt)
+        attempt += 1
+        return true
+    }
+
+    private func finalize(_ run: RunState, status: RunStatus, outcome: ProcessOutcome?, limits: [String], error: String?,
+                          exitStatus startExit: Int32? = nil) async {
+        // A run that never got a process has no output coming: end its
+        // streams so readers following them stop.
+        run.stdout.finish()
+        run.stderr.finish()
+        let finished = LogTimestamp.now()
+        var events: [NewEvent] = []
+        if let o = outcome {
+            var p: JSONObject = ["user_us": .int(Int64(o.userMicros)), "system_us": .int(Int64(o.systemMicros)),
+                                 "max_rss_kb": .int(Int64(o.maxRSSKilobytes))]
+            p["exit_code"] = o.code.map { JSONValue($0) } ?? .null
+            p["signal"] = o.signal.map { JSONValue($0) } ?? .null
+            events.append(NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: "process.exited", payload: p))
+        }
+        for l in limits {
+            events.append(NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: "limit.hit", payload: ["limit": .string(l)]))
+        }
+        let exitStatus = startExit ?? Self.exitStatus(status: status, outcome: outcome)
+        var payload: JSONObject = ["status": .string(status.rawValue), "exit_status": JSONValue(exitStatus),
+                                   "stdout_bytes": .int(Int64(run.stdout.length)), "stderr_bytes": .int(Int64(run.stderr.length))]
+        if let o = outcome {
+            payload["exit_code"] = o.code.map { JSONValue($0) } ?? .null
+            payload["signal"] = o.signal.map { JSONValue($0) } ?? .null
+        }
+        if let error { payload["error"] = .string(error) }
+        if run.stdout.isTruncated || run.stderr.isTruncated { payload["output_truncated"] = true }
+        if let started = run.record.startedAt {
+            payload["duration_ms"] = .double(Double(finished.microsecondsSinceEpoch - started.microsecondsSinceEpoch) / 1e3)
+        }
+        events.append(NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: "run.finished", payload: payload))
+        let code: Int32? = outcome?.code ?? startExit
+        let signal: Int32? = outcome?.signal ?? (status == .timedOut || status == .cancelled ? SIGKILL : nil)
+        _ = try? await log.record(events, and: [.updateRun(RunUpdate(id: run.id, status: status, exitCode: code, signal: signal,
+                                                                      error: error, finishedAt: finished))])
+        run.update {
+            $0.status = status
+            $0.exitCode = code
+            $0.signal = signal
+            $0.error = error
+            $0.finishedAt = finished
+        }
+        run.mark("finalized")
+        run.printMarks()
+        run.wakeStdinWaiters()
+    }
+
+    /// The status `levain run` exits with for such an end.
+    static func exitStatus(status: RunStatus, outcome: ProcessOutcome?) -> Int32 {
+        if let code = outcome?.code { return code }
+        if let sig = outcome?.signal { return 128 + sig }
+        switch status {
+        case .cancelled, .timedOut: return 128 + SIGKILL
+        default: return 125
+        }
+    }
+
+    public func run(_ id: String) throws(SupervisorError) -> RunRecord {
+        if let state = runs[id] { return state.record }
+        guard let record = try? log.run(id: id) else { throw SupervisorError(.notFound, "no run \(id)", field: "run") }
+        return record
+    }
+
+    public func runs(session: String?, status: RunStatus?) throws(SupervisorError) -> [RunRecord] {
+        do { return try log.runs(session: session, status: status) } catch { throw SupervisorError(.internalError, "\(error)") }
+    }
+
+    public func runState(_ id: String) throws(SupervisorError) -> RunState {
+        if let state = runs[id] { return state }
+        let record = try run(id)
+        // In flight but not ours (a one-shot levain run): nothing here will
+        // see it end.
+        guard record.status.isTerminal else {
+            throw SupervisorError(.conflict, "run \(id) is not this supervisor's live run (a one-shot levain run's); follow it with GET /v1/log/events?run=\(id)", field: "run")
+        }
+        // A run from an earlier supervisor: its output, finished, from disk.
+        let spec = RunSpec.from(record.request) ?? RunSpec(argv: ["?"])
+        let state = RunState(record: record, spec: spec, outputDirectory: config.stateDirectory + "/runs/" + id, maxOutput: config.maxOutputBytes)
+        state.stdout.adoptExisting()
+        state.stderr.adoptExisting()
+        return state
+    }
+
+    public func cancelRun(_ id: String) async throws(SupervisorError) -> RunRecord {
+        guard let state = runs[id] else {
+            // Not one of this supervisor's live runs: an earlier one, or a
+            // one-shot `levain run` (cancelled by signalling that process).
+            let record = try run(id)
+            guard record.status.isTerminal else {
+                throw SupervisorError(.conflict, "run \(id) is not this supervisor's (a one-shot levain run's, or being recovered); it cannot be cancelled here", field: "run")
+            }
+            return record
+        }
+        guard state.record.status.isInFlight else { return state.record }
+        state.requestCancel()
+        _ = try? await log.append(NewEvent(sessionID: state.sessionID, runID: id, tenant: state.tenant, type: "run.cancel_requested", payload: [:]))
+        return state.record
+    }
+
+    /// Sends `signal` to a running run's process.
+    public func signalRun(_ id: String, signal: Int32) async throws(SupervisorError) -> RunRecord {
+        let state = try runState(id)
+        guard state.record.status == .running, let host = hosts[state.sessionID] else {
+            throw SupervisorError(.conflict, "run \(id) is \(state.record.status.rawValue), not running", field: "run")
+        }
+        try await host.signal(run: id, signal: signal)
+        return state.record
+    }
+
+    // MARK: files
+
+    func host(ready id: String) async throws(SupervisorError) -> SessionHost {
+        try await host(for: id)
+    }
+
+    // MARK: shutdown
+
+    /// Stops accepting; lets running runs finish for up to `grace`
+    /// seconds; then cancels what is left, closes the sessions (marked
+    /// interrupted, so a next supervisor can reopen them) and the log.
+    public func shutdown(grace: Double) async {
+        accepting = false
+        let deadline = Clock.monotonicNanos() + UInt64(min(max(0, grace), 1e9) * 1e9)
+        while Clock.monotonicNanos() < deadline && runs.values.contains(where: { $0.record.status.isInFlight }) {
+            try? await Task.sleep(nanoseconds: 50_000_000)
+        }
+        for (id, state) in runs where state.record.status.isInFlight {
+            state.requestCancel()
+            _ = try? await log.append(NewEvent(sessionID: state.sessionID, runID: id, tenant: state.tenant, type: "run.interrupted",
+                                               payload: ["reason": "supervisor shutdown", "action": "cancel"]))
+        }
+        for (_, task) in tasks { await task.value }
+        for (id, host) in hosts {
+            await host.close()
+            _ = try? await log.record([NewEvent(sessionID: id, tenant: host.tenant, type: "session.interrupted", payload: ["reason": "supervisor shutdown"])],
+                                      and: [.updateSession(SessionUpdate(id: id, status: .interrupted))])
+        }
+        hosts = [:]
+        try? log.close()
+    }
+
+    public var isAccepting: Bool { accepting }
+    public var sessionCount: Int { hosts.count }
+    public func slotsInUse() async -> (running: Int, waiting: Int) { (await slots.running, await slots.waiting) }
+}

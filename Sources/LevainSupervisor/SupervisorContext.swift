@@ -1,0 +1,130 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import LevainSandbox
+import LevainSessionLog
+import LevainSystem
+import NIOPosix
+import Synchronization
+
+/// What every session of a supervisor shares: the configuration, the log,
+/// the spawn thread, the cgroup sentinel, the event loops.
+public final class SupervisorContext: Sendable {
+    public let config: SupervisorConfig
+    public let log: SessionLog
+    let spawnThread: SpawnThread
+    let sentinel: CgroupSentinel?
+    let eventLoopGroup: MultiThreadedEventLoopGroup
+    let hostIDBase: UInt32 = RunRequest.defaultHostIDBase
+    let landlockABI: Int
+    let layout: CgroupLayout
+    /// The supervisor instance (recorded with its sessions, for recovery).
+    public let instanceID: String
+    private let failedHandler = Mutex<(@Sendable (String, String) async -> Void)?>(nil)
+
+    init(config: SupervisorConfig, log: SessionLog) {
+        self.config = config
+        self.log = log
+        spawnThread = SpawnThread()
+        sentinel = CgroupSentinel.start(timeoutMillis: 10_000)
+        eventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        landlockABI = KernelFeatures.landlockABI()
+        if let root = config.cgroupV2Root {
+            layout = .v2(root)
+        } else {
+            layout = CgroupLayout.detect(fs: RealCgroupFileSystem())
+        }
+        instanceID = "v-" + String(UInt64(getpid()), radix: 16) + "-" + String(UInt64(Clock.monotonicNanos() & 0xffffff), radix: 16)
+    }
+
+    func onSessionFailed(_ handler: @escaping @Sendable (String, String) async -> Void) {
+        failedHandler.withLock { $0 = handler }
+    }
+
+    func sessionFailed(_ id: String, reason: String) async {
+        let handler = failedHandler.withLock { $0 }
+        await handler?(id, reason)
+    }
+
+    /// The session's cgroup, and the one its harness goes into: the same on
+    /// v1; a child "harness" on v2, where a cgroup with children may hold no
+    /// process itself.
+    func makeSessionCgroup(name: String, limits: CgroupLimits) throws(SandboxError) -> (RunCgroup?, RunCgroup?) {
+        let driver: any CgroupDriver
+        switch layout {
+        case .v2(let root): driver = CgroupV2Driver(root: root)
+        case .v1(let mounts): driver = CgroupV1Driver(mounts: mounts)
+        case .none:
+            if limits.memoryBytes != nil || limits.cpus != nil || limits.pidsMax != nil {
+                throw SandboxError(.unsupported, "the policy sets memory/cpu/pids limits but this machine has no usable cgroup controllers")
+            }
+            return (nil, nil)
+        }
+        let group: RunCgroup
+        do throws(SystemError) {
+            group = try driver.create(name: name, limits: limits)
+        } catch {
+            throw SandboxError(.cgroup, "cannot create the session's cgroup: \(error)")
+        }
+        for p in group.paths { sentinel?.register(p) }
+        guard group.version == 2 else { return (group, group) }
+        do throws(SystemError) {
+            let harness = try group.makeChild("harness")
+            for p in harness.paths { sentinel?.register(p) }
+            return (group, harness)
+        } catch {
+            removeCgroup(group)
+            throw SandboxError(.cgroup, "cannot create the harness's cgroup: \(error)")
+        }
+    }
+
+    /// Kills what is left in a cgroup (and its children) and removes it.
+    func removeCgroup(_ group: RunCgroup) {
+        // Children first: a v2 session holds "harness" and the runs.
+        for path in group.paths {
+            for child in subdirectories(of: path) {
+                let sub = Cgroupfs_childPath(path, child)
+                killAndRemove(sub)
+            }
+        }
+        group.kill(timeoutMillis: 1000)
+        try? group.remove()
+        for p in group.paths { sentinel?.forget(p) }
+    }
+
+    private func subdirectories(of path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let ent = readdir(dir) {
+            guard ent.pointee.d_type == UInt8(DT_DIR) else { continue }
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    private func killAndRemove(_ path: String) {
+        for child in subdirectories(of: path) { killAndRemove(Cgroupfs_childPath(path, child)) }
+        if let procs = readSmallFile(path + "/cgroup.procs") {
+            for line in procs.split(separator: "\n") { if let pid = Int32(line), pid > 0 { kill(pid, SIGKILL) } }
+        }
+        for _ in 0..<100 {
+            if rmdir(path) == 0 || errno == ENOENT { break }
+            usleep(5000)
+        }
+        sentinel?.forget(path)
+    }
+
+    /// Runs blocking work (reaping a jail, cgroupfs) off the concurrency pool.
+    func blocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
+            DispatchQueue.global().async {
+                c.resume(returning: body())
+            }
+        }
+    }
+}
+
+private func Cgroupfs_childPath(_ a: String, _ b: String) -> String { a.hasSuffix("/") ? a + b : a + "/" + b }

@@ -1,0 +1,128 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// `levain serve`: the supervisor behind its control API, until SIGTERM.
+public enum SupervisorServer {
+    public static func run(config: SupervisorConfig) async throws {
+        var logger = Logger(label: "levain")
+        logger.logLevel = .notice
+        let supervisor: Supervisor
+        do {
+            supervisor = try Supervisor(config: config)
+            try await supervisor.start()
+        } catch {
+            throw error
+        }
+        if let report = await supervisor.startupVerify, !report.ok {
+            logger.error("the session log does not verify: \(report.description)")
+        }
+        try prepareSocket(config.socketPath)
+        let api = APIServer(supervisor: supervisor)
+        let groupID = try config.socketGroup.map(groupID)
+        // The socket is made 0600 (the umask during bind), then handed to
+        // the group when one is granted.
+        let previous = umask(0o177)
+        let socketPath = config.socketPath
+        let unixApp = Application(
+            router: api.router(),
+            configuration: ApplicationConfiguration(address: .unixDomainSocket(path: socketPath), serverName: "levain"),
+            onServerRunning: { _ in
+                umask(previous)
+                if let gid = groupID {
+                    if chown(socketPath, 0, gid) != 0 || chmod(socketPath, 0o660) != 0 {
+                        let line = "levain: cannot hand \(socketPath) to group \(gid): \(String(cString: strerror(errno))); it stays root-only\n"
+                        _ = line.withCString { write(2, $0, strlen($0)) }
+                    }
+                }
+            },
+            logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: unixApp)]
+        if let address = config.tcpAddress {
+            guard let tokenFile = config.tokenFile else {
+                throw SupervisorError(.invalid, "the TCP listener needs a bearer token in tcp.token_file")
+            }
+            let tokens = try TokenStore(path: tokenFile)
+            guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+                throw SupervisorError(.invalid, "tcp.address must be HOST:PORT, not \(address)")
+            }
+            var host = String(address[..<colon])
+            // "[::1]:7480": the brackets are URL syntax, not the address.
+            if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            let tcpApp = Application(router: api.router(tokens: tokens),
+                                     configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "levain"),
+                                     logger: logger)
+            services.append(.init(service: tcpApp))
+        }
+        // Shut down first (the group stops services in reverse order): stop
+        // accepting, let runs finish up to the grace, then kill and record.
+        services.append(.init(service: ShutdownService(supervisor: supervisor, grace: config.shutdownGrace)))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        unlink(socketPath)
+    }
+
+    static func prepareSocket(_ path: String) throws {
+        if let slash = path.lastIndex(of: "/") {
+            let dir = String(path[..<slash])
+            if !dir.isEmpty { _ = mkdir(dir, 0o755) }
+        }
+        var st = stat()
+        if lstat(path, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFSOCK else {
+                throw SupervisorError(.invalid, "\(path) exists and is not a socket; remove it or choose another --socket")
+            }
+            // A live supervisor there answers; a stale socket (a killed one) does not.
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            let bytes = Array(path.utf8)
+            guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+                throw SupervisorError(.invalid, "socket path \(path) is too long")
+            }
+            withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+            let connected = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            if connected == 0 { throw SupervisorError(.conflict, "another supervisor is listening on \(path)") }
+            unlink(path)
+        }
+    }
+
+    static func groupID(_ name: String) throws -> gid_t {
+        if let id = gid_t(name) { return id }
+        guard let g = getgrnam(name) else { throw SupervisorError(.invalid, "no group named \(name) (supervisor.socket_group)") }
+        return g.pointee.gr_gid
+    }
+
+    static func readSmallText(_ path: String, limit: Int = 4096) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while bytes.count < limit {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            bytes += buf[0..<n]
+        }
+        return String(decoding: bytes.prefix(limit), as: UTF8.self)
+    }
+}
+
+/// Waits for the graceful-shutdown signal, then shuts the supervisor down.
+struct ShutdownService: Service {
+    let supervisor: Supervisor
+    let grace: Double
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await supervisor.shutdown(grace: grace)
+    }
+}

@@ -1,0 +1,124 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import LevainSandbox
+import LevainSessionLog
+import LevainSupervisor
+import Synchronization
+
+/// The session log records of a standalone `levain run`: a session of kind
+/// "one-shot" holding the one run, with the same events a supervisor's run
+/// gets (session.opened, run.queued, run.started, process.exited,
+/// limit.hit, run.finished, session.closed).
+///
+/// The log is opened and the opening events are committed while the jail
+/// is being built (on another thread), so the run does not wait for SQLite;
+/// the closing events are committed, durably, before `levain run` exits.
+/// A log that cannot be written does not stop the run: the reason goes to
+/// stderr (and the exit status stays the command's).
+final class OneShotLog: Sendable {
+    let sessionID: String
+    let runID: String
+    private let opening: Task<SessionLog?, Never>
+    private let warning = Warning()
+
+    final class Warning: Sendable {
+        let text = Mutex<String?>(nil)
+        func set(_ s: String) { text.withLock { $0 = s } }
+        var value: String? { text.withLock { $0 } }
+    }
+
+    init(statePath: String, runID: String, policy: String, argv: [String], env: [String], cwd: String?,
+         timeout: String?, workspace: String?) {
+        let sessionID = SessionID.make()
+        self.sessionID = sessionID
+        self.runID = runID
+        let warning = self.warning
+        opening = Task.detached(priority: .userInitiated) {
+            do {
+                let log = try SessionLog(path: statePath + "/log.sqlite")
+                let now = LogTimestamp.now()
+                var request: JSONObject = ["argv": JSONValue(argv)]
+                if !env.isEmpty { request["env_keys"] = JSONValue(env.map { String($0.prefix { $0 != "=" }) }) }
+                if let cwd { request["cwd"] = .string(cwd) }
+                if let timeout { request["timeout"] = .string(timeout) }
+                let session = SessionRecord(id: sessionID, kind: .oneShot, policy: policy, status: .open,
+                                            workspace: workspace, createdAt: now)
+                let run = RunRecord(id: runID, sessionID: sessionID, status: .running, request: request,
+                                    createdAt: now, startedAt: now)
+                var opened: JSONObject = ["kind": "one-shot", "policy": .string(policy)]
+                opened["workspace"] = workspace.map { .string($0) } ?? .null
+                _ = try await log.record([
+                    NewEvent(sessionID: sessionID, type: "session.opened", payload: opened, time: now),
+                    NewEvent(sessionID: sessionID, runID: runID, type: "run.queued", payload: request, time: now),
+                    NewEvent(sessionID: sessionID, runID: runID, type: "run.started", payload: ["attempt": 1], time: now),
+                ], and: [.insertSession(session), .insertRun(run)])
+                return log
+            } catch {
+                warning.set("the session log in \(statePath) was not written: \(error)")
+                return nil
+            }
+        }
+    }
+
+    /// Records the end of the run and waits until it is on disk.
+    func finish(outcome: RunOutcome?, error: String?) {
+        let opening = self.opening
+        let sessionID = self.sessionID, runID = self.runID
+        let warning = self.warning
+        let done = DispatchSemaphore(value: 0)
+        Task.detached(priority: .userInitiated) {
+            defer { done.signal() }
+            guard let log = await opening.value else { return }
+            let now = LogTimestamp.now()
+            var events: [NewEvent] = []
+            let status: RunStatus
+            var finished: JSONObject = [:]
+            var exitCode: Int32? = nil, signal: Int32? = nil
+            if let outcome {
+                let r = outcome.report
+                exitCode = r.exit.code
+                signal = r.exit.signal
+                var p: JSONObject = ["user_us": .int(Int64(r.cpu.userMs * 1000)), "system_us": .int(Int64(r.cpu.systemMs * 1000))]
+                p["max_rss_kb"] = r.memory.peakBytes.map { .int(Int64($0 / 1024)) } ?? .null
+                p["exit_code"] = exitCode.map { JSONValue($0) } ?? .null
+                p["signal"] = signal.map { JSONValue($0) } ?? .null
+                events.append(NewEvent(sessionID: sessionID, runID: runID, type: "process.exited", payload: p, time: now))
+                for l in r.limits.which where l != "timeout" {
+                    events.append(NewEvent(sessionID: sessionID, runID: runID, type: "limit.hit", payload: ["limit": .string(l)], time: now))
+                }
+                if r.limits.which.contains("timeout") {
+                    status = .timedOut
+                } else if let e = r.error, !e.isEmpty, r.exit.status >= 125 {
+                    status = .failed
+                    finished["error"] = .string(e)
+                } else {
+                    status = r.exit.status == 0 ? .succeeded : .failed
+                }
+                finished["exit_status"] = JSONValue(outcome.exitStatus)
+                finished["exit_code"] = exitCode.map { JSONValue($0) } ?? .null
+                finished["signal"] = signal.map { JSONValue($0) } ?? .null
+                finished["duration_ms"] = .double(r.wallTimeMs)
+            } else {
+                status = .error
+                finished["exit_status"] = JSONValue(LevainExit.error)
+                finished["error"] = .string(error ?? "levain failed")
+            }
+            finished["status"] = .string(status.rawValue)
+            events.append(NewEvent(sessionID: sessionID, runID: runID, type: "run.finished", payload: finished, time: now))
+            events.append(NewEvent(sessionID: sessionID, type: "session.closed", payload: [:], time: now))
+            do {
+                _ = try await log.record(events, and: [
+                    .updateRun(RunUpdate(id: runID, status: status, exitCode: exitCode, signal: signal,
+                                         error: error ?? (finished["error"]?.stringValue), finishedAt: now)),
+                    .updateSession(SessionUpdate(id: sessionID, status: .closed, closedAt: now)),
+                ])
+            } catch {
+                warning.set("the end of run \(runID) was not written to the session log: \(error)")
+            }
+        }
+        done.wait()
+        if let w = warning.value { printError(w) }
+    }
+}
