@@ -57,6 +57,8 @@ policies:
 
 install: build
 	install -D -m 0755 $(BIN_DIR)/levain $(DESTDIR)/usr/local/bin/levain
+	install -D -m 0755 $(BIN_DIR)/levain-ctl $(DESTDIR)/usr/local/bin/levain-ctl
+	install -D -m 0755 $(BIN_DIR)/levain-harness $(DESTDIR)/usr/local/bin/levain-harness
 
 clean:
 	rm -rf .build

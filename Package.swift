@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "levain", targets: ["levain"]),
+        .executable(name: "levain-ctl", targets: ["levain-ctl"]),
         .executable(name: "levain-harness", targets: ["levain-harness"]),
     ],
     dependencies: [
@@ -61,6 +62,7 @@ let package = Package(
             name: "LevainSessionLog",
             dependencies: [
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -88,10 +90,28 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The CLI: `levain` (run, doctor, policy) stays small so a one-shot
+        // run starts fast; `levain-ctl` is the whole CLI with the supervisor,
+        // which `levain` execs for serve, sessions, runs, cancel, log and
+        // --connect.
+        .target(
+            name: "LevainCLI",
+            dependencies: [
+                "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainSessionLog", "CLevainSpawn",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "levain",
             dependencies: [
-                "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainSupervisor", "LevainSessionLog",
+                "LevainCLI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "levain-ctl",
+            dependencies: [
+                "LevainCLI", "LevainSupervisor", "LevainSessionLog", "LevainPolicy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -65,12 +65,12 @@ final class GroupCommitter: Sendable {
     /// Heads of this many sessions at most are kept between transactions.
     static let maximumCachedHeads = 65_536
 
-    private let pool: DatabasePool
+    private let pool: any DatabaseWriter
     private let state = Mutex(State())
     private let headCache = Mutex(HeadCache())
     private let wakeup = DispatchSemaphore(value: 0)
 
-    init(pool: DatabasePool) {
+    init(pool: any DatabaseWriter) {
         self.pool = pool
     }
 
@@ -303,9 +303,9 @@ final class GroupCommitter: Sendable {
 
     // MARK: - Events
 
-    private static let headSQL = "SELECT seq, hash FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT 1"
-    private static let sessionExistsSQL = "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = ?)"
-    private static let insertSQL = """
+    static let headSQL = "SELECT seq, hash FROM events WHERE session_id = ? ORDER BY seq DESC LIMIT 1"
+    static let sessionExistsSQL = "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = ?)"
+    static let insertSQL = """
         INSERT INTO events (session_id, seq, run_id, tenant, time, type, payload, prev_hash, hash)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
@@ -353,36 +353,21 @@ final class GroupCommitter: Sendable {
     // MARK: - State changes
 
     private static func apply(_ change: StateChange, _ db: Database) throws {
+        let (sql, arguments) = StateSQL.statement(for: change)
         switch change {
         case .insertSession(let s):
             do {
-                try db.cachedStatement(sql: """
-                    INSERT INTO sessions (id, tenant, kind, policy, labels, status, workspace, limits,
-                                          created_at, closed_at, supervisor)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """).execute(arguments: [
-                        s.id, s.tenant, s.kind.rawValue, s.policy, JSONValue(s.labels).encoded(),
-                        s.status.rawValue, s.workspace, s.limits.encodedJSON(), s.createdAt.rfc3339,
-                        s.closedAt?.rfc3339, s.supervisor,
-                    ])
+                try db.cachedStatement(sql: sql).execute(arguments: StatementArguments(arguments.map(\.databaseValue)))
             } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                 throw SessionLogError(.duplicateID, "session \(s.id) already exists", underlying: error)
             }
-
         case .updateSession(let u):
-            try db.cachedStatement(sql: """
-                UPDATE sessions SET status = COALESCE(?, status), closed_at = COALESCE(?, closed_at),
-                    supervisor = COALESCE(?, supervisor), workspace = COALESCE(?, workspace)
-                WHERE id = ?
-                """).execute(arguments: [u.status?.rawValue, u.closedAt?.rfc3339, u.supervisor, u.workspace, u.id])
+            try db.cachedStatement(sql: sql).execute(arguments: StatementArguments(arguments.map(\.databaseValue)))
             guard db.changesCount > 0 else {
                 throw SessionLogError(.unknownSession, "no session \(u.id) in the session log")
             }
-
         case .insertRun(let r):
-            if let key = r.idempotencyKey, let existing = try String.fetchOne(db.cachedStatement(sql: """
-                SELECT id FROM runs WHERE session_id = ? AND idempotency_key = ?
-                """), arguments: [r.sessionID, key]) {
+            if let key = r.idempotencyKey, let existing = try String.fetchOne(db.cachedStatement(sql: StateSQL.runByKey), arguments: [r.sessionID, key]) {
                 throw SessionLogError(
                     .duplicateIdempotencyKey,
                     "session \(r.sessionID) already has run \(existing) for idempotency key \(key)",
@@ -393,30 +378,12 @@ final class GroupCommitter: Sendable {
                 throw SessionLogError(.unknownSession, "no session \(r.sessionID) in the session log")
             }
             do {
-                try db.cachedStatement(sql: """
-                    INSERT INTO runs (id, session_id, tenant, status, request, idempotency_key, attempt,
-                                      exit_code, signal, error, created_at, started_at, finished_at, retry_policy)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """).execute(arguments: [
-                        r.id, r.sessionID, r.tenant, r.status.rawValue, r.request.encodedJSON(), r.idempotencyKey,
-                        r.attempt, r.exitCode, r.signal, r.error, r.createdAt.rfc3339, r.startedAt?.rfc3339,
-                        r.finishedAt?.rfc3339, r.retryPolicy.rawValue,
-                    ])
+                try db.cachedStatement(sql: sql).execute(arguments: StatementArguments(arguments.map(\.databaseValue)))
             } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                 throw SessionLogError(.duplicateID, "run \(r.id) already exists", underlying: error)
             }
-
         case .updateRun(let u):
-            try db.cachedStatement(sql: """
-                UPDATE runs SET status = COALESCE(?, status), exit_code = COALESCE(?, exit_code),
-                    signal = COALESCE(?, signal), error = COALESCE(?, error),
-                    started_at = COALESCE(?, started_at), finished_at = COALESCE(?, finished_at),
-                    attempt = COALESCE(?, attempt)
-                WHERE id = ?
-                """).execute(arguments: [
-                    u.status?.rawValue, u.exitCode, u.signal, u.error, u.startedAt?.rfc3339,
-                    u.finishedAt?.rfc3339, u.attempt, u.id,
-                ])
+            try db.cachedStatement(sql: sql).execute(arguments: StatementArguments(arguments.map(\.databaseValue)))
             guard db.changesCount > 0 else {
                 throw SessionLogError(.unknownRun, "no run \(u.id) in the session log")
             }

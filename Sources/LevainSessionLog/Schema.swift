@@ -67,4 +67,8 @@ enum Schema {
     }
 
     static let tables = ["sessions", "runs", "events"]
+
+    /// Every migration above, in order (the direct writer checks a log has
+    /// exactly these before it writes).
+    static let migrationIdentifiers = ["v1"]
 }

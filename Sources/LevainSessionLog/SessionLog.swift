@@ -25,14 +25,17 @@ public final class SessionLog: Sendable {
 
     public let path: String
     public let isReadOnly: Bool
-    let pool: DatabasePool
+    let pool: any DatabaseWriter
     let committer: GroupCommitter?
 
     /// Opens (a writer: creates and migrates) the log at `path`.
     ///
     /// A read-only open never creates or migrates anything: a missing file is
     /// `.logNotFound`, a file without the schema is `.notASessionLog`.
-    public init(path: String = SessionLog.defaultPath, readOnly: Bool = false) throws(SessionLogError) {
+    /// `singleConnection`: one connection (no reader pool), for a short-lived
+    /// writer such as a one-shot `levain run`: it opens in a fraction of the
+    /// time a pool takes.
+    public init(path: String = SessionLog.defaultPath, readOnly: Bool = false, singleConnection: Bool = false) throws(SessionLogError) {
         guard !path.isEmpty, !path.utf8.contains(0) else {
             throw SessionLogError(.invalidArgument, "the session log path is empty or contains NUL")
         }
@@ -69,9 +72,20 @@ public final class SessionLog: Sendable {
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
 
-        let pool: DatabasePool
+        let pool: any DatabaseWriter
         do {
-            pool = try DatabasePool(path: path, configuration: config)
+            if singleConnection && !readOnly {
+                let queue = try DatabaseQueue(path: path, configuration: config)
+                // The log is always in WAL mode (a pool sets it; so must we
+                // when we are the first to open the file).
+                try queue.writeWithoutTransaction { db in
+                    let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode")
+                    if mode?.lowercased() != "wal" { try db.execute(sql: "PRAGMA journal_mode = WAL") }
+                }
+                pool = queue
+            } else {
+                pool = try DatabasePool(path: path, configuration: config)
+            }
         } catch {
             throw SessionLogError.wrap(error, "cannot open the session log at \(path)")
         }
@@ -109,7 +123,7 @@ public final class SessionLog: Sendable {
         self.committer = GroupCommitter(pool: pool)
     }
 
-    private static func migrate(_ pool: DatabasePool, path: String) throws(SessionLogError) {
+    private static func migrate(_ pool: any DatabaseWriter, path: String) throws(SessionLogError) {
         let migrator = Schema.migrator
         let superseded = try mapErrors("cannot read the schema of \(path)") {
             try pool.read { db in try migrator.hasBeenSuperseded(db) }

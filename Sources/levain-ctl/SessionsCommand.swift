@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import LevainCLI
 import LevainSessionLog
 import LevainSupervisor
 

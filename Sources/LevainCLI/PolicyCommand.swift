@@ -4,8 +4,10 @@ import Glibc
 import ArgumentParser
 import LevainPolicy
 
-struct PolicyCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct PolicyCommand: ParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         commandName: "policy",
         abstract: "Check and show policies.",
         subcommands: [Check.self, Show.self, List.self]

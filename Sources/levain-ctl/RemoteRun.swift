@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LevainCLI
 import CLevainSpawn
 import Dispatch
 import LevainSessionLog

@@ -11,24 +11,28 @@ import LevainPolicy
 import LevainSandbox
 
 /// The options of `levain run`, however they were parsed.
-struct RunOptions: Equatable {
-    var policy = "default"
-    var readOnlyBinds: [String] = []
-    var readWriteBinds: [String] = []
-    var memory: String?
-    var cpus: String?
-    var pids: String?
-    var timeout: String?
-    var cpuTime: String?
-    var fileSize: String?
-    var env: [String] = []
-    var cwd: String?
-    var jsonReport: String?
-    var state = "/var/lib/levain"
-    var quiet = false
+public struct RunOptions: Equatable {
+    /// How a run goes through a supervisor, when the program can (levain-ctl
+    /// sets it for --connect); nil: runs are local.
+    nonisolated(unsafe) public static var remote: ((RunOptions, Int32) throws -> Void)?
+
+    public var policy = "default"
+    public var readOnlyBinds: [String] = []
+    public var readWriteBinds: [String] = []
+    public var memory: String?
+    public var cpus: String?
+    public var pids: String?
+    public var timeout: String?
+    public var cpuTime: String?
+    public var fileSize: String?
+    public var env: [String] = []
+    public var cwd: String?
+    public var jsonReport: String?
+    public var state = "/var/lib/levain"
+    public var quiet = false
     /// Run in this open session of the supervisor (--connect only).
-    var session: String?
-    var argv: [String] = []
+    public var session: String?
+    public var argv: [String] = []
 
     /// The fast path of `levain run` argument parsing. Swift's
     /// ArgumentParser spends about 2.5 ms reflecting on RunCommand before it
@@ -39,7 +43,7 @@ struct RunOptions: Equatable {
     /// option, a missing value, no command — so that ArgumentParser handles
     /// it with its own messages. Debug builds check every fast parse
     /// against ArgumentParser (see Main).
-    static func parse(_ args: [String]) -> RunOptions? {
+    public static func parse(_ args: [String]) -> RunOptions? {
         var o = RunOptions()
         var i = 0
         func value(_ name: String, _ inline: String?) -> String? {
@@ -94,12 +98,12 @@ struct RunOptions: Equatable {
         return o.argv.isEmpty ? nil : o
     }
 
-    func execute() throws {
+    public func execute() throws {
         // Signals for the jail are read from a signalfd: block them now,
         // before any thread exists, so every thread inherits the mask.
         let signalFD = SignalForwarding.setUp()
-        if let client = Connection.client {
-            try executeRemote(client, signalFD: signalFD)
+        if let remote = RunOptions.remote {
+            try remote(self, signalFD)
         }
         if let session {
             throw UserError("--session \(session) needs a supervisor: levain --connect unix:PATH run --session \(session) -- ...")

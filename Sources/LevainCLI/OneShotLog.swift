@@ -4,7 +4,6 @@ import Glibc
 import Dispatch
 import LevainSandbox
 import LevainSessionLog
-import LevainSupervisor
 import Synchronization
 
 /// The session log records of a standalone `levain run`: a session of kind
@@ -20,7 +19,7 @@ import Synchronization
 final class OneShotLog: Sendable {
     let sessionID: String
     let runID: String
-    private let opening: Task<SessionLog?, Never>
+    private let opening: Task<DirectWriter?, Never>
     private let warning = Warning()
 
     final class Warning: Sendable {
@@ -31,13 +30,23 @@ final class OneShotLog: Sendable {
 
     init(statePath: String, runID: String, policy: String, argv: [String], env: [String], cwd: String?,
          timeout: String?, workspace: String?) {
-        let sessionID = SessionID.make()
+        let sessionID = RunID.randomID(prefix: "s-")
         self.sessionID = sessionID
         self.runID = runID
         let warning = self.warning
         opening = Task.detached(priority: .userInitiated) {
             do {
-                let log = try SessionLog(path: statePath + "/log.sqlite")
+                let t0 = Clock.monotonicNanos()
+                let path = statePath + "/log.sqlite"
+                // The direct writer (SQLite's C API: no GRDB start-up); a
+                // log that does not exist yet is made by SessionLog first.
+                let log = try OneShotLog.openWriter(path)
+                let t1 = Clock.monotonicNanos()
+                defer {
+                    if getenv("LEVAIN_TIMINGS") != nil {
+                        printError("one-shot log: opened in \(Double(t1 - t0) / 1e6) ms, first events durable after \(Double(Clock.monotonicNanos() - t1) / 1e6) ms")
+                    }
+                }
                 let now = LogTimestamp.now()
                 var request: JSONObject = ["argv": JSONValue(argv)]
                 if !env.isEmpty { request["env_keys"] = JSONValue(env.map { String($0.prefix { $0 != "=" }) }) }
@@ -49,7 +58,7 @@ final class OneShotLog: Sendable {
                                     createdAt: now, startedAt: now)
                 var opened: JSONObject = ["kind": "one-shot", "policy": .string(policy)]
                 opened["workspace"] = workspace.map { .string($0) } ?? .null
-                _ = try await log.record([
+                try log.record([
                     NewEvent(sessionID: sessionID, type: "session.opened", payload: opened, time: now),
                     NewEvent(sessionID: sessionID, runID: runID, type: "run.queued", payload: request, time: now),
                     NewEvent(sessionID: sessionID, runID: runID, type: "run.started", payload: ["attempt": 1], time: now),
@@ -59,6 +68,16 @@ final class OneShotLog: Sendable {
                 warning.set("the session log in \(statePath) was not written: \(error)")
                 return nil
             }
+        }
+    }
+
+    static func openWriter(_ path: String) throws(SessionLogError) -> DirectWriter {
+        do {
+            return try DirectWriter(path: path)
+        } catch {
+            guard error.code == .logNotFound || error.code == .notASessionLog else { throw error }
+            try SessionLog(path: path, singleConnection: true).close()
+            return try DirectWriter(path: path)
         }
     }
 
@@ -109,7 +128,7 @@ final class OneShotLog: Sendable {
             events.append(NewEvent(sessionID: sessionID, runID: runID, type: "run.finished", payload: finished, time: now))
             events.append(NewEvent(sessionID: sessionID, type: "session.closed", payload: [:], time: now))
             do {
-                _ = try await log.record(events, and: [
+                try log.record(events, and: [
                     .updateRun(RunUpdate(id: runID, status: status, exitCode: exitCode, signal: signal,
                                          error: error ?? (finished["error"]?.stringValue), finishedAt: now)),
                     .updateSession(SessionUpdate(id: sessionID, status: .closed, closedAt: now)),
@@ -118,7 +137,11 @@ final class OneShotLog: Sendable {
                 warning.set("the end of run \(runID) was not written to the session log: \(error)")
             }
         }
+        let waitStart = Clock.monotonicNanos()
         done.wait()
+        if getenv("LEVAIN_TIMINGS") != nil {
+            printError("one-shot log: waited \(Double(Clock.monotonicNanos() - waitStart) / 1e6) ms for the last events to be durable")
+        }
         if let w = warning.value { printError(w) }
     }
 }

@@ -11,8 +11,10 @@ import CLevainSpawn
 import LevainPolicy
 import LevainSandbox
 
-struct RunCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct RunCommand: ParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run one command in a fresh jail.",
         discussion: """
@@ -92,7 +94,7 @@ struct RunCommand: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The command and its arguments, after --.", valueName: "COMMAND"))
     var command: [String] = []
 
-    func validate() throws {
+    public func validate() throws {
         // The command is captured as-is (so `levain run ls -l` works without
         // "--"); a --help before it still asks for help.
         if let first = command.first, first == "--help" || first == "-h" {
@@ -107,7 +109,7 @@ struct RunCommand: ParsableCommand {
     }
 
     /// The parsed options, the same value the fast path of RunOptions.parse builds.
-    var options: RunOptions {
+    public var options: RunOptions {
         var argv = command
         if argv.first == "--" { argv.removeFirst() }
         return RunOptions(policy: policy, readOnlyBinds: readOnlyBinds, readWriteBinds: readWriteBinds,
@@ -116,22 +118,22 @@ struct RunCommand: ParsableCommand {
                           quiet: quiet, session: session, argv: argv)
     }
 
-    func run() throws {
+    public func run() throws {
         try options.execute()
     }
 }
 
-func currentDirectory() -> String {
+public func currentDirectory() -> String {
     var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
     guard getcwd(&buf, buf.count) != nil else { return "/" }
     return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 /// The signals `levain run` forwards to the jail.
-enum SignalForwarding {
+public enum SignalForwarding {
     static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM]
 
-    static func setUp() -> Int32 {
+    public static func setUp() -> Int32 {
         forwarded.withUnsafeBufferPointer { lv_block_signals_fd($0.baseAddress, $0.count) }
     }
 }

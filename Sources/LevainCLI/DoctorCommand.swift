@@ -6,8 +6,10 @@ import LevainPolicy
 import LevainSandbox
 import LevainSystem
 
-struct DoctorCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct DoctorCommand: ParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         commandName: "doctor",
         abstract: "Show what this kernel offers and which isolation Levain can give here.",
         discussion: """
@@ -22,7 +24,7 @@ struct DoctorCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Also check this policy (a name or a file).", valueName: "NAME|PATH"))
     var policy: String?
 
-    func run() throws {
+    public func run() throws {
         let f = KernelFeatures.probe()
         func yn(_ b: Bool) -> String { b ? "yes" : "NO" }
         print("kernel            \(f.kernelRelease)")
