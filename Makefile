@@ -35,6 +35,7 @@ demo: build
 # Every test: unit tests (policy parser, seccomp compiler, cgroup drivers)
 # and, as root, the jail tests with the hostile-payload suite.
 test: deps
+	@Tools/python-venv.sh >/dev/null
 	$(DEBUG)
 	LEVAIN_BIN=$(CURDIR)/$(DEBUG_DIR)/levain $(SWIFT) test --parallel --num-workers 2
 	@Tools/check-leftovers.sh
@@ -50,6 +51,7 @@ bench: deps
 	benchmarks/run-one-shot.sh $(BIN_DIR)/levain
 	$(BIN_DIR)/levain-bench-supervisor --levain $(BIN_DIR)/levain
 	$(BIN_DIR)/levain-log-bench --rounds 3
+	python3 benchmarks/exits.py --levain $(BIN_DIR)/levain
 
 # Regenerate the compiled-in copies of policies/ after editing them.
 policies:

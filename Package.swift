@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // The post-clone child path: the only C in the project.
@@ -77,11 +78,25 @@ let package = Package(
             // the standard library is linked in, in every build (debug too).
             linkerSettings: [.unsafeFlags(["-static-stdlib"])]
         ),
+        // What leaves a jail: the model gateway (OpenAI- and Anthropic-
+        // compatible, keys added on the way out, budgets) and the egress
+        // proxy (HTTP forwarding and CONNECT under the policy's rules). No
+        // session-log dependency: decisions are reported to the supervisor.
+        .target(
+            name: "LevainProxy",
+            dependencies: [
+                "LevainPolicy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
         .target(
             name: "LevainSupervisor",
             dependencies: [
                 "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainProtocol", "LevainProtocolNIO",
-                "LevainSessionLog", "CLevainSpawn",
+                "LevainSessionLog", "LevainProxy", "CLevainSpawn",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -131,6 +146,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "LevainSessionLogTests", dependencies: ["LevainSessionLog"]),
+        .testTarget(
+            name: "LevainProxyTests",
+            dependencies: [
+                "LevainProxy", "LevainPolicy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // Need root and a real kernel; every test checks getuid() == 0.
         .testTarget(name: "LevainJailTests", dependencies: ["LevainSandbox", "LevainPolicy", "LevainSystem"],
                     exclude: ["Payloads"]),

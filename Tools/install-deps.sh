@@ -6,8 +6,10 @@ set -eu
 
 # Build and runtime: libseccomp and libcap headers, a C toolchain, pkg-config.
 # Tests: python3 (hostile payloads, the demo), gcc (C payloads compiled during
-# the tests), git, make. Benchmarks: bubblewrap and runc as references.
-PACKAGES="libseccomp-dev libcap-dev pkg-config gcc libc6-dev make git python3 procps util-linux"
+# the tests), git, make; python3-venv and curl for the gateway and egress
+# tests (Tools/python-venv.sh makes the tests' venv from PyPI).
+# Benchmarks: bubblewrap and runc as references.
+PACKAGES="libseccomp-dev libcap-dev pkg-config gcc libc6-dev make git python3 python3-venv curl procps util-linux"
 if [ "${1:-}" = "--bench" ]; then
     PACKAGES="$PACKAGES bubblewrap runc"
 fi

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sched.h>
 #include <unistd.h>
 
 int lv_write_all(int fd, const void *buf, size_t len) {
@@ -171,4 +172,8 @@ int lv_sendmsg_fds(int sock, const void *data, size_t len, const int *fds, size_
         n = sendmsg(sock, &msg, MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
     return n == (ssize_t)len ? 0 : -1;
+}
+
+int lv_setns_net(int pidfd) {
+    return setns(pidfd, CLONE_NEWNET);
 }

@@ -76,4 +76,4 @@ public enum LevainHelp {
 }
 
 /// The supervisor-side commands, served by `levain-ctl` next to `levain`.
-public let controlCommands: Set<String> = ["serve", "sessions", "runs", "cancel", "log"]
+public let controlCommands: Set<String> = ["serve", "sessions", "runs", "cancel", "log", "usage"]

@@ -2,7 +2,7 @@
 enum BuiltinPolicies {
     struct Entry: Sendable { let name: String; let path: String; let hash: String; let text: String }
     static let policies: [Entry] = [
-        Entry(name: "default", path: "policies/default.toml", hash: "43d81c9fd70f9a36", text: ####"""
+        Entry(name: "default", path: "policies/default.toml", hash: "ceadbe389e085a74", text: ####"""
         # Levain built-in policy "default".
         #
         # Every isolation Levain has is on: all seven namespaces (the command runs as
@@ -74,6 +74,36 @@ enum BuiltinPolicies {
         [network]
         # "loopback": a network namespace with only lo, up. "none": not even lo.
         mode = "loopback"
+        # The egress proxy of a supervisor's session (HTTP_PROXY, HTTPS_PROXY and
+        # ALL_PROXY of every run name it): nothing goes out unless a rule here allows
+        # it, and a deny rule wins. A rule is a name ("pypi.org"), every name below
+        # one ("*.pythonhosted.org"), or "*". Loopback, private, link-local and
+        # cloud-metadata addresses are refused whatever the rules say, unless the
+        # operator mapped the name in [network.hosts] of the supervisor's config.
+        # A program that ignores the proxy has no route out at all.
+        allow = []
+        deny = []
+        ports = [80, 443]
+        methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT"]
+        # Headers added to plain-HTTP requests to a domain, from the supervisor's
+        # [secrets]; the jail never sees them. For example:
+        # [network.inject."api.example.com"]
+        # Authorization = "example_token"
+        
+        [models]
+        # The model gateway (OPENAI_BASE_URL and ANTHROPIC_BASE_URL of every run of
+        # a supervisor's session): which of the models of the supervisor's config a
+        # run may call, a cap on max_tokens per request (set when a request names
+        # none), and budgets ("off" or a number; spend in the currency of the
+        # config's prices). A spent budget answers 429 naming it.
+        allow = ["*"]
+        deny = []
+        max_tokens = 8192
+        run_tokens = "off"
+        run_spend = "off"
+        session_tokens = "off"
+        session_spend = "off"
+        requests_per_minute = "off"
         
         [env]
         # Nothing from the caller's environment enters the jail unless named in pass.

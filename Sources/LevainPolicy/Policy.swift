@@ -13,6 +13,8 @@ public struct Policy: Sendable, Equatable {
     public var seccomp: SeccompSettings
     public var landlock: Requirement
     public var network: NetworkMode
+    public var egress = Egress()
+    public var models = Models()
     public var environment: Environment
 
     public init(name: String, description: String = "", source: String, namespaces: Namespaces = .all,

@@ -178,6 +178,11 @@ public enum PolicyLoader {
                 }
                 policy.network = m
             }
+            try readEgress(&t, into: &policy.egress)
+            try t.finish()
+        }
+        if var t = try reader.table("models") {
+            try readModels(&t, into: &policy.models)
             try t.finish()
         }
         if !policy.namespaces.net && policy.network == .none {

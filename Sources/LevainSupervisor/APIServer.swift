@@ -280,6 +280,22 @@ public struct APIServer: Sendable {
                                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: lines)))
             }
         }
+        router.get("/v1/usage") { request, _ in
+            await api.respond {
+                let q = request.uri.queryParameters
+                let by = q["by"].map(String.init) ?? "model"
+                guard let grouping = SessionLog.UsageGrouping(rawValue: by) else {
+                    throw SupervisorError(.invalid, "by: one of \(SessionLog.UsageGrouping.allCases.map(\.rawValue).joined(separator: ", "))", field: "by")
+                }
+                do {
+                    let u = try s.context.log.modelUsage(session: q["session"].map(String.init), tenant: q["tenant"].map(String.init),
+                                                         run: q["run"].map(String.init), groupBy: grouping)
+                    return .json(.ok, APIJSON.usage(u.total, rows: u.rows, by: grouping.rawValue))
+                } catch {
+                    throw SupervisorError(.internalError, "\(error)")
+                }
+            }
+        }
         router.get("/v1/log/tail") { request, _ in
             await api.respond { api.eventStream(request, session: nil, run: nil) }
         }
@@ -728,6 +744,16 @@ typealias HarnessResponse = LevainProtocol.Response
 /// The API's JSON shapes of the log's records (docs/API.md); the CLI uses
 /// them too when it reads the log file directly, so both print the same.
 public enum APIJSON {
+    /// `GET /v1/usage` and `levain usage --json`.
+    public static func usage(_ total: ModelUsage, rows: [ModelUsageRow], by: String) -> JSONValue {
+        func one(_ u: ModelUsage) -> JSONObject {
+            ["requests": .int(u.requests), "input_tokens": .int(u.inputTokens), "output_tokens": .int(u.outputTokens),
+             "tokens": .int(u.tokens), "cost": .double(u.cost)]
+        }
+        return .object(["total": .object(one(total)), "by": .string(by),
+                        "rows": .array(rows.map { r in var o = one(r.usage); o["key"] = .string(r.key); return .object(o) })])
+    }
+
     public static func session(_ s: SessionRecord) -> JSONValue {
         var o: JSONObject = [
             "id": .string(s.id), "tenant": .string(s.tenant), "kind": .string(s.kind.rawValue), "policy": .string(s.policy),

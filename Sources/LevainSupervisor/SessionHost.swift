@@ -138,6 +138,8 @@ actor SessionHost {
     private var spareCgroup: (group: RunCgroup, fds: [Int32])?
     private var refillScheduled = false
     private var runCgroupCounter = 0
+    /// The model gateway and the egress proxy in the jail's network namespace.
+    private var exits: SessionExits?
 
     init(id: String, tenant: String, spec: SessionSpec, policy: Policy, workspace: String, context: SupervisorContext) {
         self.id = id
@@ -238,6 +240,16 @@ actor SessionHost {
             self.cgroup = group
         }
         descriptorFD = descriptorPair[0]
+        if policy.namespaces.net && policy.network == .loopback, let jail {
+            do {
+                exits = try await SessionExits.open(sessionID: id, tenant: tenant, policy: policy, pidfd: jail.pidfd, context: ctx)
+            } catch {
+                Glibc.close(protocolPair[0])
+                await teardown()
+                phase = .failed(error.message)
+                throw error
+            }
+        }
         do {
             let sessionID = id
             connection = try await HarnessConnection.open(
@@ -265,6 +277,8 @@ actor SessionHost {
     }
 
     private func teardown() async {
+        exits?.close()
+        exits = nil
         dropSpareCgroup()
         connection?.close()
         connection = nil
@@ -327,8 +341,9 @@ actor SessionHost {
 
         let liveRun = LiveRun(state: run, cgroup: runGroup)
         live[run.id] = liveRun
+        exits?.runStarted(run.id)
         let start = RunStart(
-            run: LevainProtocol.RunID(run.id)!, argv: run.spec.argv, env: environment(for: run.spec),
+            run: LevainProtocol.RunID(run.id)!, argv: run.spec.argv, env: environment(for: run),
             cwd: run.spec.cwd ?? (policy.filesystem.workspace ? "/workspace" : "/"),
             stdin: stdinStream, stdout: stdoutStream, stderr: stderrStream, cgroup: !fds.isEmpty,
             rlimits: rlimits(for: run.spec))
@@ -337,11 +352,13 @@ actor SessionHost {
             response = try await connection.request(.runStart(start))
         } catch {
             live[run.id] = nil
+            exits?.runEnded(run.id)
             if let g = runGroup { context.removeCgroup(g) }
             throw .infrastructure("the harness: \(error)")
         }
         guard response.ok else {
             live[run.id] = nil
+            exits?.runEnded(run.id)
             out.finish()
             err.finish()
             if let g = runGroup { context.removeCgroup(g) }
@@ -457,6 +474,7 @@ actor SessionHost {
         run.stdout.finish()
         run.stderr.finish()
         live[run.id] = nil
+        exits?.runEnded(run.id)
         var result = end
         if case .exited(let outcome, _, _) = end, let g = liveRun.cgroup {
             let usage = g.usage()
@@ -492,8 +510,15 @@ actor SessionHost {
         }
     }
 
-    private func environment(for spec: RunSpec) -> [String] {
+    /// The policy's variables, then where the gateway and the proxy are,
+    /// then the run's own (a run may override anything).
+    private func environment(for run: RunState) -> [String] {
+        let spec = run.spec
         var env = policy.environment.set
+        for (k, v) in exits?.environment(run: run.id) ?? [] {
+            env.removeAll { $0.0 == k }
+            env.append((k, v))
+        }
         for (k, v) in spec.env.sorted(by: { $0.key < $1.key }) {
             env.removeAll { $0.0 == k }
             env.append((k, v))

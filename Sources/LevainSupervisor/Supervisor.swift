@@ -3,6 +3,7 @@ import Glibc
 #endif
 import LevainPolicy
 import LevainProtocol
+import LevainProxy
 import LevainSandbox
 import LevainSessionLog
 import LevainSystem
@@ -35,7 +36,19 @@ public actor Supervisor {
         } catch {
             throw SupervisorError(.internalError, "the session log \(config.logPath): \(error)")
         }
-        context = SupervisorContext(config: config, log: log)
+        let exits: ExitsRuntime
+        do {
+            exits = try ExitsRuntime(config.proxy)
+        } catch {
+            try? log.close()
+            throw error
+        }
+        context = SupervisorContext(config: config, log: log, exits: exits)
+        for (tenant, _) in config.proxy.tenants {
+            if let used = try? log.modelUsage(tenant: tenant).total {
+                context.ledger.preload(.init(.tenant, tenant), UsageLedger.Totals(used))
+            }
+        }
         slots = RunSlots(limit: config.concurrency)
     }
 

@@ -41,6 +41,8 @@ public struct SupervisorConfig: Sendable, Equatable {
     public var maxRequestBytes = 4 << 20
     /// Forced cgroup2 mount (as LEVAIN_CGROUP_V2_ROOT for levain run).
     public var cgroupV2Root: String?
+    /// The model gateway and the egress proxy (SupervisorConfig+Proxy).
+    public var proxy = ProxyConfig()
 
     public init() {}
 
@@ -110,6 +112,7 @@ public struct SupervisorConfig: Sendable, Equatable {
             if let v = try t.size("max_request") { c.maxRequestBytes = Int(min(v, 1 << 30)) }
             try t.finish()
         }
+        try ProxyConfig.parse(&root, into: &c.proxy)
         try root.finish()
         return c
     }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Dispatch
+import LevainProxy
 import LevainSandbox
 import LevainSessionLog
 import LevainSystem
@@ -21,11 +22,17 @@ public final class SupervisorContext: Sendable {
     let layout: CgroupLayout
     /// The supervisor instance (recorded with its sessions, for recovery).
     public let instanceID: String
+    /// Token and spend accounting of every session's gateway.
+    public let ledger = UsageLedger()
+    /// The providers with their keys, and the secrets for header injection,
+    /// read once at start-up.
+    let exits: ExitsRuntime
     private let failedHandler = Mutex<(@Sendable (String, String) async -> Void)?>(nil)
 
-    init(config: SupervisorConfig, log: SessionLog) {
+    init(config: SupervisorConfig, log: SessionLog, exits: ExitsRuntime) {
         self.config = config
         self.log = log
+        self.exits = exits
         spawnThread = SpawnThread()
         sentinel = CgroupSentinel.start(timeoutMillis: 10_000)
         eventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
@@ -117,6 +124,14 @@ public final class SupervisorContext: Sendable {
         sentinel?.forget(path)
     }
 
+    /// Runs blocking work that may fail off the concurrency pool.
+    func blockingThrowing<T: Sendable, E: Error>(_ body: @escaping @Sendable () throws(E) -> T) async throws(E) -> T {
+        let result: Result<T, E> = await blocking {
+            do throws(E) { return .success(try body()) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
     /// Runs blocking work (reaping a jail, cgroupfs) off the concurrency pool.
     func blocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
@@ -128,3 +143,14 @@ public final class SupervisorContext: Sendable {
 }
 
 private func Cgroupfs_childPath(_ a: String, _ b: String) -> String { a.hasSuffix("/") ? a + b : a + "/" + b }
+
+/// What the gateway and the egress proxy need from the config, resolved.
+struct ExitsRuntime: Sendable {
+    var providers: [String: ProviderConfig] = [:]
+    var secrets: [String: String] = [:]
+
+    init(_ config: ProxyConfig) throws(SupervisorError) {
+        providers = try config.resolvedProviders()
+        secrets = try config.resolvedSecrets()
+    }
+}

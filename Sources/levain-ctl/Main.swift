@@ -15,7 +15,7 @@ struct Levain: ParsableCommand {
         abstract: LevainHelp.abstract,
         discussion: LevainHelp.discussion,
         version: LevainVersion.string,
-        subcommands: [RunCommand.self, ServeCommand.self, SessionsCommand.self, RunsCommand.self, CancelCommand.self,
+        subcommands: [RunCommand.self, ServeCommand.self, SessionsCommand.self, RunsCommand.self, CancelCommand.self, UsageCommand.self,
                       LogCommand.self, DoctorCommand.self, PolicyCommand.self]
     )
 }

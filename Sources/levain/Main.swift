@@ -6,7 +6,7 @@ import LevainCLI
 
 /// `levain`: the one-shot jail (`run`), `doctor` and `policy`, in a binary
 /// kept small so that a run starts fast; the supervisor's commands (`serve`,
-/// `sessions`, `runs`, `cancel`, `log`, and anything with `--connect`) are
+/// `sessions`, `runs`, `cancel`, `log`, `usage`, and anything with `--connect`) are
 /// served by `levain-ctl` next to it, which this program execs.
 struct Levain: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,7 +15,7 @@ struct Levain: ParsableCommand {
         discussion: LevainHelp.discussion,
         version: LevainVersion.string,
         subcommands: [RunCommand.self, ServeStub.self, SessionsStub.self, RunsStub.self, CancelStub.self,
-                      LogStub.self, DoctorCommand.self, PolicyCommand.self]
+                      LogStub.self, UsageStub.self, DoctorCommand.self, PolicyCommand.self]
     )
 }
 
@@ -35,6 +35,10 @@ struct CancelStub: ParsableCommand {
 }
 struct LogStub: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "log", abstract: "Read, follow, verify and export the session log.")
+}
+
+struct UsageStub: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "usage", abstract: "Sum the tokens and cost of model calls through the gateway.")
 }
 
 /// Replaces this process with levain-ctl (next to this binary), same arguments.

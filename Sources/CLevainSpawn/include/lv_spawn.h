@@ -320,6 +320,10 @@ int lv_pidfd_send_signal(int pidfd, int sig);
 int lv_pidfd_open(pid_t pid);
 int lv_close_range(unsigned first, unsigned last);
 
+// setns(2) into the network namespace of the process behind a pidfd, for
+// the calling thread only (Glibc's Swift module does not export setns).
+int lv_setns_net(int pidfd);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,345 @@
+import AsyncHTTPClient
+import Foundation
+import LevainPolicy
+import NIOCore
+import NIOHTTP1
+
+/// One request through the gateway: checked, admitted, sent upstream with
+/// the real key, and answered chunk by chunk.
+struct GatewayExchange {
+    typealias Outbound = NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
+
+    let gateway: ModelGateway
+    let head: HTTPRequestHead
+    let body: ByteBuffer
+    let started = UsageLedger.monotonicSeconds()
+
+    /// The largest output a request may ask for when the policy sets no cap
+    /// (what its reservation assumes when it names none).
+    static let uncappedReservation = 32_768
+
+    /// Headers never passed upstream: hop-by-hop ones, the jail's placeholder
+    /// credentials, and what the gateway sets itself.
+    static let droppedRequestHeaders: Set<String> = [
+        "host", "authorization", "x-api-key", "content-length", "connection", "keep-alive", "proxy-authorization",
+        "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "accept-encoding", "cookie",
+    ]
+    static let droppedResponseHeaders: Set<String> = [
+        "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authenticate", "set-cookie",
+    ]
+
+    /// Returns false when the connection must close.
+    func run(outbound: Outbound, keepAlive: Bool) async -> Bool {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        let kind: ProviderKind
+        switch (head.method, path) {
+        case (.GET, "/v1/models"):
+            return await models(outbound: outbound, keepAlive: keepAlive)
+        case (.POST, "/v1/chat/completions"): kind = .openai
+        case (.POST, "/v1/messages"): kind = .anthropic
+        default:
+            return await refuse(.invalid("request.path", "the gateway serves POST /v1/chat/completions, GET /v1/models and POST /v1/messages, not \(head.method) \(path)",
+                                         status: .notFound), outbound: outbound, keepAlive: keepAlive)
+        }
+        let api = kind == .openai ? "chat.completions" : "messages"
+        guard let caller = callerOrNil() else {
+            return await refuse(GatewayAnswer(status: .unauthorized, type: "authentication_error",
+                                              message: "this key names no live run of this session: use the OPENAI_API_KEY / ANTHROPIC_API_KEY of the run's environment",
+                                              decision: .error, rule: "auth", extraHeaders: [("x-levain-error", "auth"), ("x-should-retry", "false")]),
+                                kind: kind, api: api, outbound: outbound, keepAlive: keepAlive)
+        }
+        let settings = gateway.settings()
+        do {
+            let prepared = try await prepare(kind: kind, api: api, caller: caller, settings: settings)
+            return await forward(prepared, caller: caller, outbound: outbound, keepAlive: keepAlive)
+        } catch let answer as GatewayAnswer {
+            var r = ModelExchangeRecord(phase: .request, caller: caller, decision: answer.decision, rule: answer.rule, api: api,
+                                        providerKind: kind)
+            r.model = (Self.jsonObject(body)?["model"] as? String)
+            r.message = answer.message
+            if let m = r.model, let entry = settings.catalog[m] { r.provider = entry.provider }
+            gateway.record(r)
+            return await write(answer, kind: kind, outbound: outbound, keepAlive: keepAlive)
+        } catch {
+            return await refuse(.upstream("\(error)"), kind: kind, api: api, outbound: outbound, keepAlive: keepAlive)
+        }
+    }
+
+    // MARK: checks
+
+    struct Prepared {
+        var kind: ProviderKind
+        var api: String
+        var provider: ProviderConfig
+        var entry: ModelEntry
+        var body: ByteBuffer
+        var stream: Bool
+        var maxTokens: Int
+        var ticket: UsageLedger.Ticket
+        var reservedInput: UInt64
+    }
+
+    /// How long a request waits for requests in flight to settle before a
+    /// budget they hold refuses it.
+    static let pendingWait = 10.0
+
+    private func prepare(kind: ProviderKind, api: String, caller: GatewayCaller, settings: GatewaySettings) async throws -> Prepared {
+        guard var object = Self.jsonObject(body) else {
+            throw GatewayAnswer.invalid("request.json", "the request body is not a JSON object")
+        }
+        guard let model = object["model"] as? String, !model.isEmpty else {
+            throw GatewayAnswer.invalid("request.model", "the request names no \"model\"")
+        }
+        guard let entry = settings.catalog[model] else {
+            let known = settings.catalog.keys.sorted().filter { settings.policy.denyingRule(for: $0) == nil }
+            throw GatewayAnswer.invalid("models.catalog", "unknown model \"\(model)\"; this gateway serves: \(known.joined(separator: ", "))",
+                                        status: .notFound)
+        }
+        guard let provider = settings.providers[entry.provider] else {
+            throw GatewayAnswer.invalid("models.catalog", "model \"\(model)\" names provider \"\(entry.provider)\", which is not configured")
+        }
+        guard provider.kind == kind else {
+            let path = provider.kind == .openai ? "/v1/chat/completions" : "/v1/messages"
+            throw GatewayAnswer.invalid("request.api", "model \"\(model)\" is served by \(provider.name), a \(provider.kind.rawValue) provider: call \(path)")
+        }
+        guard settings.allowedProvider(provider.name) else {
+            throw GatewayAnswer.denied("models.providers", "provider \"\(provider.name)\" is not allowed by the policy's models.providers")
+        }
+        if let rule = settings.policy.denyingRule(for: model) {
+            throw GatewayAnswer.denied(rule, "model \"\(model)\" is not allowed by the policy's \(rule)")
+        }
+        // max_tokens: capped, and set when absent so a reservation is bounded.
+        let tokenKey = kind == .openai && object["max_completion_tokens"] != nil ? "max_completion_tokens" : "max_tokens"
+        var edits: [(String, String)] = []
+        let asked = (object[tokenKey] as? NSNumber)?.intValue
+        if let asked, asked < 1 { throw GatewayAnswer.invalid("request.max_tokens", "\(tokenKey) must be a positive integer") }
+        if let cap = settings.policy.maxTokens, let asked, asked > cap {
+            throw GatewayAnswer.denied("models.max_tokens", "\(tokenKey) \(asked) is above the policy's cap of \(cap) (models.max_tokens)")
+        }
+        let maxTokens = asked ?? settings.policy.maxTokens ?? Self.uncappedReservation
+        if asked == nil, let cap = settings.policy.maxTokens { edits.append((tokenKey, String(cap))); object[tokenKey] = cap }
+        let stream = object["stream"] as? Bool ?? false
+        var rewrite = false
+        if kind == .openai && stream {
+            // Usage of a stream comes only in its final chunk, when asked for.
+            if let options = object["stream_options"] as? [String: Any] {
+                if options["include_usage"] as? Bool != true {
+                    var o = options
+                    o["include_usage"] = true
+                    object["stream_options"] = o
+                    rewrite = true
+                }
+            } else {
+                edits.append(("stream_options", "{\"include_usage\":true}"))
+            }
+        }
+        let outBody: ByteBuffer
+        if rewrite {
+            guard let data = try? JSONSerialization.data(withJSONObject: object) else {
+                throw GatewayAnswer.invalid("request.json", "the request body could not be re-encoded")
+            }
+            outBody = ByteBuffer(bytes: data)
+        } else {
+            outBody = edits.isEmpty ? body : Self.inserting(edits, into: body)
+        }
+        // Admission: every request in flight holds its worst case.
+        let policy = settings.policy
+        var limits: [UsageLedger.Limit] = []
+        if policy.runTokens != nil || policy.runSpend != nil {
+            limits.append(.init(scope: .init(.run, caller.runID), tokens: policy.runTokens, spend: policy.runSpend))
+        }
+        if policy.sessionTokens != nil || policy.sessionSpend != nil {
+            limits.append(.init(scope: .init(.session, caller.sessionID), tokens: policy.sessionTokens, spend: policy.sessionSpend))
+        }
+        if let t = settings.tenantBudget, t.tokens != nil || t.spend != nil {
+            limits.append(.init(scope: .init(.tenant, caller.tenant), tokens: t.tokens, spend: t.spend))
+        }
+        let rate = policy.requestsPerMinute.map { (scope: UsageLedger.Scope(.session, caller.sessionID), perMinute: $0) }
+        let inputEstimate = UInt64(outBody.readableBytes) + 64
+        let spendEstimate = entry.cost(input: inputEstimate, output: UInt64(maxTokens))
+        // Refused only by what requests in flight may spend: wait (bounded)
+        // for them to settle — the previous answer's client often asks again
+        // before the gateway has read its usage.
+        var admission = gateway.ledger.admit(limits: limits, rate: rate, tokens: inputEstimate + UInt64(maxTokens), spend: spendEstimate)
+        let deadline = UsageLedger.monotonicSeconds() + Self.pendingWait
+        while case .exhausted(_, _, _, true) = admission, UsageLedger.monotonicSeconds() < deadline {
+            try await Task.sleep(nanoseconds: 1_000_000)
+            admission = gateway.ledger.admit(limits: limits, rate: rate, tokens: inputEstimate + UInt64(maxTokens), spend: spendEstimate)
+        }
+        switch admission {
+        case .admitted(let ticket):
+            return Prepared(kind: kind, api: api, provider: provider, entry: entry, body: outBody, stream: stream,
+                            maxTokens: maxTokens, ticket: ticket, reservedInput: inputEstimate)
+        case .exhausted(let budget, let used, let limit, _):
+            let what = budget.hasSuffix("spend") ? String(format: "%.6f of %.6f", used, limit) : "\(UInt64(used)) of \(UInt64(limit)) tokens"
+            let source = budget.hasPrefix("tenant") ? "[tenants.\(caller.tenant)] of the supervisor's config" : "models.\(budget) of the policy"
+            throw GatewayAnswer.budget(budget, "the \(budget.replacingOccurrences(of: "_", with: " ")) budget is spent: \(what) (\(source))")
+        case .rateLimited(let budget, let limit):
+            throw GatewayAnswer.budget(budget, "more than \(limit) requests in a minute (models.requests_per_minute of the policy)", retryAfter: 60)
+        }
+    }
+
+    // MARK: upstream
+
+    private func forward(_ p: Prepared, caller: GatewayCaller, outbound: Outbound, keepAlive: Bool) async -> Bool {
+        var r = ModelExchangeRecord(phase: .request, caller: caller, decision: .allowed, api: p.api, provider: p.provider.name,
+                                    providerKind: p.kind, model: p.entry.name, maxTokens: p.maxTokens, stream: p.stream)
+        gateway.record(r)
+        r.phase = .response
+        let suffix = p.kind == .openai ? "/chat/completions" : "/v1/messages"
+        var request = HTTPClientRequest(url: p.provider.baseURL + suffix)
+        request.method = .POST
+        for (name, value) in head.headers where !Self.droppedRequestHeaders.contains(name.lowercased()) {
+            request.headers.add(name: name, value: value)
+        }
+        request.headers.replaceOrAdd(name: "accept-encoding", value: "identity")
+        if !request.headers.contains(name: "content-type") { request.headers.add(name: "content-type", value: "application/json") }
+        switch p.kind {
+        case .openai: request.headers.add(name: "authorization", value: "Bearer \(p.provider.apiKey)")
+        case .anthropic:
+            request.headers.add(name: "x-api-key", value: p.provider.apiKey)
+            if !request.headers.contains(name: "anthropic-version") { request.headers.add(name: "anthropic-version", value: "2023-06-01") }
+        }
+        request.body = .bytes(p.body)
+        let sent = UsageLedger.monotonicSeconds()
+        let response: HTTPClientResponse
+        do {
+            response = try await gateway.client.execute(request, timeout: .milliseconds(Int64(p.provider.timeout * 1000)))
+        } catch {
+            gateway.ledger.settle(p.ticket, input: 0, output: 0, spend: 0, alsoRecord: scopes(caller))
+            r.decision = .error
+            r.rule = "upstream"
+            r.message = "\(p.provider.name) at \(p.provider.baseURL): \(error)"
+            r.latencyMillis = (UsageLedger.monotonicSeconds() - started) * 1000
+            gateway.record(r)
+            return await write(.upstream("the provider \(p.provider.name) did not answer: \(error)"), kind: p.kind, outbound: outbound, keepAlive: keepAlive)
+        }
+        var headers = HTTPHeaders()
+        for (name, value) in response.headers where !Self.droppedResponseHeaders.contains(name.lowercased()) {
+            headers.add(name: name, value: value)
+        }
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        let ok = (200..<300).contains(Int(response.status.code))
+        var scanner = UsageScanner(kind: p.kind, stream: p.stream && ok, maxBody: gateway.settings().maxUsageScanBytes)
+        var connectionOK = true
+        var complete = false
+        do {
+            try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers)))
+            for try await chunk in response.body {
+                if r.firstTokenMillis == nil { r.firstTokenMillis = (UsageLedger.monotonicSeconds() - sent) * 1000 }
+                if ok { scanner.feed(chunk) }
+                do { try await outbound.write(.body(.byteBuffer(chunk))) } catch { connectionOK = false; break }
+            }
+            if connectionOK { try await outbound.write(.end(nil)) }
+            complete = connectionOK
+        } catch {
+            connectionOK = false
+            r.message = "the answer broke off: \(error)"
+        }
+        scanner.finish()
+        r.status = Int(response.status.code)
+        r.responseModel = scanner.model
+        r.finishReason = scanner.finishReason
+        r.latencyMillis = (UsageLedger.monotonicSeconds() - started) * 1000
+        if ok {
+            // Unknown usage (a cut-off stream, an answer too big to read) is
+            // charged at the request's worst case.
+            let input = scanner.inputTokens ?? p.reservedInput
+            let output = scanner.outputTokens ?? UInt64(p.maxTokens)
+            if scanner.inputTokens == nil || scanner.outputTokens == nil { r.message = (r.message ?? "") + " usage not reported; charged at the request's worst case" }
+            r.inputTokens = input
+            r.outputTokens = output
+            r.cost = p.entry.cost(input: input, output: output)
+            gateway.ledger.settle(p.ticket, input: input, output: output, spend: r.cost ?? 0, alsoRecord: scopes(caller))
+            r.decision = complete ? .allowed : .error
+        } else {
+            gateway.ledger.settle(p.ticket, input: 0, output: 0, spend: 0, alsoRecord: scopes(caller))
+            r.inputTokens = 0
+            r.outputTokens = 0
+            r.cost = 0
+            r.decision = .error
+            r.rule = "upstream.status"
+        }
+        gateway.record(r)
+        return connectionOK && complete
+    }
+
+    private func scopes(_ caller: GatewayCaller) -> [UsageLedger.Scope] {
+        [.init(.run, caller.runID), .init(.session, caller.sessionID), .init(.tenant, caller.tenant)]
+    }
+
+    // MARK: /v1/models
+
+    private func models(outbound: Outbound, keepAlive: Bool) async -> Bool {
+        guard callerOrNil() != nil else {
+            return await write(GatewayAnswer(status: .unauthorized, type: "authentication_error", message: "this key names no live run of this session",
+                                             decision: .error, rule: "auth"), kind: .openai, outbound: outbound, keepAlive: keepAlive)
+        }
+        let settings = gateway.settings()
+        let data: [[String: Any]] = settings.catalog.values.sorted { $0.name < $1.name }
+            .filter { settings.policy.denyingRule(for: $0.name) == nil && settings.allowedProvider($0.provider) }
+            .map { ["id": $0.name, "object": "model", "created": 0, "owned_by": $0.provider] }
+        let json = (try? JSONSerialization.data(withJSONObject: ["object": "list", "data": data], options: [.sortedKeys])) ?? Data()
+        var headers = HTTPHeaders([("content-type", "application/json"), ("content-length", String(json.count))])
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        do {
+            try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
+            try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: json))))
+            try await outbound.write(.end(nil))
+            return true
+        } catch { return false }
+    }
+
+    // MARK: answers
+
+    /// Records a refusal that came before a model was known, and answers it.
+    func refuse(_ answer: GatewayAnswer, kind: ProviderKind? = nil, api: String = "", outbound: Outbound, keepAlive: Bool) async -> Bool {
+        var r = ModelExchangeRecord(phase: .request, caller: callerOrNil(), decision: answer.decision, rule: answer.rule,
+                                    api: api.isEmpty ? head.uri : api, providerKind: kind)
+        r.message = answer.message
+        gateway.record(r)
+        return await write(answer, kind: kind, outbound: outbound, keepAlive: keepAlive)
+    }
+
+    private func write(_ answer: GatewayAnswer, kind: ProviderKind?, outbound: Outbound, keepAlive: Bool) async -> Bool {
+        let body = answer.body(for: kind)
+        do {
+            try await outbound.write(.head(answer.head(for: kind, keepAlive: keepAlive, contentLength: body.readableBytes)))
+            try await outbound.write(.body(.byteBuffer(body)))
+            try await outbound.write(.end(nil))
+            return keepAlive
+        } catch { return false }
+    }
+
+    // MARK: helpers
+
+    private func callerOrNil() -> GatewayCaller? {
+        let key: String?
+        if let auth = head.headers.first(name: "authorization"), auth.lowercased().hasPrefix("bearer ") {
+            key = String(auth.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        } else {
+            key = head.headers.first(name: "x-api-key")
+        }
+        guard let key, !key.isEmpty, key.utf8.count <= 256 else { return nil }
+        return gateway.identify(key)
+    }
+
+    static func jsonObject(_ buffer: ByteBuffer) -> [String: Any]? {
+        guard buffer.readableBytes > 0 else { return nil }
+        return (try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView))) as? [String: Any]
+    }
+
+    /// Adds members at the front of a JSON object's text (`{"k":v,...`),
+    /// leaving the client's bytes as they were otherwise. Only called for
+    /// keys the object does not have, on an object that has a "model".
+    static func inserting(_ members: [(String, String)], into buffer: ByteBuffer) -> ByteBuffer {
+        let bytes = Array(buffer.readableBytesView)
+        guard let brace = bytes.firstIndex(of: UInt8(ascii: "{")) else { return buffer }
+        var out = ByteBuffer()
+        out.reserveCapacity(bytes.count + 64)
+        out.writeBytes(bytes[...brace])
+        for (k, v) in members { out.writeString("\"\(k)\":\(v),") }
+        out.writeBytes(bytes[(brace + 1)...])
+        return out
+    }
+}

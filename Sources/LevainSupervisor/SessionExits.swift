@@ -1,0 +1,192 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AsyncHTTPClient
+import LevainPolicy
+import LevainProxy
+import LevainSessionLog
+import NIOCore
+import Synchronization
+
+/// A session's two ways out of its jail: the model gateway and the egress
+/// proxy, listening on 127.0.0.1 inside the jail (sockets the supervisor
+/// made in the jail's network namespace), every decision written to the
+/// session log.
+final class SessionExits: Sendable {
+    let sessionID: String
+    let tenant: String
+    let gatewayPort: Int
+    let egressPort: Int
+    private let gateway: ModelGateway
+    private let egress: EgressProxy
+    private let runs: RunsBox
+    private let context: SupervisorContext
+
+    /// The placeholder key of a run's environment: it names the run, and is
+    /// worth nothing outside this session's gateway.
+    static func placeholderKey(run: String) -> String { "levain-run-\(run)" }
+
+    private init(sessionID: String, tenant: String, context: SupervisorContext, gateway: ModelGateway, egress: EgressProxy,
+                 runs: RunsBox) {
+        self.runs = runs
+        self.sessionID = sessionID
+        self.tenant = tenant
+        self.context = context
+        self.gateway = gateway
+        self.egress = egress
+        gatewayPort = context.config.proxy.gatewayPort
+        egressPort = context.config.proxy.egressPort
+    }
+
+    /// Opens both listeners in the network namespace of the jail behind
+    /// `pidfd` and starts serving.
+    static func open(sessionID: String, tenant: String, policy: Policy, pidfd: Int32,
+                     context: SupervisorContext) async throws(SupervisorError) -> SessionExits {
+        let config = context.config.proxy
+        let fds: [Int32]
+        do {
+            fds = try await context.blockingThrowing { () throws(JailListeners.Failure) -> [Int32] in
+                try JailListeners.make(pidfd: pidfd, ports: [config.gatewayPort, config.egressPort])
+            }
+        } catch {
+            throw SupervisorError(.spawnFailed, "the jail's gateway and proxy sockets: \(error)")
+        }
+        let runs = RunsBox()
+        let exits = context.exits
+        let sessionUsage = (try? context.log.modelUsage(session: sessionID).total) ?? ModelUsage()
+        context.ledger.preload(.init(.session, sessionID), UsageLedger.Totals(sessionUsage))
+        let gatewaySettings = GatewaySettings(
+            providers: exits.providers, catalog: config.catalog, policy: policy.models,
+            tenantBudget: config.tenants[tenant], maxBodyBytes: config.maxGatewayBody)
+        let log = context.log
+        let gateway = ModelGateway(
+            group: context.eventLoopGroup, client: HTTPClient.shared, ledger: context.ledger,
+            settings: { gatewaySettings },
+            identify: { key in
+                let prefix = "levain-run-"
+                guard key.hasPrefix(prefix) else { return nil }
+                let run = String(key.dropFirst(prefix.count))
+                guard runs.contains(run) else { return nil }
+                return GatewayCaller(sessionID: sessionID, runID: run, tenant: tenant)
+            },
+            record: { r in log.enqueue([Self.event(r, session: sessionID, tenant: tenant)], and: []) })
+        let egressSettings = EgressSettings(rules: policy.egress, hosts: config.hosts, secrets: exits.secrets,
+                                            connectTimeout: config.connectTimeout)
+        let egress = EgressProxy(
+            group: context.eventLoopGroup, settings: { egressSettings },
+            record: { r in
+                var run: String? = nil
+                if let user = r.proxyUser, user.hasPrefix("run-"), runs.contains(String(user.dropFirst(4))) { run = String(user.dropFirst(4)) }
+                log.enqueue([Self.event(r, session: sessionID, run: run, tenant: tenant)], and: [])
+            })
+        do {
+            try await gateway.serve(boundSocket: fds[0])
+        } catch {
+            // (NIO closes a descriptor it failed to adopt: not closed here twice.)
+            Glibc.close(fds[1])
+            throw SupervisorError(.internalError, "the model gateway: \(error)")
+        }
+        do {
+            _ = try await egress.serve(boundSocket: fds[1])
+        } catch {
+            gateway.stop()
+            throw SupervisorError(.internalError, "the egress proxy: \(error)")
+        }
+        return SessionExits(sessionID: sessionID, tenant: tenant, context: context, gateway: gateway, egress: egress, runs: runs)
+    }
+
+    func runStarted(_ id: String) { runs.insert(id) }
+
+    func runEnded(_ id: String) {
+        runs.remove(id)
+        context.ledger.forget(.init(.run, id))
+    }
+
+    /// What a run's environment gets: where the gateway and the proxy are,
+    /// and placeholder keys that name the run.
+    func environment(run id: String) -> [(String, String)] {
+        let key = Self.placeholderKey(run: id)
+        let proxy = "http://run-\(id):levain@127.0.0.1:\(egressPort)"
+        return [
+            ("OPENAI_BASE_URL", "http://127.0.0.1:\(gatewayPort)/v1"),
+            ("OPENAI_API_KEY", key),
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:\(gatewayPort)"),
+            ("ANTHROPIC_API_KEY", key),
+            ("HTTP_PROXY", proxy), ("HTTPS_PROXY", proxy), ("ALL_PROXY", proxy),
+            ("http_proxy", proxy), ("https_proxy", proxy), ("all_proxy", proxy),
+            // The gateway is on loopback: clients must not send it through the proxy.
+            ("NO_PROXY", "127.0.0.1,localhost,::1"), ("no_proxy", "127.0.0.1,localhost,::1"),
+        ]
+    }
+
+    func close() {
+        gateway.stop()
+        egress.stop()
+    }
+
+    // MARK: events
+
+    static func event(_ r: ModelExchangeRecord, session: String, tenant: String) -> NewEvent {
+        var p: JSONObject = [
+            "gen_ai.operation.name": .string(r.operation),
+            "levain.api": .string(r.api),
+            "levain.decision": .string(r.decision.rawValue),
+            "levain.stream": .bool(r.stream),
+        ]
+        if let k = r.providerKind { p["gen_ai.provider.name"] = .string(k.otelName) }
+        if let v = r.provider { p["levain.provider"] = .string(v) }
+        if let v = r.model { p["gen_ai.request.model"] = .string(v) }
+        if let v = r.maxTokens { p["gen_ai.request.max_tokens"] = JSONValue(v) }
+        if let v = r.rule { p["levain.rule"] = .string(v) }
+        if let v = r.message { p["levain.message"] = .string(v) }
+        if r.phase == .response {
+            if let v = r.status { p["http.response.status_code"] = JSONValue(v) }
+            if let v = r.responseModel { p["gen_ai.response.model"] = .string(v) }
+            if let v = r.finishReason { p["gen_ai.response.finish_reasons"] = .array([.string(v)]) }
+            if let v = r.inputTokens { p["gen_ai.usage.input_tokens"] = .int(Int64(v)) }
+            if let v = r.outputTokens { p["gen_ai.usage.output_tokens"] = .int(Int64(v)) }
+            if let v = r.cost { p["levain.cost"] = .double(v) }
+            if let v = r.latencyMillis { p["levain.latency_ms"] = .double((v * 1000).rounded() / 1000) }
+            if let v = r.firstTokenMillis { p["levain.ttft_ms"] = .double((v * 1000).rounded() / 1000) }
+        }
+        return NewEvent(sessionID: session, runID: r.caller?.runID, tenant: tenant,
+                        type: r.phase == .request ? "model.request" : "model.response", payload: p)
+    }
+
+    static func event(_ r: EgressRecord, session: String, run: String?, tenant: String) -> NewEvent {
+        var p: JSONObject = [
+            "server.address": .string(r.host),
+            "server.port": JSONValue(r.port),
+            "http.request.method": .string(r.method),
+            "levain.kind": .string(r.kind),
+            "levain.decision": .string(r.decision.rawValue),
+            "levain.rule": .string(r.rule),
+            "levain.bytes_up": .int(Int64(r.bytesUp)),
+            "levain.bytes_down": .int(Int64(r.bytesDown)),
+            "levain.duration_ms": .double((r.durationMillis * 1000).rounded() / 1000),
+        ]
+        if let v = r.address { p["network.peer.address"] = .string(v) }
+        if let v = r.status { p["http.response.status_code"] = JSONValue(v) }
+        if let v = r.message { p["levain.message"] = .string(v) }
+        return NewEvent(sessionID: session, runID: run, tenant: tenant,
+                        type: r.decision == .denied ? "network.denied" : "network.request", payload: p)
+    }
+}
+
+/// The live runs of a session, read by the gateway's event loops.
+final class RunsBox: Sendable {
+    private let ids = Mutex<Set<String>>([])
+    func insert(_ id: String) { _ = ids.withLock { $0.insert(id) } }
+    func remove(_ id: String) { _ = ids.withLock { $0.remove(id) } }
+    func contains(_ id: String) -> Bool { ids.withLock { $0.contains(id) } }
+}
+
+extension UsageLedger.Totals {
+    init(_ u: ModelUsage) {
+        self.init()
+        inputTokens = UInt64(max(0, u.inputTokens))
+        outputTokens = UInt64(max(0, u.outputTokens))
+        spend = u.cost
+        requests = UInt64(max(0, u.requests))
+    }
+}
