@@ -66,6 +66,15 @@ public final class Harness {
     /// Unsent protocol bytes the harness holds at most before it stops
     /// reading its runs' output (the supervisor's credit bounds it too).
     private static let outboxLimit = 2 << 20
+    /// DATA frames of run output per second, at most (with a burst of a
+    /// tenth of it). The supervisor ends a session whose harness sends more
+    /// than ProtocolLimits.maxFramesPerSecond frames a second; a program
+    /// writing small pieces fast would otherwise make one frame per piece.
+    /// Paced, the pipe fills while the harness waits and the next read takes
+    /// a bigger piece: fewer frames, more bytes per second.
+    static let dataFramesPerSecond = 4000.0
+    private var dataTokens = Harness.dataFramesPerSecond / 10
+    private var tokensRefilledAt = Harness.monotonicNanos()
 
     public init() {
         var sigs: [Int32] = [SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPIPE]
@@ -98,7 +107,8 @@ public final class Harness {
             }
             watch(Self.protocolFD, POLLIN | (pendingOutput > 0 ? POLLOUT : 0), .socket)
             watch(signalFD, POLLIN, .signals)
-            let roomForOutput = pendingOutput < Self.outboxLimit
+            refillDataTokens()
+            let roomForOutput = pendingOutput < Self.outboxLimit && dataTokens >= 1
             for (id, r) in runs {
                 if r.stdoutFD >= 0 && roomForOutput && (state.credit(forOutbound: r.stdout) ?? 0) > 0 {
                     watch(r.stdoutFD, POLLIN, .output(id, r.stdout))
@@ -111,8 +121,16 @@ public final class Harness {
                 }
             }
             // File reads need no poll: regular files are always readable.
-            let pumping = !reads.isEmpty && roomForOutput && reads.values.contains { (state.credit(forOutbound: $0.stream) ?? 0) > 0 }
-            let r = poll(&fds, nfds_t(fds.count), pumping ? 0 : -1)
+            let pumping = !reads.isEmpty && pendingOutput < Self.outboxLimit
+                && reads.values.contains { (state.credit(forOutbound: $0.stream) ?? 0) > 0 }
+            // Out of DATA tokens with output to read: sleep until one is
+            // back (a fraction of a millisecond), then look at everything.
+            let paced = dataTokens < 1 && runs.values.contains { $0.stdoutFD >= 0 || $0.stderrFD >= 0 }
+            if paced {
+                var ts = timespec(tv_sec: 0, tv_nsec: Int((1 - dataTokens) / Self.dataFramesPerSecond * 1e9) + 1000)
+                nanosleep(&ts, nil)
+            }
+            let r = poll(&fds, nfds_t(fds.count), pumping || paced ? 0 : -1)
             if r < 0 && errno != EINTR { fatal("poll: \(String(cString: strerror(errno)))") }
             if pumping { pumpFileReads() }
             if r <= 0 { continue }
@@ -129,6 +147,19 @@ public final class Harness {
                 }
             }
         }
+    }
+
+    private func refillDataTokens() {
+        let now = Self.monotonicNanos()
+        let burst = Self.dataFramesPerSecond / 10
+        dataTokens = min(burst, dataTokens + Double(now &- tokensRefilledAt) * Self.dataFramesPerSecond / 1e9)
+        tokensRefilledAt = now
+    }
+
+    static func monotonicNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     enum PollKind {
@@ -412,11 +443,16 @@ public final class Harness {
         while pendingOutput < Self.outboxLimit {
             let credit = Int(state.credit(forOutbound: stream) ?? 0)
             guard credit > 0 else { return }
+            guard dataTokens >= 1 else { return }
             let want = min(credit, maxChunk, readBuffer.count)
             let n = readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, want) }
             if n < 0 && errno == EINTR { continue }
             if n < 0 && errno == EAGAIN { return }
             if n > 0 {
+                // A short read ends this wake-up; full ones go on while
+                // tokens last. Out of tokens, the loop sleeps and the pipe
+                // fills meanwhile.
+                dataTokens -= 1
                 // Straight into the outbox: header, stream id, bytes.
                 do {
                     try state.willSendData(stream: stream, count: n)
@@ -429,7 +465,7 @@ public final class Harness {
                 outbox.append(UInt8(truncatingIfNeeded: stream >> 8))
                 outbox.append(UInt8(truncatingIfNeeded: stream))
                 readBuffer.withUnsafeBytes { outbox.append(contentsOf: $0[0..<n]) }
-                if n < want { return }  // the pipe is drained for now
+                if n < want { return }  // drained for now
                 continue
             }
             // EOF (or an error): the stream ends.

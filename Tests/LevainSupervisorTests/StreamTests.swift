@@ -8,6 +8,33 @@ import Glibc
 
 @Suite("Output streams", .enabled(if: runningAsRoot, "needs root"), .serialized)
 struct StreamTests {
+    @Test("a run writing small pieces fast is not taken for a frame flood: the harness paces its DATA frames")
+    func smallWritesFast() async throws {
+        let sv = try await TestSupervisor.start("smallwrites")
+        defer { sv.cleanUp() }
+        let s = try await sv.openSession()
+        // head writes 8 KiB at a time and dd one byte at a time, far more
+        // writes a second than the 10,000 frames a second the supervisor
+        // allows would carry at one frame per write.
+        let total = 400_000_000
+        let bytes = 1_000_000
+        let run = try await sv.startRun(s, ["argv": ["/bin/sh", "-c", .string("head -c \(total) /dev/zero; dd if=/dev/zero bs=1 count=\(bytes) status=none")]])
+        let id = try #require(run["id"]?.stringValue)
+        var count = 0
+        var status = 0
+        try await sv.client.stream("GET", "/v1/runs/\(id)/output/stdout", onHead: { st, _ in status = st }, onChunk: { chunk in
+            guard status == 200 else { return false }
+            count += chunk.count
+            return true
+        })
+        let done = try await sv.wait(id)
+        #expect(done["exit_status"]?.intValue == 0, "\(done)")
+        #expect(done["error"] == nil || done["error"] == .null)
+        #expect(count == total + bytes)
+        let violations = try await sv.events(session: s).filter { $0.objectValue?["type"]?.stringValue == "protocol.violation" }
+        #expect(violations.isEmpty)
+    }
+
     @Test("100 MB of stdout arrives intact while the client reads slowly; the supervisor's memory stays bounded")
     func largeOutputSlowReader() async throws {
         let sv = try await TestSupervisor.start("bigout")

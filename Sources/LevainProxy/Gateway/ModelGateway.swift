@@ -24,6 +24,13 @@ public final class ModelGateway: Sendable {
     let identify: Identify
     let record: Record
     private let server = Mutex<(any Channel)?>(nil)
+    private let openConnections = Mutex(0)
+
+    /// Connections at once; past it a connection gets 503 and is closed.
+    public static let maxConnections = 256
+    /// A connection with no byte either way for this long is closed (long
+    /// enough for a model that thinks before its first token).
+    public static let idleTimeout = TimeAmount.seconds(300)
 
     public init(group: any EventLoopGroup, client: HTTPClient, ledger: UsageLedger,
                 settings: @escaping @Sendable () -> GatewaySettings, identify: @escaping Identify, record: @escaping Record) {
@@ -69,6 +76,7 @@ public final class ModelGateway: Sendable {
     @Sendable
     static func childInitializer(_ channel: any Channel) -> EventLoopFuture<Connection> {
         channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandlers([IdleStateHandler(allTimeout: idleTimeout), IdleCloser()])
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
             return try Connection(wrappingChannelSynchronously: channel)
         }
@@ -80,10 +88,34 @@ public final class ModelGateway: Sendable {
             try? await withThrowingDiscardingTaskGroup { tasks in
                 try await channel.executeThenClose { inbound in
                     for try await connection in inbound {
-                        tasks.addTask { await self.handle(connection) }
+                        let admitted = self.openConnections.withLock { n -> Bool in
+                            guard n < Self.maxConnections else { return false }
+                            n += 1
+                            return true
+                        }
+                        if admitted {
+                            tasks.addTask {
+                                await self.handle(connection)
+                                self.openConnections.withLock { $0 -= 1 }
+                            }
+                        } else {
+                            tasks.addTask { await self.refuseBusy(connection) }
+                        }
                     }
                 }
             }
+        }
+    }
+
+    private func refuseBusy(_ connection: Connection) async {
+        try? await connection.executeThenClose { _, outbound in
+            let answer = GatewayAnswer(status: .serviceUnavailable, type: "overloaded_error",
+                                       message: "more than \(Self.maxConnections) connections to the gateway at once",
+                                       decision: .error, rule: "gateway.connections", extraHeaders: [("x-levain-error", "gateway.connections")])
+            let body = answer.body(for: nil)
+            try await outbound.write(.head(answer.head(for: nil, keepAlive: false, contentLength: body.readableBytes)))
+            try await outbound.write(.body(.byteBuffer(body)))
+            try await outbound.write(.end(nil))
         }
     }
 
@@ -124,6 +156,18 @@ public final class ModelGateway: Sendable {
                 let ok = await exchange.run(outbound: outbound, keepAlive: keepAlive)
                 if !ok || !keepAlive { return }
             }
+        }
+    }
+}
+
+/// Closes a connection the IdleStateHandler found idle.
+final class IdleCloser: ChannelInboundHandler, Sendable {
+    typealias InboundIn = NIOAny
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
         }
     }
 }
