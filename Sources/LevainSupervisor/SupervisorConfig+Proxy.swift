@@ -154,10 +154,11 @@ public struct ProxyConfig: Sendable, Equatable {
         if var t = try root.table("secrets") {
             for entry in t.table.entries {
                 guard var s = try t.table(entry.key) else { continue }
-                guard let source = try secretSource(&s, envKey: "env", fileKey: "file") else {
+                let source = try secretSource(&s, envKey: "env", fileKey: "file")
+                try s.finish()  // an unknown key first: it may be a misspelt env/file
+                guard let source else {
                     throw PolicyError(.missing, file: s.file, line: s.line, key: s.qualified("env"), "give env = \"VAR\" or file = \"/path\"")
                 }
-                try s.finish()
                 c.secrets[entry.key] = source
             }
             try t.finish()

@@ -1,0 +1,91 @@
+import LevainPolicy
+import LevainProxy
+import Testing
+@testable import LevainSupervisor
+
+/// The gateway's and the proxy's keys of the supervisor's config: values,
+/// and errors that name the file, the line and the key.
+@Suite struct ProxyConfigTests {
+    @Test("providers, models, hosts, secrets and tenants parse")
+    func parses() throws {
+        let c = try SupervisorConfig.parse("""
+            [gateway]
+            port = 9000
+            max_body = "1M"
+
+            [egress]
+            port = 9001
+            connect_timeout = "3s"
+
+            [providers.oa]
+            kind = "openai"
+            base_url = "https://api.openai.com/v1/"
+            api_key_file = "/etc/levain/openai"
+
+            [models."gpt-4o-mini"]
+            provider = "oa"
+            input_price = 0.15
+            output_price = 0.6
+
+            [network.hosts]
+            "Mirror.Internal." = "10.0.0.5"
+            "dual.internal" = ["10.0.0.6", "fd00::6"]
+
+            [secrets.gh]
+            env = "GH_TOKEN"
+
+            [tenants.acme]
+            tokens = 1000
+            spend = 2.5
+            """, file: "c.toml")
+        #expect(c.proxy.gatewayPort == 9000 && c.proxy.egressPort == 9001 && c.proxy.maxGatewayBody == 1 << 20)
+        #expect(c.proxy.connectTimeout == 3)
+        #expect(c.proxy.providers.first?.kind == .openai && c.proxy.providers.first?.key == .file("/etc/levain/openai"))
+        #expect(c.proxy.catalog["gpt-4o-mini"] == ModelEntry(name: "gpt-4o-mini", provider: "oa", inputPrice: 0.15, outputPrice: 0.6))
+        #expect(c.proxy.hosts["mirror.internal"] == ["10.0.0.5"])
+        #expect(c.proxy.hosts["dual.internal"] == ["10.0.0.6", "fd00::6"])
+        #expect(c.proxy.secrets["gh"] == .env("GH_TOKEN"))
+        #expect(c.proxy.tenants["acme"] == TenantBudget(tokens: 1000, spend: 2.5))
+        // The cost of a million tokens each way.
+        #expect(abs(c.proxy.catalog["gpt-4o-mini"]!.cost(input: 1_000_000, output: 1_000_000) - 0.75) < 1e-9)
+    }
+
+    @Test("bad input names the file, the line and the key")
+    func errors() {
+        func fails(_ text: String, line: Int?, key: String, _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            do {
+                _ = try SupervisorConfig.parse(text, file: "c.toml")
+                Issue.record("no error for \(text)", sourceLocation: sourceLocation)
+            } catch {
+                #expect(error.file == "c.toml", sourceLocation: sourceLocation)
+                #expect(error.line == line, "\(error)", sourceLocation: sourceLocation)
+                #expect(error.key == key, "\(error)", sourceLocation: sourceLocation)
+                #expect(error.message.contains(fragment), "\(error)", sourceLocation: sourceLocation)
+            }
+        }
+        fails("[providers.x]\nkind = \"gemini\"\nbase_url = \"https://x\"\napi_key_env = \"K\"", line: 2, key: "providers.x.kind", "\"openai\" or \"anthropic\"")
+        fails("[providers.x]\nkind = \"openai\"\napi_key_env = \"K\"", line: 1, key: "providers.x.base_url", "give base_url")
+        fails("[providers.x]\nkind = \"openai\"\nbase_url = \"ftp://x\"\napi_key_env = \"K\"", line: 3, key: "providers.x.base_url", "http://")
+        fails("[providers.x]\nkind = \"openai\"\nbase_url = \"https://x\"", line: 1, key: "providers.x.api_key_env", "api_key_env")
+        fails("[providers.x]\nkind = \"openai\"\nbase_url = \"https://x\"\napi_key_env = \"K\"\napi_key_file = \"/k\"", line: 5, key: "providers.x.api_key_file", "not both")
+        fails("[models.\"m\"]\nprovider = \"nobody\"", line: 2, key: "models.m.provider", "no [providers.nobody]")
+        fails("[network.hosts]\n\"a.test\" = \"not-an-ip\"", line: 2, key: "network.hosts.a.test", "not an IP address")
+        fails("[secrets.s]\nvalue = \"inline\"", line: 2, key: "secrets.s.value", "unknown key")
+        fails("[tenants.t]\nspend = -1", line: 2, key: "tenants.t.spend", "positive")
+        fails("[gateway]\nport = 9\n[egress]\nport = 9", line: nil, key: "egress.port", "different ports")
+    }
+
+    @Test("a provider's key is read when the supervisor starts; a missing one names the key")
+    func secrets() throws {
+        var c = ProxyConfig()
+        c.providers = [.init(name: "oa", kind: .openai, baseURL: "https://x", key: .env("LEVAIN_TEST_SURELY_UNSET_KEY"), timeout: 10)]
+        #expect(throws: SupervisorError.self) { _ = try c.resolvedProviders() }
+        do {
+            _ = try c.resolvedProviders()
+        } catch {
+            #expect(error.message.contains("providers.oa") && error.message.contains("LEVAIN_TEST_SURELY_UNSET_KEY"))
+        }
+        c.providers[0].key = .value("sk-1")
+        #expect(try c.resolvedProviders()["oa"]?.apiKey == "sk-1")
+    }
+}
