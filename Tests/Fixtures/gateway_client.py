@@ -70,12 +70,12 @@ def sdk():
     return out
 
 
-def raw(path, body, key=None, base=None):
+def raw(path, body, key=None, base=None, headers=None):
     """POSTs bytes to the gateway; returns (status, headers, json-or-text)."""
     base = base or os.environ["OPENAI_BASE_URL"].rsplit("/v1", 1)[0]
-    req = urllib.request.Request(base + path, data=body, method="POST", headers={
-        "content-type": "application/json",
-        "authorization": "Bearer " + (key or os.environ["OPENAI_API_KEY"])})
+    h = {"content-type": "application/json", "authorization": "Bearer " + (key or os.environ["OPENAI_API_KEY"])}
+    h.update(headers or {})
+    req = urllib.request.Request(base + path, data=body, method="POST", headers=h)
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, dict(r.headers), json.loads(r.read() or b"null")
@@ -118,7 +118,10 @@ def bad():
     out["wrong_api"] = summary(chat("hi", model="claude-3-5-haiku-latest"))
     out["bad_key"] = summary(raw("/v1/chat/completions", b'{"model":"gpt-4o-mini","messages":[]}', key="sk-stolen"))
     out["upstream_error"] = summary(chat("fail [[status:500]]"))
-    status, _, body = chat("still working [[usage:5,3]]")
+    # An account selector the jail must not choose: dropped on the way out.
+    status, _, body = raw("/v1/chat/completions", json.dumps({"model": "gpt-4o-mini", "messages": [
+        {"role": "user", "content": "still working [[usage:5,3]]"}]}).encode(),
+        headers={"OpenAI-Organization": "org-not-yours", "X-Client-Note": "kept"})
     out["after"] = {"status": status, "text": body["choices"][0]["message"]["content"] if status == 200 else body}
     return out
 

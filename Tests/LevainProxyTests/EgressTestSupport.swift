@@ -117,9 +117,9 @@ final class EgressRecordSink: Sendable {
 
     var all: [EgressRecord] { records.withLock { $0 } }
 
-    /// Waits (up to 2 s) for `count` records, then a little longer to catch a duplicate.
+    /// Waits (up to 10 s) for `count` records, then a little longer to catch a duplicate.
     func wait(for count: Int) async throws -> [EgressRecord] {
-        let deadline = ContinuousClock.now + .seconds(2)
+        let deadline = ContinuousClock.now + .seconds(10)  // a bound for a slow machine, not a speed check
         while all.count < count && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }

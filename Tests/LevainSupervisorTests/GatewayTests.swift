@@ -206,6 +206,12 @@ struct GatewayTests {
         #expect(case_("bad_key")["status"] as? Int == 401)
         #expect(case_("upstream_error")["status"] as? Int == 500)
         #expect(case_("after")["status"] as? Int == 200)
+        // The last request upstream: the jail's account selector dropped, its
+        // other headers kept (the control).
+        let last = try #require(try provider.requests().last { ($0["path"] as? String ?? "").hasSuffix("/chat/completions") })
+        let headers = last["headers"] as? [String: String] ?? [:]
+        #expect(headers["openai-organization"] == nil)
+        #expect(headers["x-client-note"] == "kept")
         let payloads = try await sv.events(session: session).compactMap { e -> JSONObject? in
             guard e.objectValue?["type"]?.stringValue == "model.request" else { return nil }
             return e.objectValue?["payload"]?.objectValue

@@ -19,10 +19,13 @@ struct GatewayExchange {
     static let uncappedReservation = 32_768
 
     /// Headers never passed upstream: hop-by-hop ones, the jail's placeholder
-    /// credentials, and what the gateway sets itself.
+    /// credentials, what the gateway sets itself, and the account selectors
+    /// of OpenAI (a jail must not pick another organization or project the
+    /// operator's key can reach).
     static let droppedRequestHeaders: Set<String> = [
         "host", "authorization", "x-api-key", "content-length", "connection", "keep-alive", "proxy-authorization",
         "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "accept-encoding", "cookie",
+        "openai-organization", "openai-project",
     ]
     static let droppedResponseHeaders: Set<String> = [
         "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authenticate", "set-cookie",
