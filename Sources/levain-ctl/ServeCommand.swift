@@ -23,12 +23,21 @@ struct ServeCommand: ParsableCommand {
         verified and each run that was in flight gets run.interrupted, then
         is retried (retry: "retry") or failed.
 
+        Every session's jail also gets, on 127.0.0.1 inside it, the model
+        gateway (port 8790: OPENAI_BASE_URL, ANTHROPIC_BASE_URL and
+        placeholder keys in every run's environment) and the egress proxy
+        (port 8791: HTTP_PROXY, HTTPS_PROXY, ALL_PROXY). Name the providers,
+        their keys (an environment variable of this process or a file) and
+        the models with their prices in the config; the policy says what a
+        run may call, spend and reach (docs/GATEWAY.md).
+
         The configuration file (TOML) is described in docs/SUPERVISOR.md.
 
         Examples:
           levain serve
           levain serve --socket /tmp/levain.sock --state /tmp/levain-state --concurrency 4
           levain serve --config /etc/levain/levain.toml
+          OPENAI_API_KEY=sk-... levain serve --config levain.toml   # with [providers.openai] api_key_env = "OPENAI_API_KEY"
         """
     )
 

@@ -177,6 +177,25 @@ struct GatewayTests {
         #expect(r2.map { $0["status"] as? Int } == [200, 429, 429])
         #expect(r2.last?["budget"] as? String == "tenant_tokens")
         #expect(try sv.openLog().modelUsage(tenant: "small").total.tokens == 80)
+
+        // A spend budget: 30 in + 10 out of gpt-4o-mini cost 0.0000105 each;
+        // 0.00002 allows two (the second passes it by less than one request).
+        let spend = try writePolicy(sv.directory, name: "spend", extra: Self.modelsPolicy + "\nrun_spend = 0.00002\n")
+        let s3 = try await sv.openSession(["policy": .string(spend), "binds": binds])
+        let (_, o3, _, r3) = try await runInSession(sv, s3, [testVenv + "/bin/python", "/fixtures/gateway_client.py", "budget", "3"])
+        let res3 = (try jsonObject(o3))["results"] as? [[String: Any]] ?? []
+        #expect(res3.map { $0["status"] as? Int } == [200, 200, 429])
+        #expect(res3.last?["budget"] as? String == "run_spend")
+        let spent = try sv.openLog().modelUsage(run: r3).total.cost
+        #expect(spent > 0.00002 && spent <= 0.00002 + 0.0000105 + 1e-12)
+
+        // The request rate of a session.
+        let rate = try writePolicy(sv.directory, name: "rate", extra: Self.modelsPolicy + "\nrequests_per_minute = 2\n")
+        let s4 = try await sv.openSession(["policy": .string(rate), "binds": binds])
+        let (_, o4, _, _) = try await runInSession(sv, s4, [testVenv + "/bin/python", "/fixtures/gateway_client.py", "budget", "3"])
+        let res4 = (try jsonObject(o4))["results"] as? [[String: Any]] ?? []
+        #expect(res4.map { $0["status"] as? Int } == [200, 200, 429])
+        #expect(res4.last?["budget"] as? String == "requests_per_minute")
     }
 
     @Test("bad input gets a clear answer and a log entry, and the run carries on")
