@@ -118,6 +118,20 @@ def bad():
     out["wrong_api"] = summary(chat("hi", model="claude-3-5-haiku-latest"))
     out["bad_key"] = summary(raw("/v1/chat/completions", b'{"model":"gpt-4o-mini","messages":[]}', key="sk-stolen"))
     out["upstream_error"] = summary(chat("fail [[status:500]]"))
+    # A stream the upstream breaks off after a few events: what came before
+    # the break reaches the client (the gateway passes chunks on as they
+    # come, it does not hold the answer), then the client sees the break.
+    import openai
+    got, err = 0, None
+    try:
+        for c in openai.OpenAI(max_retries=0).chat.completions.create(
+                model="gpt-4o-mini", stream=True,
+                messages=[{"role": "user", "content": "break off [[words:30]] [[abort:5]]"}]):
+            if c.choices and c.choices[0].delta.content:
+                got += 1
+    except Exception as e:
+        err = type(e).__name__
+    out["broken_stream"] = {"chunks": got, "error": err}
     # An account selector the jail must not choose: dropped on the way out.
     status, _, body = raw("/v1/chat/completions", json.dumps({"model": "gpt-4o-mini", "messages": [
         {"role": "user", "content": "still working [[usage:5,3]]"}]}).encode(),

@@ -225,6 +225,9 @@ struct GatewayTests {
         #expect(case_("bad_key")["status"] as? Int == 401)
         #expect(case_("upstream_error")["status"] as? Int == 500)
         #expect(case_("after")["status"] as? Int == 200)
+        // Chunk by chunk: the events before the upstream broke off arrived.
+        #expect((case_("broken_stream")["chunks"] as? Int ?? 0) >= 1, "\(case_("broken_stream"))")
+        #expect(case_("broken_stream")["error"] as? String != nil)
         // The last request upstream: the jail's account selector dropped, its
         // other headers kept (the control).
         let last = try #require(try provider.requests().last { ($0["path"] as? String ?? "").hasSuffix("/chat/completions") })
@@ -241,5 +244,10 @@ struct GatewayTests {
         }
         let responses = try await sv.events(run: run).filter { $0.objectValue?["type"]?.stringValue == "model.response" }
         #expect(responses.contains { $0.objectValue?["payload"]?.objectValue?["http.response.status_code"]?.intValue == 500 })
+        // The broken stream is logged as an error, charged at its worst case.
+        #expect(responses.contains {
+            let p = $0.objectValue?["payload"]?.objectValue
+            return p?["levain.decision"]?.stringValue == "error" && (p?["levain.message"]?.stringValue ?? "").contains("broke off")
+        })
     }
 }
