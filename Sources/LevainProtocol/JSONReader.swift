@@ -84,16 +84,23 @@ struct JSONReader {
                 object.members.append((key, position))
             }
             try skipValue(depth: depth + 1)
-            skipWhitespace()
-            switch peek() {
-            case UInt8(ascii: ","):
-                position += 1
-            case UInt8(ascii: "}"):
-                position += 1
-                return object
-            default:
-                throw syntaxError("expected ',' or '}' in an object")
-            }
+            if try closedAfterItem(UInt8(ascii: "}"), in: "an object") { return object }
+        }
+    }
+
+    /// After a member or an element: moves past a ',' (false: another
+    /// follows) or the container's closing byte (true: it ended).
+    private mutating func closedAfterItem(_ close: UInt8, in container: String) throws(ProtocolViolation) -> Bool {
+        skipWhitespace()
+        switch peek() {
+        case UInt8(ascii: ","):
+            position += 1
+            return false
+        case close:
+            position += 1
+            return true
+        default:
+            throw syntaxError("expected ',' or '\(Character(Unicode.Scalar(close)))' in \(container)")
         }
     }
 
@@ -133,16 +140,7 @@ struct JSONReader {
         }
         while true {
             try skipValue(depth: depth + 1)
-            skipWhitespace()
-            switch peek() {
-            case UInt8(ascii: ","):
-                position += 1
-            case UInt8(ascii: "]"):
-                position += 1
-                return
-            default:
-                throw syntaxError("expected ',' or ']' in an array")
-            }
+            if try closedAfterItem(UInt8(ascii: "]"), in: "an array") { return }
         }
     }
 
@@ -215,16 +213,7 @@ struct JSONReader {
             }
             try element(&self, count)
             count += 1
-            skipWhitespace()
-            switch peek() {
-            case UInt8(ascii: ","):
-                position += 1
-            case UInt8(ascii: "]"):
-                position += 1
-                return count
-            default:
-                throw syntaxError("expected ',' or ']' in an array")
-            }
+            if try closedAfterItem(UInt8(ascii: "]"), in: "an array") { return count }
         }
     }
 
