@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ArgumentParser
 
 /// Exit statuses of `levain` itself (the command's own status passes through).
 public enum LevainExit {
@@ -77,3 +78,22 @@ public enum LevainHelp {
 
 /// The supervisor-side commands, served by `levain-ctl` next to `levain`.
 public let controlCommands: Set<String> = ["serve", "sessions", "runs", "cancel", "log", "usage"]
+
+/// How `levain` and `levain-ctl` end after an error: an ExitCode as given;
+/// a UserError's message and status 125; ArgumentParser's help, version
+/// and usage errors as ArgumentParser prints them (help and version exit 0,
+/// the rest 125).
+public func exitOnError<Command: ParsableCommand>(_ error: any Error, of command: Command.Type) -> Never {
+    if let code = error as? ExitCode { exit(code.rawValue) }
+    if let error = error as? UserError {
+        writeStderr("levain: \(error.description)\n")
+        exit(LevainExit.error)
+    }
+    let message = Command.fullMessage(for: error)
+    if Command.exitCode(for: error) == .success {
+        print(message)
+        exit(0)
+    }
+    if !message.isEmpty { writeStderr("levain: \(message)\n") }
+    exit(LevainExit.error)
+}

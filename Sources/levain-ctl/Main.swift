@@ -62,22 +62,8 @@ enum Main {
             }
             var command = try Levain.parseAsRoot(args)
             try command.run()
-        } catch let code as ExitCode {
-            exit(code.rawValue)
-        } catch let error as UserError {
-            writeStderr("levain: \(error.description)\n")
-            exit(LevainExit.error)
         } catch {
-            let code = Levain.exitCode(for: error)
-            let message = Levain.fullMessage(for: error)
-            if code == .success {
-                print(message)
-                exit(0)
-            }
-            if !message.isEmpty {
-                writeStderr("levain: \(message)\n")
-            }
-            exit(LevainExit.error)
+            exitOnError(error, of: Levain.self)
         }
     }
 }
