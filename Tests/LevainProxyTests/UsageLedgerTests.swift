@@ -71,4 +71,32 @@ import Testing
         ledger.forget(run)
         #expect(ledger.totals(run).requests == 0)
     }
+
+    @Test("a request refused only by requests in flight waits for them to settle; one refused by spending does not")
+    func waitsForSettle() async {
+        let ledger = UsageLedger()
+        let limits = [UsageLedger.Limit(scope: run, tokens: 100)]
+        guard case .admitted(let first) = ledger.admit(limits: limits, rate: nil, tokens: 500, spend: 0) else {
+            Issue.record("refused the first request"); return
+        }
+        // Held by the first's worst case (500): it waits, and the settle of
+        // the first (40 used) lets it in.
+        async let second = ledger.admit(limits: limits, rate: nil, tokens: 500, spend: 0, waitingUpTo: 60)
+        try? await Task.sleep(nanoseconds: 20_000_000)
+        ledger.settle(first, input: 30, output: 10, spend: 0)
+        guard case .admitted(let t2) = await second else { Issue.record("the waiting request was refused"); return }
+        ledger.settle(t2, input: 60, output: 20, spend: 0)
+        // Spent (120 >= 100): refused at once, not pending.
+        guard case .exhausted(_, _, _, let pending) = await ledger.admit(limits: limits, rate: nil, tokens: 1, spend: 0, waitingUpTo: 60) else {
+            Issue.record("admitted past the limit"); return
+        }
+        #expect(!pending)
+        // Held by a request that never settles: refused when the wait is over.
+        let other = UsageLedger.Scope(.run, "r-2")
+        _ = ledger.admit(limits: [.init(scope: other, tokens: 100)], rate: nil, tokens: 500, spend: 0)
+        guard case .exhausted(_, _, _, true) = await ledger.admit(limits: [.init(scope: other, tokens: 100)], rate: nil, tokens: 1, spend: 0,
+                                                                  waitingUpTo: 0.05) else {
+            Issue.record("not refused as pending"); return
+        }
+    }
 }

@@ -160,15 +160,10 @@ struct GatewayExchange {
         let rate = policy.requestsPerMinute.map { (scope: UsageLedger.Scope(.session, caller.sessionID), perMinute: $0) }
         let inputEstimate = UInt64(outBody.readableBytes) + 64
         let spendEstimate = entry.cost(input: inputEstimate, output: UInt64(maxTokens))
-        // Refused only by what requests in flight may spend: wait (bounded)
-        // for them to settle — the previous answer's client often asks again
-        // before the gateway has read its usage.
-        var admission = gateway.ledger.admit(limits: limits, rate: rate, tokens: inputEstimate + UInt64(maxTokens), spend: spendEstimate)
-        let deadline = UsageLedger.monotonicSeconds() + Self.pendingWait
-        while case .exhausted(_, _, _, true) = admission, UsageLedger.monotonicSeconds() < deadline {
-            try await Task.sleep(nanoseconds: 1_000_000)
-            admission = gateway.ledger.admit(limits: limits, rate: rate, tokens: inputEstimate + UInt64(maxTokens), spend: spendEstimate)
-        }
+        // Refused only by what requests in flight hold: it waits (bounded)
+        // for them to settle.
+        let admission = await gateway.ledger.admit(limits: limits, rate: rate, tokens: inputEstimate + UInt64(maxTokens),
+                                                   spend: spendEstimate, waitingUpTo: Self.pendingWait)
         switch admission {
         case .admitted(let ticket):
             return Prepared(kind: kind, api: api, provider: provider, entry: entry, body: outBody, stream: stream,

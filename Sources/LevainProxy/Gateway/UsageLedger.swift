@@ -67,6 +67,8 @@ public final class UsageLedger: Sendable {
     }
 
     private let accounts = Mutex<[Scope: Account]>([:])
+    /// Admissions waiting for requests in flight to settle, by id.
+    private let settleWaiters = Mutex<(next: Int, waiting: [Int: CheckedContinuation<Void, Never>])>((0, [:]))
 
     public init() {}
 
@@ -121,6 +123,36 @@ public final class UsageLedger: Sendable {
         }
     }
 
+    /// `admit`, but a request refused only by what requests in flight hold
+    /// waits (up to `wait` seconds) for them to settle and asks again: an
+    /// agent's next call often arrives before its previous answer's usage
+    /// has been read.
+    public func admit(limits: [Limit], rate: (scope: Scope, perMinute: Int)?, tokens: UInt64, spend: Double,
+                      waitingUpTo wait: Double) async -> Admission {
+        let deadline = Self.monotonicSeconds() + wait
+        while true {
+            let admission = admit(limits: limits, rate: rate, tokens: tokens, spend: spend)
+            let left = deadline - Self.monotonicSeconds()
+            guard case .exhausted(_, _, _, true) = admission, left > 0 else { return admission }
+            await nextSettle(timeout: left)
+        }
+    }
+
+    /// Returns at the next `settle`, or after `timeout` seconds.
+    private func nextSettle(timeout: Double) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let id = settleWaiters.withLock { w in
+                defer { w.next += 1 }
+                w.waiting[w.next] = c
+                return w.next
+            }
+            Task {
+                try? await Task.sleep(nanoseconds: UInt64(timeout * 1e9))
+                settleWaiters.withLock { $0.waiting.removeValue(forKey: id) }?.resume()
+            }
+        }
+    }
+
     /// Releases the ticket's hold and records what the request used, in its
     /// scopes and in `alsoRecord` (scopes without a limit, kept for usage).
     public func settle(_ ticket: Ticket, input: UInt64, output: UInt64, spend: Double, alsoRecord: [Scope] = []) {
@@ -140,6 +172,11 @@ public final class UsageLedger: Sendable {
                 accounts[s] = a
             }
         }
+        let woken = settleWaiters.withLock { w in
+            defer { w.waiting = [:] }
+            return Array(w.waiting.values)
+        }
+        for c in woken { c.resume() }
     }
 
     static func monotonicSeconds() -> Double {
