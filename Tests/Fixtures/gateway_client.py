@@ -118,7 +118,8 @@ def bad():
     out["wrong_api"] = summary(chat("hi", model="claude-3-5-haiku-latest"))
     out["bad_key"] = summary(raw("/v1/chat/completions", b'{"model":"gpt-4o-mini","messages":[]}', key="sk-stolen"))
     out["upstream_error"] = summary(chat("fail [[status:500]]"))
-    # A stream the upstream breaks off after a few events: what came before
+    # A stream the upstream breaks off after a few events (50 ms apart, so
+    # they are read before the break): what came before
     # the break reaches the client (the gateway passes chunks on as they
     # come, it does not hold the answer), then the client sees the break.
     import openai
@@ -126,7 +127,7 @@ def bad():
     try:
         for c in openai.OpenAI(max_retries=0).chat.completions.create(
                 model="gpt-4o-mini", stream=True,
-                messages=[{"role": "user", "content": "break off [[words:30]] [[abort:5]]"}]):
+                messages=[{"role": "user", "content": "break off [[words:30]] [[delay:50]] [[abort:5]]"}]):
             if c.choices and c.choices[0].delta.content:
                 got += 1
     except Exception as e:
