@@ -80,6 +80,8 @@ struct GatewayExchange {
         var maxTokens: Int
         var ticket: UsageLedger.Ticket
         var reservedInput: UInt64
+        /// From the settings the request was checked with.
+        var maxUsageScanBytes: Int
     }
 
     /// How long a request waits for requests in flight to settle before a
@@ -167,7 +169,8 @@ struct GatewayExchange {
         switch admission {
         case .admitted(let ticket):
             return Prepared(kind: kind, api: api, provider: provider, entry: entry, body: outBody, stream: stream,
-                            maxTokens: maxTokens, ticket: ticket, reservedInput: inputEstimate)
+                            maxTokens: maxTokens, ticket: ticket, reservedInput: inputEstimate,
+                            maxUsageScanBytes: settings.maxUsageScanBytes)
         case .exhausted(let budget, let used, let limit, _):
             let what = budget.hasSuffix("spend") ? String(format: "%.6f of %.6f", used, limit) : "\(UInt64(used)) of \(UInt64(limit)) tokens"
             let source = budget.hasPrefix("tenant") ? "[tenants.\(caller.tenant)] of the supervisor's config" : "models.\(budget) of the policy"
@@ -218,7 +221,7 @@ struct GatewayExchange {
         }
         if !keepAlive { headers.add(name: "connection", value: "close") }
         let ok = (200..<300).contains(Int(response.status.code))
-        var scanner = UsageScanner(kind: p.kind, stream: p.stream && ok, maxBody: gateway.settings().maxUsageScanBytes)
+        var scanner = UsageScanner(kind: p.kind, stream: p.stream && ok, maxBody: p.maxUsageScanBytes)
         var connectionOK = true
         var complete = false
         do {
