@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk", from: "0.12.1"),
     ],
     targets: [
         // The post-clone child path: the only C in the project.
@@ -92,11 +93,16 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
+        // The agent loop, agent files and the JSON Schema subset tools use:
+        // pure logic, driven by the supervisor through two protocols (the
+        // model behind the gateway, the tools behind the tool service).
+        .target(name: "LevainAgent", dependencies: ["LevainPolicy", "LevainSessionLog"]),
         .target(
             name: "LevainSupervisor",
             dependencies: [
                 "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainProtocol", "LevainProtocolNIO",
-                "LevainSessionLog", "LevainProxy", "CLevainSpawn",
+                "LevainSessionLog", "LevainProxy", "LevainAgent", "CLevainSpawn",
+                .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -157,6 +163,7 @@ let package = Package(
         // Need root and a real kernel; every test checks getuid() == 0.
         .testTarget(name: "LevainJailTests", dependencies: ["LevainSandbox", "LevainPolicy", "LevainSystem"],
                     exclude: ["Payloads"]),
-        .testTarget(name: "LevainSupervisorTests", dependencies: ["LevainSupervisor", "LevainSessionLog", "LevainProtocol"]),
+        .testTarget(name: "LevainSupervisorTests", dependencies: ["LevainSupervisor", "LevainSessionLog", "LevainProtocol", "LevainAgent"]),
+        .testTarget(name: "LevainAgentTests", dependencies: ["LevainAgent", "LevainPolicy", "LevainSessionLog"]),
     ]
 )

@@ -15,6 +15,7 @@ public struct Policy: Sendable, Equatable {
     public var network: NetworkMode
     public var egress = Egress()
     public var models = Models()
+    public var tools = Tools()
     public var environment: Environment
 
     public init(name: String, description: String = "", source: String, namespaces: Namespaces = .all,

@@ -185,6 +185,10 @@ public enum PolicyLoader {
             try readModels(&t, into: &policy.models)
             try t.finish()
         }
+        if var t = try reader.table("tools") {
+            try readTools(&t, into: &policy.tools)
+            try t.finish()
+        }
         if !policy.namespaces.net && policy.network == .none {
             throw PolicyError(.invalidValue, file: file, key: "network.mode",
                               "\"none\" needs the net namespace; set namespaces.net = true")

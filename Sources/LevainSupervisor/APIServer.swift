@@ -4,6 +4,7 @@ import Glibc
 import CLevainSpawn
 import HTTPTypes
 import Hummingbird
+import LevainAgent
 import LevainPolicy
 import LevainProtocol
 import LevainSandbox
@@ -94,6 +95,69 @@ public struct APIServer: Sendable {
                     return .json(created ? .created : .ok, await api.json(done))
                 }
                 return .json(created ? .created : .ok, await api.json(record))
+            }
+        }
+        // Agents, tools and approvals (docs/TOOLS.md).
+        router.post("/v1/sessions/:id/agent-runs") { request, context in
+            await api.respond {
+                let id = try api.param(context, "id")
+                let body = try await api.jsonBody(request)
+                try Fields(body, allowed: ["agent", "agent_file", "input", "wait"]).check()
+                guard let text = body["agent"]?.stringValue else {
+                    throw SupervisorError(.invalid, "agent must be the text of an agent file (TOML)", field: "agent")
+                }
+                guard let input = body["input"]?.stringValue else { throw SupervisorError(.invalid, "input must be a string", field: "input") }
+                let file = body["agent_file"]?.stringValue ?? "agent.toml"
+                let spec: AgentSpec
+                do throws(PolicyError) { spec = try AgentSpec.parse(text, file: file) } catch {
+                    throw SupervisorError(.invalid, "\(error)", field: "agent")
+                }
+                let record = try await s.submitAgentRun(session: id, agent: spec, input: input)
+                if body["wait"]?.boolValue == true {
+                    let done = await (try await s.runState(record.id)).wait(timeout: nil)
+                    return .json(.created, await api.json(done))
+                }
+                return .json(.created, await api.json(record))
+            }
+        }
+        router.get("/v1/sessions/:id/tools") { _, context in
+            await api.respond {
+                let host = try await s.host(ready: try api.param(context, "id"))
+                let tools = await s.context.tools.definitions(policy: host.policy.tools)
+                let policy = host.policy.tools
+                return .json(.ok, ["tools": .array(tools.map { d in
+                    ["name": .string(d.name), "description": .string(d.description), "input_schema": d.inputSchema,
+                     "approval": .bool(policy.needsApproval(d.name)), "timeout_s": .double(policy.timeout(for: d.name)),
+                     "max_output": .int(Int64(policy.maxOutput(for: d.name)))]
+                })])
+            }
+        }
+        router.get("/v1/approvals") { request, _ in
+            await api.respond {
+                let session = request.uri.queryParameters["session"].map(String.init)
+                let list = await s.context.tools.approvals.list(session: session)
+                return .json(.ok, ["approvals": .array(list.map(\.json))])
+            }
+        }
+        router.post("/v1/approvals/:id") { request, context in
+            await api.respond {
+                let id = try api.param(context, "id")
+                let body = try await api.jsonBody(request)
+                try Fields(body, allowed: ["decision", "reason", "by"]).check()
+                guard let d = body["decision"]?.stringValue, d == "allow" || d == "deny" else {
+                    throw SupervisorError(.invalid, "decision must be \"allow\" or \"deny\"", field: "decision")
+                }
+                let reason = body["reason"]?.stringValue ?? ""
+                guard reason.utf8.count <= 4096 else { throw SupervisorError(.invalid, "reason is at most 4 KiB", field: "reason") }
+                let by = String((body["by"]?.stringValue ?? "api").prefix(128))
+                guard let p = await s.context.tools.approvals.decide(id, allow: d == "allow", by: by, reason: reason) else {
+                    throw SupervisorError(.notFound, "no tool call \(id) waits for approval (decided, timed out, or never asked); see GET /v1/approvals", field: "id")
+                }
+                var o = p.json.objectValue ?? [:]
+                o["decision"] = .string(d)
+                o["by"] = .string(by)
+                o["reason"] = .string(reason)
+                return .json(.ok, .object(o))
             }
         }
         router.get("/v1/runs") { request, _ in

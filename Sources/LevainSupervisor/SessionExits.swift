@@ -17,8 +17,10 @@ final class SessionExits: Sendable {
     let tenant: String
     let gatewayPort: Int
     let egressPort: Int
+    let mcpPort: Int
     private let gateway: ModelGateway
     private let egress: EgressProxy
+    private let mcp: MCPEndpoint?
     private let runs: RunsBox
     private let context: SupervisorContext
 
@@ -27,8 +29,10 @@ final class SessionExits: Sendable {
     static func placeholderKey(run: String) -> String { "levain-run-\(run)" }
 
     private init(sessionID: String, tenant: String, context: SupervisorContext, gateway: ModelGateway, egress: EgressProxy,
-                 runs: RunsBox) {
+                 mcp: MCPEndpoint?, runs: RunsBox) {
         self.runs = runs
+        self.mcp = mcp
+        mcpPort = context.config.tools.mcpPort
         self.sessionID = sessionID
         self.tenant = tenant
         self.context = context
@@ -46,7 +50,7 @@ final class SessionExits: Sendable {
         let fds: [Int32]
         do {
             fds = try await context.blockingThrowing { () throws(JailListeners.Failure) -> [Int32] in
-                try JailListeners.make(pidfd: pidfd, ports: [config.gatewayPort, config.egressPort])
+                try JailListeners.make(pidfd: pidfd, ports: [config.gatewayPort, config.egressPort, context.config.tools.mcpPort])
             }
         } catch {
             throw SupervisorError(.spawnFailed, "the jail's gateway and proxy sockets: \(error)")
@@ -81,18 +85,43 @@ final class SessionExits: Sendable {
             })
         do {
             try await gateway.serve(boundSocket: fds[0])
+            try await gateway.serve(unixPath: Self.agentSocketPath(context.config, sessionID))
         } catch {
             // (NIO closes a descriptor it failed to adopt: not closed here twice.)
             Glibc.close(fds[1])
+            Glibc.close(fds[2])
             throw SupervisorError(.internalError, "the model gateway: \(error)")
         }
         do {
             _ = try await egress.serve(boundSocket: fds[1])
         } catch {
             gateway.stop()
+            Glibc.close(fds[2])
             throw SupervisorError(.internalError, "the egress proxy: \(error)")
         }
-        return SessionExits(sessionID: sessionID, tenant: tenant, context: context, gateway: gateway, egress: egress, runs: runs)
+        var mcp: MCPEndpoint? = nil
+        if let supervisor = context.supervisor {
+            let endpoint = MCPEndpoint(sessionID: sessionID, supervisor: supervisor, service: context.tools, group: context.eventLoopGroup, live: runs)
+            do {
+                try await endpoint.serve(boundSocket: fds[2])
+                mcp = endpoint
+            } catch {
+                gateway.stop()
+                egress.stop()
+                throw SupervisorError(.internalError, "the MCP endpoint: \(error)")
+            }
+        } else {
+            Glibc.close(fds[2])
+        }
+        return SessionExits(sessionID: sessionID, tenant: tenant, context: context, gateway: gateway, egress: egress, mcp: mcp, runs: runs)
+    }
+
+    /// Where the supervisor's own agent loop reaches this session's gateway
+    /// (a root-only directory of the state directory).
+    static func agentSocketPath(_ config: SupervisorConfig, _ session: String) -> String {
+        let dir = config.stateDirectory + "/gateway"
+        _ = mkdir(dir, 0o700)
+        return dir + "/" + session + ".sock"
     }
 
     func runStarted(_ id: String) { runs.insert(id) }
@@ -116,12 +145,16 @@ final class SessionExits: Sendable {
             ("http_proxy", proxy), ("https_proxy", proxy), ("all_proxy", proxy),
             // The gateway is on loopback: clients must not send it through the proxy.
             ("NO_PROXY", "127.0.0.1,localhost,::1"), ("no_proxy", "127.0.0.1,localhost,::1"),
+            // The session's tools, for an agent of the user's own (MCP, streamable HTTP).
+            ("LEVAIN_MCP_URL", "http://127.0.0.1:\(mcpPort)/runs/\(id)/mcp"),
         ]
     }
 
     func close() {
         gateway.stop()
         egress.stop()
+        mcp?.stop()
+        unlink(Self.agentSocketPath(context.config, sessionID))
     }
 
     // MARK: events

@@ -605,6 +605,12 @@ actor SessionHost {
 
     var harnessConnection: HarnessConnection? { connection }
 
+    /// The gateway's Unix socket for the supervisor's agent loop, nil when
+    /// the session has no gateway.
+    var agentGatewaySocket: String? { exits == nil ? nil : SessionExits.agentSocketPath(context.config, id) }
+    func exitsRunStarted(_ run: String) { exits?.runStarted(run) }
+    func exitsRunEnded(_ run: String) { exits?.runEnded(run) }
+
     // MARK: closing
 
     /// Ends the session: cancels its runs, stops the jail, keeps the workspace.

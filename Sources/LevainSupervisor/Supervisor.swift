@@ -17,8 +17,8 @@ public actor Supervisor {
     private var hosts: [String: SessionHost] = [:]
     /// Sessions being (re)opened, and the task doing it.
     private var opening: [String: Task<Result<SessionHost, SupervisorError>, Never>] = [:]
-    private var runs: [String: RunState] = [:]
-    private var tasks: [String: Task<Void, Never>] = [:]
+    var runs: [String: RunState] = [:]
+    var tasks: [String: Task<Void, Never>] = [:]
     private let slots: RunSlots
     private var accepting = true
     /// What the log's verification said at start.
@@ -50,6 +50,7 @@ public actor Supervisor {
             }
         }
         slots = RunSlots(limit: config.concurrency)
+        context.supervisor = self
     }
 
     // MARK: start and recovery
@@ -102,6 +103,12 @@ public actor Supervisor {
                 launch(state)
             }
         }
+    }
+
+    /// Starts the host tools (MCP servers in jails of their own) and
+    /// registers their tools; returns what went wrong, one line a server.
+    public func startHostTools() async -> [String] {
+        await context.tools.hostTools.start(supervisor: self)
     }
 
     // MARK: sessions
@@ -336,7 +343,7 @@ public actor Supervisor {
         return (record, true)
     }
 
-    private func makeRunState(_ record: RunRecord, spec: RunSpec) -> RunState {
+    func makeRunState(_ record: RunRecord, spec: RunSpec) -> RunState {
         // The run's directory is made with its first byte of output.
         let dir = config.stateDirectory + "/runs/" + record.id
         let state = RunState(record: record, spec: spec, outputDirectory: dir, maxOutput: config.maxOutputBytes)
@@ -354,7 +361,7 @@ public actor Supervisor {
         state.setCancelHandler { task.cancel() }
     }
 
-    private func finished(_ id: String) {
+    func finished(_ id: String) {
         tasks[id] = nil
         // Keep a bounded number of finished runs in memory (their output stays on disk).
         if runs.count > 4096 {
@@ -455,7 +462,7 @@ public actor Supervisor {
         return true
     }
 
-    private func finalize(_ run: RunState, status: RunStatus, outcome: ProcessOutcome?, limits: [String], error: String?,
+    func finalize(_ run: RunState, status: RunStatus, outcome: ProcessOutcome?, limits: [String], error: String?,
                           exitStatus startExit: Int32? = nil) async {
         // A run that never got a process has no output coming: end its
         // streams so readers following them stop.

@@ -43,6 +43,8 @@ public struct SupervisorConfig: Sendable, Equatable {
     public var cgroupV2Root: String?
     /// The model gateway and the egress proxy (SupervisorConfig+Proxy).
     public var proxy = ProxyConfig()
+    /// The in-jail MCP endpoint and the host tools (Tools/ToolsConfig).
+    public var tools = ToolsConfig()
 
     public init() {}
 
@@ -113,6 +115,7 @@ public struct SupervisorConfig: Sendable, Equatable {
             try t.finish()
         }
         try ProxyConfig.parse(&root, into: &c.proxy)
+        try ToolsConfig.parse(&root, into: &c.tools)
         try root.finish()
         return c
     }

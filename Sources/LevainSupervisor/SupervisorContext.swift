@@ -27,12 +27,21 @@ public final class SupervisorContext: Sendable {
     /// The providers with their keys, and the secrets for header injection,
     /// read once at start-up.
     let exits: ExitsRuntime
+    /// The tool registry, policy checks and approvals of every session.
+    public let tools: ToolService
+    private let supervisorRef = Mutex<WeakSupervisor>(WeakSupervisor())
+    /// The supervisor (weak: it owns this context); the tools need it.
+    var supervisor: Supervisor? {
+        get { supervisorRef.withLock { $0.value } }
+        set { supervisorRef.withLock { $0.value = newValue } }
+    }
     private let failedHandler = Mutex<(@Sendable (String, String) async -> Void)?>(nil)
 
     init(config: SupervisorConfig, log: SessionLog, exits: ExitsRuntime) {
         self.config = config
         self.log = log
         self.exits = exits
+        tools = ToolService(config: config.tools, log: log)
         spawnThread = SpawnThread()
         sentinel = CgroupSentinel.start(timeoutMillis: 10_000)
         eventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)
@@ -153,4 +162,8 @@ struct ExitsRuntime: Sendable {
         providers = try config.resolvedProviders()
         secrets = try config.resolvedSecrets()
     }
+}
+
+struct WeakSupervisor: @unchecked Sendable {
+    weak var value: Supervisor?
 }

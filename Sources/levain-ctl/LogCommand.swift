@@ -22,6 +22,7 @@ struct LogCommand: ParsableCommand {
         Examples:
           levain log show s-0123456789ab
           levain log show r-0123456789ab --json
+          levain log show r-0123456789ab      an agent run: its timeline (--raw: the events)
           levain log tail -f
           levain log verify                 exit 1 and the first bad event if a chain is broken
           levain log export --jsonl --session s-0123456789ab -o session.jsonl
@@ -33,6 +34,7 @@ struct LogCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The events of a session (s-...) or of a run (r-...), in order.")
         @OptionGroup var source: StateOption
         @Argument(help: ArgumentHelp("A session id or a run id.", valueName: "SESSION|RUN")) var id: String
+        @Flag(help: "An agent run's events as they are, not as a timeline.") var raw = false
 
         func run() throws {
             let src = try LogSource.open(state: source.state)
@@ -51,6 +53,15 @@ struct LogCommand: ParsableCommand {
                     after = last
                 }
                 events = all
+            }
+            // An agent run reads as a timeline (--raw: the events).
+            if id.hasPrefix("r-"), !raw, AgentTimeline.isAgentRun(events) {
+                if source.json {
+                    writeStdout(prettyJSON(["run": .string(id), "timeline": .array(AgentTimeline.items(events)), "events": .array(events)]) + "\n")
+                } else {
+                    writeStdout(AgentTimeline.text(run: id, events))
+                }
+                return
             }
             if source.json { writeStdout(prettyJSON(.array(events)) + "\n"); return }
             writeStdout(events.map(eventLine).joined(separator: "\n") + (events.isEmpty ? "" : "\n"))

@@ -15,7 +15,7 @@ struct Levain: ParsableCommand {
         discussion: LevainHelp.discussion,
         version: LevainVersion.string,
         subcommands: [RunCommand.self, ServeStub.self, SessionsStub.self, RunsStub.self, CancelStub.self,
-                      LogStub.self, UsageStub.self, DoctorCommand.self, PolicyCommand.self]
+                      LogStub.self, UsageStub.self, AgentStub.self, ApprovalsStub.self, ApproveStub.self, DoctorCommand.self, PolicyCommand.self]
     )
 }
 
@@ -37,6 +37,15 @@ struct LogStub: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "log", abstract: "Read, follow, verify and export the session log.")
 }
 
+struct AgentStub: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "agent", abstract: "Run the built-in agent loop in a session.")
+}
+struct ApprovalsStub: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "approvals", abstract: "List the tool calls waiting for a decision.")
+}
+struct ApproveStub: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "approve", abstract: "Allow or deny a tool call that waits for approval.")
+}
 struct UsageStub: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "usage", abstract: "Sum the tokens and cost of model calls through the gateway.")
 }

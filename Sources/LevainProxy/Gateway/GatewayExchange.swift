@@ -224,14 +224,26 @@ struct GatewayExchange {
         var scanner = UsageScanner(kind: p.kind, stream: p.stream && ok, maxBody: p.maxUsageScanBytes)
         var connectionOK = true
         var complete = false
+        var held: ByteBuffer? = nil
         do {
             try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers)))
             for try await chunk in response.body {
                 if r.firstTokenMillis == nil { r.firstTokenMillis = (UsageLedger.monotonicSeconds() - sent) * 1000 }
                 if ok { scanner.feed(chunk) }
+                // A whole (not streamed) answer: each chunk goes out when the
+                // next arrives and the last waits for the upstream's end, so
+                // the exchange is recorded before the client has all of it
+                // (its next action is logged after this answer). A stream is
+                // passed on at once: a held event would delay every token.
+                if !p.stream {
+                    if let previous = held {
+                        do { try await outbound.write(.body(.byteBuffer(previous))) } catch { connectionOK = false; break }
+                    }
+                    held = chunk
+                    continue
+                }
                 do { try await outbound.write(.body(.byteBuffer(chunk))) } catch { connectionOK = false; break }
             }
-            if connectionOK { try await outbound.write(.end(nil)) }
             complete = connectionOK
         } catch {
             connectionOK = false
@@ -261,7 +273,15 @@ struct GatewayExchange {
             r.decision = .error
             r.rule = "upstream.status"
         }
+        // Recorded before the answer's end reaches the client: whatever the
+        // client does next is logged after this answer.
         gateway.record(r)
+        if connectionOK {
+            do {
+                if let last = held { try await outbound.write(.body(.byteBuffer(last))) }
+                try await outbound.write(.end(nil))
+            } catch { connectionOK = false }
+        }
         return connectionOK && complete
     }
 

@@ -23,7 +23,7 @@ public final class ModelGateway: Sendable {
     let settings: @Sendable () -> GatewaySettings
     let identify: Identify
     let record: Record
-    private let server = Mutex<(any Channel)?>(nil)
+    private let server = Mutex<[any Channel]>([])
     private let openConnections = Mutex(0)
 
     /// Connections at once; past it a connection gets 503 and is closed.
@@ -62,10 +62,20 @@ public final class ModelGateway: Sendable {
         return channel.channel.localAddress?.port ?? port
     }
 
+    /// Serves on a Unix socket too (the supervisor's own agent loop: the
+    /// same checks, budgets and log as a jail's client); the caller makes
+    /// the directory private.
+    public func serve(unixPath: String) async throws {
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 64)
+            .bind(unixDomainSocketPath: unixPath, cleanupExistingSocketFile: true, childChannelInitializer: Self.childInitializer)
+        start(channel)
+    }
+
     /// Stops accepting; exchanges in progress finish on their own.
     public func stop() {
-        let channel = server.withLock { s -> (any Channel)? in defer { s = nil }; return s }
-        channel?.close(promise: nil)
+        let channels = server.withLock { s -> [any Channel] in defer { s = [] }; return s }
+        for c in channels { c.close(promise: nil) }
     }
 
     /// How much of a too-large body is read and dropped before the 413.
@@ -83,7 +93,7 @@ public final class ModelGateway: Sendable {
     }
 
     private func start(_ channel: NIOAsyncChannel<Connection, Never>) {
-        server.withLock { $0 = channel.channel }
+        server.withLock { $0.append(channel.channel) }
         Task {
             try? await withThrowingDiscardingTaskGroup { tasks in
                 try await channel.executeThenClose { inbound in

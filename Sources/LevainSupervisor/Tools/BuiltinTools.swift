@@ -1,0 +1,184 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LevainAgent
+import LevainPolicy
+import LevainProtocol
+import LevainSessionLog
+
+/// The built-in sandbox tools. Each runs inside the session's jail: `exec`
+/// and `grep` as runs of the session (processes of the jail's user), the
+/// file tools through the harness (openat2 beneath the workspace). Paths
+/// are workspace-relative.
+enum BuiltinTools {
+    static func schema(_ properties: JSONObject, required: [String]) -> JSONValue {
+        ["type": "object", "properties": .object(properties), "required": JSONValue(required), "additionalProperties": false]
+    }
+    static let path: JSONValue = ["type": "string", "description": "a path relative to the workspace", "minLength": 1]
+
+    static let definitions: [ToolDefinition] = [
+        ToolDefinition(name: "exec", description: "Run a shell command (/bin/sh -c) in the workspace; returns its exit code, stdout and stderr.",
+                       inputSchema: schema(["command": ["type": "string", "minLength": 1],
+                                            "timeout": ["type": "number", "exclusiveMinimum": 0, "description": "seconds (capped by policy)"]],
+                                           required: ["command"])),
+        ToolDefinition(name: "read_file", description: "Read a text file of the workspace.",
+                       inputSchema: schema(["path": path], required: ["path"])),
+        ToolDefinition(name: "write_file", description: "Create or replace a file of the workspace with the given content.",
+                       inputSchema: schema(["path": path, "content": ["type": "string"]], required: ["path", "content"])),
+        ToolDefinition(name: "edit_file", description: "Replace one unique occurrence of old_string by new_string in a file of the workspace.",
+                       inputSchema: schema(["path": path, "old_string": ["type": "string", "minLength": 1], "new_string": ["type": "string"]],
+                                           required: ["path", "old_string", "new_string"])),
+        ToolDefinition(name: "list_files", description: "List a directory of the workspace (name, type, size).",
+                       inputSchema: schema(["path": ["type": "string", "description": "relative to the workspace; \".\" for its root"]], required: [])),
+        ToolDefinition(name: "glob", description: "Find workspace files whose path matches a pattern (* and ? within a name, ** across directories).",
+                       inputSchema: schema(["pattern": ["type": "string", "minLength": 1]], required: ["pattern"])),
+        ToolDefinition(name: "grep", description: "Search workspace files for lines matching an extended regular expression; returns path:line:text.",
+                       inputSchema: schema(["pattern": ["type": "string", "minLength": 1], "path": ["type": "string"],
+                                            "include": ["type": "string", "description": "only files whose name matches this glob"]],
+                                           required: ["pattern"])),
+    ]
+
+    struct Failure: Error {
+        var message: String
+        init(_ m: String) { message = m }
+    }
+
+    static func checkPath(_ p: String, allowRoot: Bool = false) throws(Failure) -> String {
+        do { return try APIServer.checkPath(p, allowRoot: allowRoot) } catch {
+            throw Failure((error as? SupervisorError)?.message ?? "\(error)")
+        }
+    }
+
+    /// Runs a built-in; the text is what the model gets back.
+    static func call(_ name: String, _ args: JSONObject, session: String, supervisor: Supervisor, timeout: Double,
+                     maxOutput: UInt64) async throws(Failure) -> String {
+        func str(_ k: String) -> String? { args[k]?.stringValue }
+        func io<T>(_ body: () async throws(SupervisorError) -> T) async throws(Failure) -> T {
+            do { return try await body() } catch { throw Failure(error.message) }
+        }
+        switch name {
+        case "exec":
+            let t = min(timeout, args["timeout"]?.doubleValue ?? timeout)
+            return try await exec(["/bin/sh", "-c", str("command") ?? ""], session: session, supervisor: supervisor, timeout: t, maxOutput: maxOutput)
+        case "read_file":
+            let p = try checkPath(str("path") ?? "")
+            let cap = min(maxOutput, 64 << 20)
+            let bytes = try await io { () async throws(SupervisorError) in try await supervisor.readWorkspace(session, p, maxBytes: 64 << 20) }
+            var text = String(decoding: bytes.prefix(Int(cap)), as: UTF8.self)
+            if UInt64(bytes.count) > cap { text += "\n[truncated: \(bytes.count) bytes, the first \(cap) shown]" }
+            return text
+        case "write_file":
+            let p = try checkPath(str("path") ?? "")
+            let content = Array((str("content") ?? "").utf8)
+            try await io { () async throws(SupervisorError) in try await supervisor.writeWorkspace(session, p, content) }
+            return "wrote \(content.count) bytes to \(p)"
+        case "edit_file":
+            let p = try checkPath(str("path") ?? "")
+            let old = str("old_string") ?? "", new = str("new_string") ?? ""
+            let bytes = try await io { () async throws(SupervisorError) in try await supervisor.readWorkspace(session, p, maxBytes: 16 << 20) }
+            let text = String(decoding: bytes, as: UTF8.self)
+            let parts = text.components(separatedBy: old)
+            guard parts.count == 2 else {
+                throw Failure(parts.count == 1 ? "old_string does not occur in \(p)" : "old_string occurs \(parts.count - 1) times in \(p); give more context so it is unique")
+            }
+            let out = Array((parts[0] + new + parts[1]).utf8)
+            try await io { () async throws(SupervisorError) in try await supervisor.writeWorkspace(session, p, out) }
+            return "replaced 1 occurrence in \(p) (\(out.count) bytes now)"
+        case "list_files":
+            let p = try checkPath(str("path") ?? ".", allowRoot: true)
+            let entries = try await io { () async throws(SupervisorError) in try await supervisor.listWorkspace(session, p) }
+            let lines = entries.sorted { $0.name < $1.name }.map { "\($0.name)\($0.type == .dir ? "/" : "")\t\($0.type.rawValue)\t\($0.size)" }
+            return clip(lines.isEmpty ? "(empty)" : lines.joined(separator: "\n"), maxOutput)
+        case "glob":
+            let pattern = str("pattern") ?? ""
+            guard !pattern.hasPrefix("/"), !pattern.split(separator: "/").contains("..") else {
+                throw Failure("a glob pattern is relative to the workspace and stays in it")
+            }
+            var matches: [String] = []
+            var visited = 0
+            var queue: [String] = ["."]
+            while let dir = queue.first, visited < 20_000, matches.count < 2_000 {
+                queue.removeFirst()
+                guard let entries = try? await supervisor.listWorkspace(session, dir) else { continue }
+                for e in entries.sorted(by: { $0.name < $1.name }) {
+                    visited += 1
+                    let rel = dir == "." ? e.name : dir + "/" + e.name
+                    if e.type == .dir { queue.append(rel) }
+                    if Glob.matches(pattern, rel) { matches.append(rel) }
+                }
+            }
+            return clip(matches.isEmpty ? "(no match)" : matches.joined(separator: "\n"), maxOutput)
+        case "grep":
+            let p = try checkPath(str("path") ?? ".", allowRoot: true)
+            var argv = ["grep", "-rnIE", "--max-count=200"]
+            if let inc = str("include") { argv.append("--include=" + inc) }
+            argv += ["-e", str("pattern") ?? "", "--", p]
+            return try await exec(argv, session: session, supervisor: supervisor, timeout: timeout, maxOutput: maxOutput,
+                                  explain: { code in code == 1 ? "(no match)" : nil })
+        default:
+            throw Failure("no built-in tool \(name)")
+        }
+    }
+
+    static func clip(_ s: String, _ max: UInt64) -> String {
+        let b = Array(s.utf8)
+        guard UInt64(b.count) > max else { return s }
+        return String(decoding: b.prefix(Int(max)), as: UTF8.self) + "\n[truncated at \(max) bytes of \(b.count)]"
+    }
+
+    /// A run of the session; its output capped, cancelled with the caller.
+    static func exec(_ argv: [String], session: String, supervisor: Supervisor, timeout: Double, maxOutput: UInt64,
+                     explain: (Int32) -> String? = { _ in nil }) async throws(Failure) -> String {
+        var spec = RunSpec(argv: argv)
+        spec.timeout = timeout
+        spec.cwd = nil
+        let runID: String
+        let state: RunState
+        do {
+            runID = try await supervisor.submitRun(session: session, spec).0.id
+            state = try await supervisor.runState(runID)
+        } catch {
+            throw Failure(error.message)
+        }
+        let record = await withTaskCancellationHandler {
+            await state.wait(timeout: nil)
+        } onCancel: {
+            Task { _ = try? await supervisor.cancelRun(runID) }
+        }
+        let out = state.stdout.read(from: 0, max: Int(maxOutput))
+        let err = state.stderr.read(from: 0, max: Int(maxOutput))
+        switch record.status {
+        case .timedOut: throw Failure("timed out after \(timeout)s (run \(runID)); output so far:\n\(String(decoding: out, as: UTF8.self))")
+        case .cancelled: throw Failure("cancelled (run \(runID))")
+        case .error: throw Failure("could not run: \(record.error ?? "?") (run \(runID))")
+        default: break
+        }
+        let code = record.exitCode ?? -1
+        if let text = explain(code) { return text }
+        var s = "exit_code: \(code)\n"
+        if !out.isEmpty { s += "stdout:\n" + String(decoding: out, as: UTF8.self) }
+        if state.stdout.length > UInt64(out.count) { s += "\n[stdout truncated at \(out.count) of \(state.stdout.length) bytes]" }
+        if !err.isEmpty { s += (s.hasSuffix("\n") ? "" : "\n") + "stderr:\n" + String(decoding: err, as: UTF8.self) }
+        if state.stderr.length > UInt64(err.count) { s += "\n[stderr truncated at \(err.count) of \(state.stderr.length) bytes]" }
+        return s
+    }
+}
+
+/// Glob patterns over workspace paths: `*` and `?` and `[...]` within one
+/// name (fnmatch), `**` for any number of directories.
+enum Glob {
+    static func matches(_ pattern: String, _ path: String) -> Bool {
+        match(pattern.split(separator: "/").map(String.init), path.split(separator: "/").map(String.init))
+    }
+
+    private static func match(_ p: [String], _ s: [String]) -> Bool {
+        guard let first = p.first else { return s.isEmpty }
+        if first == "**" {
+            let rest = Array(p.dropFirst())
+            for i in 0...s.count where match(rest, Array(s[i...])) { return true }
+            return false
+        }
+        guard let name = s.first, fnmatch(first, name, FNM_PERIOD) == 0 else { return false }
+        return match(Array(p.dropFirst()), Array(s.dropFirst()))
+    }
+}

@@ -1,0 +1,373 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import LevainAgent
+import LevainPolicy
+import LevainSessionLog
+import Logging
+import MCP
+import Synchronization
+
+/// Host tools: MCP servers over stdio, each a process in a jail of its own
+/// (a session of the supervisor with the server's own policy, tenant
+/// "levain", label levain.mcp=NAME), spoken to with the MCP swift-sdk's
+/// client. Their tools are registered as `mcp__SERVER__TOOL` once their
+/// input schemas pass JSONSchema's check; a server that dies or writes
+/// garbage fails the call in progress and is started again on the next.
+actor HostTools {
+    private let servers: [HostServer]
+    private var registered: [String: (HostServer, ToolDefinition, String)] = [:]
+
+    init(servers: [ToolsConfig.Server]) {
+        self.servers = servers.map(HostServer.init)
+    }
+
+    func definitions() -> [ToolDefinition] { registered.values.map(\.1).sorted { $0.name < $1.name } }
+    func definition(_ name: String) -> ToolDefinition? { registered[name]?.1 }
+
+    /// Starts every server and registers its tools; a server that fails is
+    /// reported (stderr and the log) and left out.
+    func start(supervisor: Supervisor) async -> [String] {
+        var problems: [String] = []
+        for s in servers {
+            do {
+                let tools = try await s.start(supervisor: supervisor)
+                for (original, def) in tools { registered[def.name] = (s, def, original) }
+            } catch {
+                problems.append("MCP server \(s.config.name): \(error.message)")
+            }
+        }
+        return problems
+    }
+
+    func call(_ name: String, _ args: JSONObject, timeout: Double) async throws(BuiltinTools.Failure) -> String {
+        guard let (server, _, original) = registered[name] else { throw .init("no host tool \(name)") }
+        return try await server.call(original, args, timeout: timeout)
+    }
+
+    func stop(supervisor: Supervisor) async {
+        for s in servers { await s.stop(supervisor: supervisor) }
+    }
+}
+
+actor HostServer {
+    let config: ToolsConfig.Server
+    private var supervisor: Supervisor?
+    private var client: Client?
+    private var transport: JailStdioTransport?
+    private var session: String?
+    private var run: String?
+    private var signal = FailureSignal()
+
+    init(_ config: ToolsConfig.Server) { self.config = config }
+
+    /// Starts the server (its jail, its process, initialize, tools/list);
+    /// returns its tools whose schemas are usable (original name, definition).
+    func start(supervisor: Supervisor) async throws(SupervisorError) -> [(String, ToolDefinition)] {
+        self.supervisor = supervisor
+        let tools = try await connect(supervisor)
+        var out: [(String, ToolDefinition)] = []
+        var rejected: [JSONValue] = []
+        for t in tools {
+            let name = "mcp__\(config.name)__\(t.name)"
+            let schema = HostServer.json(t.inputSchema)
+            guard ToolName.isValid(name) else {
+                rejected.append(["tool": .string(t.name), "error": "the name is not usable (letters, digits, _ and -, 64 at most with its prefix)"])
+                continue
+            }
+            do {
+                _ = try JSONSchema(schema, requireObject: true)
+            } catch {
+                rejected.append(["tool": .string(t.name), "error": .string(error.description)])
+                continue
+            }
+            out.append((t.name, ToolDefinition(name: name, description: t.description ?? "", inputSchema: schema)))
+        }
+        if let session {
+            let tenant = "levain"
+            _ = try? await supervisor.context.log.append(NewEvent(sessionID: session, runID: run, tenant: tenant, type: "mcp.registered", payload: [
+                "levain.mcp.server": .string(config.name), "levain.tools": JSONValue(out.map(\.1.name)), "levain.rejected": .array(rejected),
+            ]))
+        }
+        for r in rejected {
+            FileHandle.standardError.write(Data("levain: MCP server \(config.name): tool \(r["tool"]?.stringValue ?? "?") not registered: \(r["error"]?.stringValue ?? "")\n".utf8))
+        }
+        return out
+    }
+
+    private func connect(_ supervisor: Supervisor) async throws(SupervisorError) -> [Tool] {
+        if session == nil {
+            var spec = SessionSpec(policy: config.policy ?? supervisor.context.config.defaultPolicy)
+            spec.tenant = "levain"
+            spec.labels = ["levain.mcp": config.name]
+            for b in config.binds {
+                do {
+                    spec.binds.append(try PolicyLoader.parseBind(b, writable: false, optional: false, file: "mcp.\(config.name)", line: nil, key: "binds"))
+                } catch {
+                    throw SupervisorError(.invalid, error.message, field: "mcp.\(config.name).binds")
+                }
+            }
+            session = try await supervisor.createSession(spec).id
+        }
+        var spec = RunSpec(argv: config.command)
+        spec.env = config.env
+        spec.stdinStream = true
+        spec.timeout = 30 * 86400
+        let (record, _) = try await supervisor.submitRun(session: session!, spec)
+        run = record.id
+        let state = try await supervisor.runState(record.id)
+        signal = FailureSignal()
+        let transport = JailStdioTransport(state: state, signal: signal)
+        let client = Client(name: "levain", version: "1")
+        let timeout = config.startTimeout
+        let name = config.name
+        let signal = self.signal
+        let result: Result<[Tool], SupervisorError>? = await Race.first(timeout: timeout, [
+            {
+                do {
+                    _ = try await client.connect(transport: transport)
+                    var tools: [Tool] = []
+                    var cursor: String? = nil
+                    repeat {
+                        let page = try await client.listTools(cursor: cursor)
+                        tools += page.tools
+                        cursor = page.nextCursor
+                    } while cursor != nil && tools.count < 1000
+                    return .success(tools)
+                } catch {
+                    return .failure(SupervisorError(.unavailable, "MCP server \(name): \(error)"))
+                }
+            },
+            {
+                guard let why = await signal.waitOrCancel() else { return nil }
+                return .failure(SupervisorError(.unavailable, "MCP server \(name): \(why)"))
+            },
+        ])
+        switch result {
+        case .success(let tools)?:
+            self.client = client
+            self.transport = transport
+            return tools
+        case .failure(let e)?:
+            await kill(supervisor)
+            throw e
+        case nil:
+            await kill(supervisor)
+            throw SupervisorError(.unavailable, "MCP server \(name) did not answer initialize and tools/list within \(timeout)s")
+        }
+    }
+
+    private func kill(_ supervisor: Supervisor) async {
+        if let run { _ = try? await supervisor.cancelRun(run) }
+        // Not waited for: the client ends its pending requests, and a dead
+        // server's transport must not hold this actor.
+        if let client { Task { await client.disconnect() } }
+        signal.fail("stopped")
+        client = nil
+        transport = nil
+        run = nil
+    }
+
+    func call(_ tool: String, _ args: JSONObject, timeout: Double) async throws(BuiltinTools.Failure) -> String {
+        guard let supervisor else { throw .init("MCP server \(config.name) was never started") }
+        if client == nil {
+            do { _ = try await connect(supervisor) } catch { throw .init("MCP server \(config.name) could not be started again: \(error.message)") }
+        }
+        guard let client else { throw .init("MCP server \(config.name) is not running") }
+        let signal = self.signal
+        let arguments = args.mapValues(HostServer.value)
+        let name = config.name
+        let result: Result<String, BuiltinTools.Failure> = await Race.first(timeout: timeout, [
+            {
+                do {
+                    let (content, isError) = try await client.callTool(name: tool, arguments: arguments)
+                    let text = content.map(HostServer.text).joined(separator: "\n")
+                    return isError == true ? .failure(.init(text)) : .success(text)
+                } catch {
+                    if Task.isCancelled { return nil }
+                    return .failure(.init("MCP server \(name): \(error)"))
+                }
+            },
+            {
+                guard let why = await signal.waitOrCancel() else { return nil }
+                return .failure(.init("MCP server \(name) failed during the call: \(why)"))
+            },
+        ]) ?? .failure(.init(Task.isCancelled ? "cancelled" : "timed out after \(timeout)s (MCP server \(name) is restarted)"))
+        if case .failure(let f) = result,
+           f.message.hasPrefix("MCP server \(name) failed") || f.message == "cancelled" || f.message.hasPrefix("timed out") {
+            // Dead, garbled, or abandoned mid-call: a fresh process next time.
+            await kill(supervisor)
+        }
+        return try result.get()
+    }
+
+    func stop(supervisor: Supervisor) async {
+        await kill(supervisor)
+        if let session { _ = try? await supervisor.closeSession(session) }
+    }
+
+    static func text(_ c: Tool.Content) -> String {
+        switch c {
+        case .text(let t, _, _): t
+        case .image(_, let mime, _, _): "[image \(mime)]"
+        case .audio(_, let mime, _, _): "[audio \(mime)]"
+        case .resource(let r, _, _): "[resource \(r.uri)]"
+        default: "[content]"
+        }
+    }
+
+    static func json(_ v: Value) -> JSONValue {
+        switch v {
+        case .null: .null
+        case .bool(let b): .bool(b)
+        case .int(let i): .int(Int64(i))
+        case .double(let d): .double(d)
+        case .string(let s): .string(s)
+        case .data(_, let d): .string(d.base64EncodedString())
+        case .array(let a): .array(a.map(json))
+        case .object(let o): .object(o.mapValues(json))
+        }
+    }
+
+    static func value(_ v: JSONValue) -> Value {
+        switch v {
+        case .null: .null
+        case .bool(let b): .bool(b)
+        case .int(let i): .int(Int(i))
+        case .double(let d): .double(d)
+        case .string(let s): .string(s)
+        case .array(let a): .array(a.map(value))
+        case .object(let o): .object(o.mapValues(value))
+        }
+    }
+}
+
+/// Resolves every waiter once, with why the server failed.
+final class FailureSignal: Sendable {
+    private struct State {
+        var why: String?
+        var next = 0
+        var waiters: [Int: CheckedContinuation<String?, Never>] = [:]
+    }
+    private let state = Mutex(State())
+
+    func fail(_ why: String) {
+        let waiters = state.withLock { s -> [CheckedContinuation<String?, Never>] in
+            guard s.why == nil else { return [] }
+            s.why = why
+            defer { s.waiters = [:] }
+            return Array(s.waiters.values)
+        }
+        for w in waiters { w.resume(returning: why) }
+    }
+
+    /// Why the server failed, when it does; nil if the waiting task is
+    /// cancelled first (only that waiter is woken).
+    func waitOrCancel() async -> String? {
+        let id = state.withLock { s -> Int in s.next += 1; return s.next }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<String?, Never>) in
+                let now: String?? = state.withLock { s in
+                    if let w = s.why { return .some(w) }
+                    if Task.isCancelled { return .some(nil) }
+                    s.waiters[id] = c
+                    return .none
+                }
+                if let now { c.resume(returning: now) }
+            }
+        } onCancel: {
+            let w = state.withLock { $0.waiters.removeValue(forKey: id) }
+            w?.resume(returning: nil)
+        }
+    }
+}
+
+/// The MCP stdio transport over a run of a session: newline-delimited
+/// JSON-RPC written to the run's stdin, read from its stdout spool. A line
+/// that is not a JSON object, or longer than 4 MiB, or the process's end,
+/// fails the transport (and the call in progress).
+actor JailStdioTransport: Transport {
+    nonisolated let logger = Logger(label: "levain.mcp.stdio", factory: { _ in SwiftLogNoOpLogHandler() })
+    private let state: RunState
+    private let signal: FailureSignal
+    private var sink: (@Sendable ([UInt8]?) async throws -> Void)?
+    private let stream: AsyncThrowingStream<Data, any Error>
+    private let continuation: AsyncThrowingStream<Data, any Error>.Continuation
+    private var reader: Task<Void, Never>?
+    static let maxLine = 4 << 20
+
+    struct Failed: Error, CustomStringConvertible { var description: String }
+
+    init(state: RunState, signal: FailureSignal) {
+        self.state = state
+        self.signal = signal
+        (stream, continuation) = AsyncThrowingStream<Data, any Error>.makeStream()
+    }
+
+    func connect() async throws {
+        guard let sink = await state.stdinSink() else {
+            let why = "the server's process ended before it read anything (\(state.record.error ?? "exit \(state.record.exitCode.map(String.init) ?? "?")"))"
+            signal.fail(why)
+            throw Failed(description: why)
+        }
+        self.sink = sink
+        let state = self.state, continuation = self.continuation, signal = self.signal
+        reader = Task {
+            var offset: UInt64 = 0
+            var line: [UInt8] = []
+            while !Task.isCancelled {
+                let chunk = state.stdout.read(from: offset, max: 1 << 20)
+                if chunk.isEmpty {
+                    if state.stdout.isFinished && offset >= state.stdout.length {
+                        _ = await state.wait(timeout: 2)
+                        let r = state.record
+                        let why = "its process ended (\(r.exitCode.map { "exit \($0)" } ?? r.signal.map { "signal \($0)" } ?? r.status.rawValue))"
+                        signal.fail(why)
+                        continuation.finish(throwing: Failed(description: why))
+                        return
+                    }
+                    await state.stdout.wait(beyond: offset, batch: 1, maxDelay: 0.005)
+                    continue
+                }
+                offset += UInt64(chunk.count)
+                for byte in chunk {
+                    if byte != 0x0A {
+                        line.append(byte)
+                        if line.count > Self.maxLine {
+                            let why = "it wrote a line longer than \(Self.maxLine) bytes"
+                            signal.fail(why)
+                            continuation.finish(throwing: Failed(description: why))
+                            return
+                        }
+                        continue
+                    }
+                    defer { line.removeAll(keepingCapacity: true) }
+                    let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+                    if text.isEmpty { continue }
+                    guard (try? JSONValue.parse(text))?.objectValue != nil else {
+                        let why = "it wrote something that is not JSON-RPC: \(String(text.prefix(120)).debugDescription)"
+                        signal.fail(why)
+                        continuation.finish(throwing: Failed(description: why))
+                        return
+                    }
+                    continuation.yield(Data(text.utf8))
+                }
+            }
+        }
+    }
+
+    func disconnect() async {
+        if let sink { Task { try? await sink(nil) } }
+        sink = nil
+        reader?.cancel()
+        continuation.finish()
+    }
+
+    func send(_ data: Data) async throws {
+        guard let sink else { throw Failed(description: "not connected") }
+        try await sink(Array(data) + [0x0A])
+    }
+
+    func receive() -> AsyncThrowingStream<Data, any Error> { stream }
+}

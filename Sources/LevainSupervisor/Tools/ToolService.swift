@@ -1,0 +1,159 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LevainAgent
+import LevainPolicy
+import LevainSandbox
+import LevainSessionLog
+
+/// Every tool call of every session passes here, whoever asks (the built-in
+/// agent loop, or an agent of the user's own through the in-jail MCP
+/// endpoint): the registry, the session policy's `[tools]`, the input's
+/// schema, the argument rules, the approval gate, the time and output
+/// bounds, and the log (`tool.denied`, `approval.requested`,
+/// `approval.decided`, `tool.started`, `tool.finished`).
+public final class ToolService: Sendable {
+    public let approvals = Approvals()
+    let hostTools: HostTools
+    let log: SessionLog
+
+    /// How much of a call's arguments and result the log keeps.
+    static let loggedBytes = 8 << 10
+
+    init(config: ToolsConfig, log: SessionLog) {
+        self.log = log
+        hostTools = HostTools(servers: config.servers)
+    }
+
+    /// The tools a session's policy lets an agent see (those needing approval included).
+    func definitions(policy: Policy.Tools, only names: [String]? = nil) async -> [ToolDefinition] {
+        let all = BuiltinTools.definitions + (await hostTools.definitions())
+        return all.filter { d in policy.denyingRule(for: d.name) == nil && (names == nil || names!.contains(d.name)) }
+    }
+
+    struct Caller: Sendable {
+        var sessionID: String
+        var runID: String?
+        var tenant: String
+        var policy: Policy.Tools
+        /// "agent" (the built-in loop) or "mcp" (the in-jail endpoint).
+        var origin: String
+    }
+
+    func caller(supervisor: Supervisor, session: String, run: String?, origin: String) async throws(SupervisorError) -> Caller {
+        let host = try await supervisor.host(ready: session)
+        return Caller(sessionID: session, runID: run, tenant: host.tenant, policy: host.policy.tools, origin: origin)
+    }
+
+    public static func newCallID() -> String { RunID.randomID(prefix: "c-") }
+
+    /// One call, from policy to result. Never throws: a refusal or a
+    /// failure is a tool error the agent can read and react to.
+    func call(_ c: ToolCallRequest, by caller: Caller, supervisor: Supervisor) async -> ToolOutcome {
+        let callID = Self.newCallID()
+        let started = LogTimestamp.now()
+        var base: JSONObject = [
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": .string(c.name), "gen_ai.tool.call.id": .string(c.id),
+            "levain.call_id": .string(callID), "levain.origin": .string(caller.origin),
+        ]
+        func event(_ type: String, _ extra: JSONObject) -> NewEvent {
+            NewEvent(sessionID: caller.sessionID, runID: caller.runID, tenant: caller.tenant, type: type,
+                     payload: base.merging(extra) { _, new in new })
+        }
+        func deny(_ rule: String, _ message: String) async -> ToolOutcome {
+            _ = try? await log.record([event("tool.denied", ["levain.rule": .string(rule), "levain.message": .string(message)])], and: [])
+            return ToolOutcome(text: "refused (\(rule)): \(message)", isError: true)
+        }
+        base["levain.arguments"] = .string(Self.clip(c.arguments))
+        // 1. What it is.
+        let argsValue: JSONValue
+        do { argsValue = try JSONValue.parse(c.arguments.isEmpty ? "{}" : c.arguments) } catch {
+            return await deny("tools.input", "the arguments are not JSON: \(error)")
+        }
+        guard let args = argsValue.objectValue else { return await deny("tools.input", "the arguments must be a JSON object") }
+        let definition: ToolDefinition
+        if let d = BuiltinTools.definitions.first(where: { $0.name == c.name }) {
+            definition = d
+        } else if let d = await hostTools.definition(c.name) {
+            definition = d
+        } else {
+            let known = await definitions(policy: caller.policy).map(\.name)
+            return await deny("tools.unknown", "no tool named \"\(c.name)\"; this session's tools: \(known.joined(separator: ", "))")
+        }
+        base["gen_ai.tool.type"] = .string(BuiltinTools.definitions.contains(definition) ? "function" : "extension")
+        // 2. Policy, schema, argument rules: before anything runs.
+        if let rule = caller.policy.denyingRule(for: c.name) {
+            return await deny(rule, "the session's policy does not allow \(c.name)")
+        }
+        if let schema = try? JSONSchema(definition.inputSchema), let problem = schema.validate(argsValue) {
+            return await deny("tools.schema", "the input does not match \(c.name)'s schema: \(problem)")
+        }
+        for (arg, rule) in (caller.policy.rules[c.name]?.arguments ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard let v = args[arg] else { continue }
+            guard let s = v.stringValue else { return await deny("tools.rules.\(c.name).args.\(arg)", "\(arg) must be a string") }
+            if let why = rule.check(s) { return await deny("tools.rules.\(c.name).args.\(arg)", why) }
+        }
+        // 3. A person, if the policy says so.
+        if caller.policy.needsApproval(c.name) {
+            let pending = Approvals.Pending(callID: callID, sessionID: caller.sessionID, runID: caller.runID, tool: c.name,
+                                            arguments: argsValue, requestedAt: started, timeout: caller.policy.approvalTimeout)
+            do {
+                _ = try await log.record([event("approval.requested", ["levain.timeout_s": .double(pending.timeout)])], and: [])
+            } catch {
+                return ToolOutcome(text: "refused: the approval request could not be logged (\(error))", isError: true)
+            }
+            let d = await approvals.wait(pending)
+            _ = try? await log.record([event("approval.decided", [
+                "levain.decision": .string(d.allow ? "allow" : "deny"), "levain.by": .string(d.by),
+                "levain.reason": .string(d.reason), "levain.timed_out": .bool(d.timedOut),
+            ])], and: [])
+            if !d.allow {
+                return ToolOutcome(text: "denied by \(d.by)\(d.timedOut ? " (approval timed out)" : ""): \(d.reason)", isError: true)
+            }
+        }
+        // 4. Run it, bounded.
+        let timeout = caller.policy.timeout(for: c.name)
+        let maxOutput = caller.policy.maxOutput(for: c.name)
+        log.enqueue([event("tool.started", ["levain.timeout_s": .double(timeout)])], and: [])
+        let t0 = LogTimestamp.now()
+        let isBuiltin = base["gen_ai.tool.type"] == "function"
+        let hostTools = self.hostTools
+        let result: Result<String, BuiltinTools.Failure> = await Self.withTimeout(timeout + (c.name == "exec" || c.name == "grep" ? 2 : 0)) {
+            do throws(BuiltinTools.Failure) {
+                if isBuiltin {
+                    return .success(try await BuiltinTools.call(c.name, args, session: caller.sessionID, supervisor: supervisor,
+                                                                timeout: timeout, maxOutput: maxOutput))
+                }
+                return .success(BuiltinTools.clip(try await hostTools.call(c.name, args, timeout: timeout), maxOutput))
+            } catch {
+                return .failure(error)
+            }
+        } ?? (Task.isCancelled ? .failure(.init("cancelled")) : .failure(.init("timed out after \(timeout)s")))
+        let ms = Double(LogTimestamp.now().microsecondsSinceEpoch - t0.microsecondsSinceEpoch) / 1000
+        let outcome: ToolOutcome
+        var status: String
+        switch result {
+        case .success(let text): outcome = ToolOutcome(text: text, isError: false); status = "ok"
+        case .failure(let f):
+            outcome = ToolOutcome(text: f.message, isError: true)
+            status = f.message.hasPrefix("timed out") ? "timeout" : (f.message.hasPrefix("cancelled") || Task.isCancelled ? "cancelled" : "error")
+        }
+        log.enqueue([event("tool.finished", [
+            "levain.status": .string(status), "levain.result": .string(Self.clip(outcome.text)),
+            "levain.output_bytes": .int(Int64(outcome.text.utf8.count)), "levain.duration_ms": .double((ms * 1000).rounded() / 1000),
+        ])], and: [])
+        return outcome
+    }
+
+    static func clip(_ s: String) -> String {
+        let b = Array(s.utf8)
+        guard b.count > loggedBytes else { return s }
+        return String(decoding: b.prefix(loggedBytes), as: UTF8.self) + "…[\(b.count) bytes]"
+    }
+
+    /// The body's value, or nil when `seconds` pass first (the body is
+    /// cancelled, not waited for).
+    static func withTimeout<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () async -> T) async -> T? {
+        await Race.first(timeout: seconds, [{ await body() }])
+    }
+}

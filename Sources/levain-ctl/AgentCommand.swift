@@ -1,0 +1,256 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import LevainCLI
+import LevainSessionLog
+import LevainSupervisor
+
+struct AgentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Run the built-in agent loop in a session.",
+        discussion: """
+        An agent file (TOML) names the model, the instructions, the tools and
+        the bounds (docs/TOOLS.md):
+
+          model = "gpt-4o-mini"          # a [models."NAME"] of the supervisor's config
+          instructions = "You fix the tests in the workspace."
+          tools = ["read_file", "write_file", "exec"]
+          max_steps = 12
+          wall_time = "5m"
+          [budget]
+          tokens = 50000
+
+        The loop asks the model through the session's gateway, runs the tools
+        it asks for through the session's tool policy (approvals included),
+        and stops with a stated reason: final_answer, max_steps, budget,
+        timeout, cancelled, invalid_output or error. The answer is printed
+        (and is the run's stdout); the reason goes to stderr. Exit status 0
+        for a final answer, 1 for another reason, 137 when timed out or
+        cancelled.
+
+        Examples:
+          levain agent run fixer.toml --input "make the tests pass" --session s-0123456789ab
+          levain agent run fixer.toml --input "..." --policy /etc/levain/agents.toml
+          levain log show r-0123456789ab          the timeline of the run
+        """,
+        subcommands: [Run.self]
+    )
+
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run an agent file on an input; print its answer.")
+        @Argument(help: ArgumentHelp("The agent file (TOML).", valueName: "AGENT.toml")) var file: String
+        @Option(help: ArgumentHelp("The task, as text.", valueName: "TEXT")) var input: String
+        @Option(help: ArgumentHelp("Run in this open session; without it a session is made for the run and closed after.", valueName: "SESSION")) var session: String?
+        @Option(help: ArgumentHelp("The policy of the session made for the run (a built-in name or a file).", valueName: "POLICY")) var policy: String?
+        @Flag(help: "Print the finished run as JSON.") var json = false
+
+        func run() throws {
+            let text: String
+            do { text = try readTextFile(file, max: 1 << 20) } catch { throw UserError("cannot read the agent file \(file): \(error)") }
+            let client = try Connection.required()
+            var sessionID = session
+            var made = false
+            if sessionID == nil {
+                var body: JSONObject = ["labels": ["levain.agent": .string(file)]]
+                if let policy { body["policy"] = .string(policy.contains("/") ? absolutePath(policy) : policy) }
+                let s = try call(client, "POST", "/v1/sessions", .object(body))
+                sessionID = s["id"]?.stringValue
+                made = true
+            }
+            guard let sid = sessionID else { throw UserError("the supervisor made no session") }
+            defer { if made { _ = try? call(client, "DELETE", "/v1/sessions/\(percentEncode(sid))") } }
+            let r = try call(client, "POST", "/v1/sessions/\(percentEncode(sid))/agent-runs",
+                             ["agent": .string(text), "agent_file": .string(file), "input": .string(input), "wait": true])
+            let id = r["id"]?.stringValue ?? "?"
+            if json {
+                writeStdout(prettyJSON(.object(r)) + "\n")
+            } else {
+                let out = try? call(client, "GET", "/v1/runs/\(percentEncode(id))")
+                _ = out
+                let reply = try blocking { try await client.request("GET", "/v1/runs/\(percentEncode(id))/output/stdout?follow=false") }
+                let answer = String(decoding: reply.body, as: UTF8.self)
+                if !answer.isEmpty { writeStdout(answer + (answer.hasSuffix("\n") ? "" : "\n")) }
+                let status = r["status"]?.stringValue ?? "?"
+                let error = r["error"]?.stringValue.map { ": " + $0 } ?? ""
+                printError("agent run \(id) \(status)\(error) (levain log show \(id))")
+            }
+            let exit = r["exit_status"]?.intValue ?? 1
+            if exit != 0 { throw ExitCode(Int32(truncatingIfNeeded: exit)) }
+        }
+    }
+}
+
+struct ApprovalsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "approvals",
+        abstract: "List the tool calls waiting for a decision.",
+        discussion: """
+        A tool that the session's policy lists in [tools] approve waits here
+        until someone decides (levain approve) or approval_timeout passes
+        (then it is denied). Both are in the session log.
+
+        Examples:
+          levain approvals
+          levain approvals --session s-0123456789ab --json
+        """)
+    @Option(help: ArgumentHelp("Only this session's.", valueName: "SESSION")) var session: String?
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let r = try call(try Connection.required(), "GET", "/v1/approvals" + (session.map { "?session=\(percentEncode($0))" } ?? ""))
+        let list = r["approvals"]?.arrayValue ?? []
+        if json { writeStdout(prettyJSON(.array(list)) + "\n"); return }
+        if list.isEmpty { writeStdout("no tool call waits for approval\n"); return }
+        var text = "CALL".padding(16) + "SESSION".padding(16) + "RUN".padding(16) + "TOOL".padding(24) + "REQUESTED".padding(29) + "ARGUMENTS\n"
+        for a in list {
+            text += (a["call_id"]?.cell ?? "-").padding(16) + (a["session"]?.cell ?? "-").padding(16) + (a["run"]?.cell ?? "-").padding(16)
+                + (a["tool"]?.cell ?? "-").padding(24) + (a["requested_at"]?.cell ?? "-").padding(29) + String((a["arguments"]?.encoded() ?? "").prefix(200)) + "\n"
+        }
+        writeStdout(text)
+    }
+}
+
+struct ApproveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "approve",
+        abstract: "Allow or deny a tool call that waits for approval.",
+        discussion: """
+        The decision, who made it (--by, default the user running this) and
+        the reason go into the session log as approval.decided; a denied call
+        reaches the agent as a tool error it can react to.
+
+        Examples:
+          levain approve c-0123456789ab --allow --reason "checked the diff"
+          levain approve c-0123456789ab --deny --reason "no network writes today"
+        """)
+    @Argument(help: ArgumentHelp("The call id (c-..., from levain approvals).", valueName: "CALL_ID")) var id: String
+    @Flag(help: "Let the call run.") var allow = false
+    @Flag(help: "Refuse the call.") var deny = false
+    @Option(help: ArgumentHelp("Why (recorded).", valueName: "TEXT")) var reason: String
+    @Option(help: ArgumentHelp("Who decides (recorded); default: the login name.", valueName: "NAME")) var by: String?
+
+    func validate() throws {
+        guard allow != deny else { throw ValidationError("give exactly one of --allow and --deny") }
+    }
+
+    func run() throws {
+        let who = by ?? getenv("SUDO_USER").map { String(cString: $0) } ?? getenv("USER").map { String(cString: $0) } ?? "uid \(getuid())"
+        let r = try call(try Connection.required(), "POST", "/v1/approvals/\(percentEncode(id))",
+                         ["decision": .string(allow ? "allow" : "deny"), "reason": .string(reason), "by": .string(who)])
+        writeStdout("\(id) \(allow ? "allowed" : "denied") by \(who): \(r["tool"]?.cell ?? "?") \(String((r["arguments"]?.encoded() ?? "").prefix(200)))\n")
+    }
+}
+
+/// A text file of at most `max` bytes.
+func readTextFile(_ path: String, max: Int) throws -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw UserError(String(cString: strerror(errno))) }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 16384)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n < 0 { throw UserError(String(cString: strerror(errno))) }
+        if n == 0 { break }
+        bytes.append(contentsOf: chunk[0..<n])
+        if bytes.count > max { throw UserError("larger than \(max) bytes") }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// An agent run's events as a timeline a person reads: model turns, tool
+/// calls with their arguments and results, approvals, usage and cost, and
+/// why it stopped. `json` gives the same as a structure.
+enum AgentTimeline {
+    static func isAgentRun(_ events: [JSONValue]) -> Bool { events.contains { $0["type"]?.stringValue == "agent.started" } }
+
+    static func items(_ events: [JSONValue]) -> [JSONValue] {
+        var out: [JSONValue] = []
+        var turn = 0
+        for e in events {
+            let p = e["payload"]?.objectValue ?? [:]
+            let type = e["type"]?.stringValue ?? ""
+            var item: JSONObject = ["time": e["time"] ?? .null, "type": .string(type)]
+            switch type {
+            case "agent.started":
+                item["agent"] = p["gen_ai.agent.name"]; item["model"] = p["gen_ai.request.model"]; item["input"] = p["levain.input"]
+                item["tools"] = p["levain.tools"]; item["max_steps"] = p["levain.max_steps"]
+            case "model.request":
+                if p["levain.decision"]?.stringValue == "allowed" { turn += 1 }
+                item["turn"] = JSONValue(turn); item["model"] = p["gen_ai.request.model"]; item["decision"] = p["levain.decision"]
+                item["rule"] = p["levain.rule"]; item["message"] = p["levain.message"]
+            case "model.response":
+                item["turn"] = JSONValue(turn); item["finish_reasons"] = p["gen_ai.response.finish_reasons"]
+                item["input_tokens"] = p["gen_ai.usage.input_tokens"]; item["output_tokens"] = p["gen_ai.usage.output_tokens"]
+                item["cost"] = p["levain.cost"]; item["latency_ms"] = p["levain.latency_ms"]; item["status"] = p["http.response.status_code"]
+            case "tool.started", "tool.finished", "tool.denied", "approval.requested", "approval.decided":
+                item["tool"] = p["gen_ai.tool.name"]; item["call_id"] = p["levain.call_id"]; item["tool_call_id"] = p["gen_ai.tool.call.id"]
+                item["arguments"] = p["levain.arguments"]
+                for (k, v) in p where k.hasPrefix("levain.") && !["levain.call_id", "levain.arguments", "levain.origin"].contains(k) {
+                    item[String(k.dropFirst(7))] = v
+                }
+            case "agent.finished":
+                item["reason"] = p["levain.reason"]; item["detail"] = p["levain.detail"]; item["output"] = p["levain.output"]
+                item["steps"] = p["levain.steps"]; item["tool_calls"] = p["levain.tool_calls"]
+                item["input_tokens"] = p["gen_ai.usage.input_tokens"]; item["output_tokens"] = p["gen_ai.usage.output_tokens"]; item["cost"] = p["levain.cost"]
+            case "run.queued", "run.started", "run.finished", "run.cancel_requested":
+                item["status"] = p["status"]; item["error"] = p["error"]
+            default:
+                continue
+            }
+            out.append(.object(item.filter { !$0.value.isNull }))
+        }
+        return out
+    }
+
+    static func text(run: String, _ events: [JSONValue]) -> String {
+        var s = ""
+        func clock(_ v: JSONValue?) -> String {
+            guard let t = v?.stringValue, let i = t.firstIndex(of: "T") else { return "        " }
+            return String(t[t.index(after: i)...].prefix(12))
+        }
+        func short(_ v: JSONValue?, _ n: Int = 160) -> String {
+            let t = (v?.stringValue ?? v?.encoded() ?? "").replacingOccurrences(of: "\n", with: "⏎ ")
+            return t.count > n ? String(t.prefix(n)) + "…" : t
+        }
+        for i in items(events) {
+            let type = i["type"]?.stringValue ?? ""
+            let at = clock(i["time"])
+            switch type {
+            case "agent.started":
+                s += "\(at)  agent \(i["agent"]?.cell ?? "?") on \(i["model"]?.cell ?? "?"), tools \(i["tools"]?.encoded() ?? "[]"), max_steps \(i["max_steps"]?.cell ?? "?")\n"
+                s += "\(at)    input: \(short(i["input"], 300))\n"
+            case "model.request":
+                if i["decision"]?.stringValue == "allowed" {
+                    s += "\(at)  model turn \(i["turn"]?.cell ?? "?") → \(i["model"]?.cell ?? "?")\n"
+                } else {
+                    s += "\(at)  model call refused (\(i["rule"]?.cell ?? "?")): \(short(i["message"]))\n"
+                }
+            case "model.response":
+                s += "\(at)    ← \(i["finish_reasons"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ",") ?? "status \(i["status"]?.cell ?? "?")"), "
+                    + "\(i["input_tokens"]?.cell ?? "?") in / \(i["output_tokens"]?.cell ?? "?") out tokens, cost \(i["cost"]?.cell ?? "?"), \(i["latency_ms"]?.cell ?? "?") ms\n"
+            case "tool.started":
+                s += "\(at)    tool \(i["tool"]?.cell ?? "?") [\(i["call_id"]?.cell ?? "?")] \(short(i["arguments"]))\n"
+            case "tool.finished":
+                s += "\(at)      → \(i["status"]?.cell ?? "?") in \(i["duration_ms"]?.cell ?? "?") ms: \(short(i["result"]))\n"
+            case "tool.denied":
+                s += "\(at)    tool \(i["tool"]?.cell ?? "?") REFUSED (\(i["rule"]?.cell ?? "?")): \(short(i["message"]))\n"
+            case "approval.requested":
+                s += "\(at)    tool \(i["tool"]?.cell ?? "?") [\(i["call_id"]?.cell ?? "?")] waits for approval: \(short(i["arguments"]))\n"
+            case "approval.decided":
+                s += "\(at)      approval: \(i["decision"]?.cell ?? "?") by \(i["by"]?.cell ?? "?")\(i["timed_out"]?.boolValue == true ? " (timed out)" : ""): \(short(i["reason"]))\n"
+            case "agent.finished":
+                s += "\(at)  stopped: \(i["reason"]?.cell ?? "?")\(i["detail"].map { " — " + short($0, 300) } ?? "")\n"
+                s += "\(at)    \(i["steps"]?.cell ?? "?") model turns, \(i["tool_calls"]?.cell ?? "?") tool calls, \(i["input_tokens"]?.cell ?? "?") in / \(i["output_tokens"]?.cell ?? "?") out tokens, cost \(i["cost"]?.cell ?? "?")\n"
+                if let o = i["output"] { s += "\(at)    answer: \(short(o, 2000))\n" }
+            case "run.finished":
+                s += "\(at)  run \(run) \(i["status"]?.cell ?? "?")\(i["error"].map { ": " + short($0) } ?? "")\n"
+            default: break
+            }
+        }
+        return s
+    }
+}
