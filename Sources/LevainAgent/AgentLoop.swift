@@ -116,6 +116,9 @@ public struct AgentLoop: Sendable {
     public let model: any AgentModel
     public let invoker: any AgentTools
 
+    /// Calls of one model turn that run; the rest get an error.
+    public static let maxCallsPerTurn = 32
+
     public init(spec: AgentSpec, tools: [ToolDefinition], model: any AgentModel, invoker: any AgentTools) {
         self.spec = spec
         self.tools = tools
@@ -223,7 +226,13 @@ public struct AgentLoop: Sendable {
             r.toolCalls += calls.count
             let invoker = self.invoker
             let outcomes = await withTaskGroup(of: (Int, ToolOutcome).self) { group in
-                for (i, c) in calls.enumerated() { group.addTask { (i, await invoker.call(c)) } }
+                for (i, c) in calls.enumerated() {
+                    guard i < Self.maxCallsPerTurn else {
+                        group.addTask { (i, ToolOutcome(text: "not run: more than \(Self.maxCallsPerTurn) tool calls in one turn", isError: true)) }
+                        continue
+                    }
+                    group.addTask { (i, await invoker.call(c)) }
+                }
                 var out = [ToolOutcome?](repeating: nil, count: calls.count)
                 for await (i, o) in group { out[i] = o }
                 return out.map { $0 ?? ToolOutcome(text: "no result", isError: true) }
