@@ -8,8 +8,11 @@ set -eu
 # Tests: python3 (hostile payloads, the demo), gcc (C payloads compiled during
 # the tests), git, make; python3-venv and curl for the gateway and egress
 # tests (Tools/python-venv.sh makes the tests' venv from PyPI).
+# libcurl4-openssl-dev: the MCP swift-sdk links Foundation's URLSession,
+# which a --static-swift-stdlib build links against libcurl (levain-ctl then
+# loads libcurl.so.4 at start; the harness and `levain` do not).
 # Benchmarks: bubblewrap and runc as references.
-PACKAGES="libseccomp-dev libcap-dev pkg-config gcc libc6-dev make git python3 python3-venv curl procps util-linux"
+PACKAGES="libseccomp-dev libcap-dev pkg-config gcc libc6-dev make git python3 python3-venv curl libcurl4-openssl-dev procps util-linux"
 if [ "${1:-}" = "--bench" ]; then
     PACKAGES="$PACKAGES bubblewrap runc"
 fi
