@@ -18,6 +18,9 @@ final class SessionExits: Sendable {
     let gatewayPort: Int
     let egressPort: Int
     let mcpPort: Int
+    /// The gateway's Unix socket for the supervisor's agent loop; nil when
+    /// it could not be bound (the session works, agent runs do not).
+    let agentSocket: String?
     private let gateway: ModelGateway
     private let egress: EgressProxy
     private let mcp: MCPEndpoint?
@@ -29,8 +32,9 @@ final class SessionExits: Sendable {
     static func placeholderKey(run: String) -> String { "levain-run-\(run)" }
 
     private init(sessionID: String, tenant: String, context: SupervisorContext, gateway: ModelGateway, egress: EgressProxy,
-                 mcp: MCPEndpoint?, runs: RunsBox) {
+                 mcp: MCPEndpoint?, agentSocket: String?, runs: RunsBox) {
         self.runs = runs
+        self.agentSocket = agentSocket
         self.mcp = mcp
         mcpPort = context.config.tools.mcpPort
         self.sessionID = sessionID
@@ -85,7 +89,6 @@ final class SessionExits: Sendable {
             })
         do {
             try await gateway.serve(boundSocket: fds[0])
-            try await gateway.serve(unixPath: Self.agentSocketPath(context.config, sessionID))
         } catch {
             // (NIO closes a descriptor it failed to adopt: not closed here twice.)
             Glibc.close(fds[1])
@@ -99,6 +102,12 @@ final class SessionExits: Sendable {
             Glibc.close(fds[2])
             throw SupervisorError(.internalError, "the egress proxy: \(error)")
         }
+        var agentSocket: String? = Self.agentSocketPath(context.config, sessionID)
+        if agentSocket!.utf8.count > 107 {
+            agentSocket = nil
+        } else {
+            do { try await gateway.serve(unixPath: agentSocket!) } catch { agentSocket = nil }
+        }
         var mcp: MCPEndpoint? = nil
         if let supervisor = context.supervisor {
             let endpoint = MCPEndpoint(sessionID: sessionID, supervisor: supervisor, service: context.tools, group: context.eventLoopGroup, live: runs)
@@ -108,12 +117,14 @@ final class SessionExits: Sendable {
             } catch {
                 gateway.stop()
                 egress.stop()
+                if let agentSocket { unlink(agentSocket) }
                 throw SupervisorError(.internalError, "the MCP endpoint: \(error)")
             }
         } else {
             Glibc.close(fds[2])
         }
-        return SessionExits(sessionID: sessionID, tenant: tenant, context: context, gateway: gateway, egress: egress, mcp: mcp, runs: runs)
+        return SessionExits(sessionID: sessionID, tenant: tenant, context: context, gateway: gateway, egress: egress, mcp: mcp,
+                            agentSocket: agentSocket, runs: runs)
     }
 
     /// Where the supervisor's own agent loop reaches this session's gateway
@@ -154,7 +165,7 @@ final class SessionExits: Sendable {
         gateway.stop()
         egress.stop()
         mcp?.stop()
-        unlink(Self.agentSocketPath(context.config, sessionID))
+        if let agentSocket { unlink(agentSocket) }
     }
 
     // MARK: events

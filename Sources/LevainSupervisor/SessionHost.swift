@@ -606,8 +606,8 @@ actor SessionHost {
     var harnessConnection: HarnessConnection? { connection }
 
     /// The gateway's Unix socket for the supervisor's agent loop, nil when
-    /// the session has no gateway.
-    var agentGatewaySocket: String? { exits == nil ? nil : SessionExits.agentSocketPath(context.config, id) }
+    /// the session has no gateway (or the socket's path was too long).
+    var agentGatewaySocket: String? { exits?.agentSocket }
     func exitsRunStarted(_ run: String) { exits?.runStarted(run) }
     func exitsRunEnded(_ run: String) { exits?.runEnded(run) }
 

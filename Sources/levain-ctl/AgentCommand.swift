@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import CLevainSpawn
 import LevainCLI
 import LevainSessionLog
 import LevainSupervisor
@@ -23,12 +24,12 @@ struct AgentCommand: ParsableCommand {
           tokens = 50000
 
         The loop asks the model through the session's gateway, runs the tools
-        it asks for through the session's tool policy (approvals included),
-        and stops with a stated reason: final_answer, max_steps, budget,
+        it asks for through the session's tool policy (approvals included;
+        see levain approvals), and stops with a stated reason: final_answer, max_steps, budget,
         timeout, cancelled, invalid_output or error. The answer is printed
         (and is the run's stdout); the reason goes to stderr. Exit status 0
         for a final answer, 1 for another reason, 137 when timed out or
-        cancelled.
+        cancelled. Ctrl-C (SIGINT), SIGTERM and SIGHUP cancel the run.
 
         Examples:
           levain agent run fixer.toml --input "make the tests pass" --session s-0123456789ab
@@ -61,14 +62,23 @@ struct AgentCommand: ParsableCommand {
             }
             guard let sid = sessionID else { throw UserError("the supervisor made no session") }
             defer { if made { _ = try? call(client, "DELETE", "/v1/sessions/\(percentEncode(sid))") } }
-            let r = try call(client, "POST", "/v1/sessions/\(percentEncode(sid))/agent-runs",
-                             ["agent": .string(text), "agent_file": .string(file), "input": .string(input), "wait": true])
-            let id = r["id"]?.stringValue ?? "?"
+            // SIGINT, SIGTERM and SIGHUP cancel the run (and end this command
+            // with its cancelled status), rather than leave it going.
+            let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP]
+            let signalFD = signals.withUnsafeBufferPointer { lv_block_signals_fd($0.baseAddress, $0.count) }
+            let started = try call(client, "POST", "/v1/sessions/\(percentEncode(sid))/agent-runs",
+                                   ["agent": .string(text), "agent_file": .string(file), "input": .string(input)])
+            let id = started["id"]?.stringValue ?? "?"
+            if signalFD >= 0 {
+                _ = Thread.detach {
+                    guard lv_read_signal(signalFD) > 0 else { return }
+                    _ = try? blocking { try await client.request("POST", "/v1/runs/\(percentEncode(id))/cancel") }
+                }
+            }
+            let r = try call(client, "POST", "/v1/runs/\(percentEncode(id))/wait")
             if json {
                 writeStdout(prettyJSON(.object(r)) + "\n")
             } else {
-                let out = try? call(client, "GET", "/v1/runs/\(percentEncode(id))")
-                _ = out
                 let reply = try blocking { try await client.request("GET", "/v1/runs/\(percentEncode(id))/output/stdout?follow=false") }
                 let answer = String(decoding: reply.body, as: UTF8.self)
                 if !answer.isEmpty { writeStdout(answer + (answer.hasSuffix("\n") ? "" : "\n")) }

@@ -260,6 +260,40 @@ struct AgentTests {
         #expect(try await s.sv.request("GET", "/v1/sessions/\(s.session)/files/notes/ok.txt").text == "control")
     }
 
+    @Test("levain agent run prints the answer and exits 0; SIGINT to it cancels the run")
+    func cli() async throws {
+        let s = try await Self.setUp("agent-cli")
+        defer { s.cleanUp() }
+        let file = s.sv.directory + "/cli.toml"
+        try Self.agent().write(toFile: file, atomically: true, encoding: .utf8)
+        try s.script([Self.tools(Self.call("exec", ["command": "echo hi"])), "the answer is 42"])
+        let ok = try runProcess([levainBinary, "--connect", "unix:" + s.sv.socket, "agent", "run", file, "--input", "x", "--session", s.session])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(ok.stdout == "the answer is 42\n")
+        #expect(ok.stderr.contains("succeeded"))
+
+        try s.script([Self.tools(Self.call("exec", ["command": "sleep 60"])), "never"])
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: levainBinary)
+        p.arguments = ["--connect", "unix:" + s.sv.socket, "agent", "run", file, "--input", "x", "--session", s.session, "--json"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var run: String? = nil
+        #expect(await eventually(within: 30) {
+            let events = (try? await s.sv.request("GET", "/v1/log/events?session=\(s.session)&limit=10000").json?["events"]?.arrayValue) ?? []
+            run = events.last { $0["type"]?.stringValue == "tool.started" && $0["payload"]?["levain.arguments"]?.stringValue?.contains("sleep 60") == true }?["run"]?.stringValue
+            return run != nil
+        })
+        kill(p.processIdentifier, SIGINT)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 137)
+        let record = try JSONSerialization.jsonObject(with: out.fileHandleForReading.readDataToEndOfFile()) as? [String: Any]
+        #expect(record?["status"] as? String == "cancelled")
+        if let run { #expect(try await s.finished(run)["levain.reason"]?.stringValue == "cancelled") }
+    }
+
     @Test("bad agent files and unknown tools give clear errors")
     func badInput() async throws {
         let s = try await Self.setUp("agent-bad")

@@ -26,7 +26,7 @@ extension Supervisor {
         }
         let host = try await host(ready: id)
         guard let socket = await host.agentGatewaySocket else {
-            throw SupervisorError(.conflict, "session \(id) has no model gateway", field: "session")
+            throw SupervisorError(.conflict, "session \(id) has no model gateway for agent runs (its Unix socket under the state directory could not be bound: a state directory path over about 70 bytes is too long)", field: "session")
         }
         let policy = host.policy
         let tenant = host.tenant
