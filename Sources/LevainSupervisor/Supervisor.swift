@@ -111,6 +111,10 @@ public actor Supervisor {
         await context.tools.hostTools.start(supervisor: self)
     }
 
+    /// Sessions of the host tools' servers (shutdown does not wait for them).
+    private var hostToolSessions: Set<String> = []
+    func markHostToolSession(_ id: String) { hostToolSessions.insert(id) }
+
     // MARK: sessions
 
     public func createSession(_ spec: SessionSpec) async throws(SupervisorError) -> SessionRecord {
@@ -585,7 +589,9 @@ public actor Supervisor {
     public func shutdown(grace: Double) async {
         accepting = false
         let deadline = Clock.monotonicNanos() + UInt64(min(max(0, grace), 1e9) * 1e9)
-        while Clock.monotonicNanos() < deadline && runs.values.contains(where: { $0.record.status.isInFlight }) {
+        // The host tools' servers run until they are stopped: not waited for.
+        while Clock.monotonicNanos() < deadline
+                && runs.values.contains(where: { $0.record.status.isInFlight && !hostToolSessions.contains($0.sessionID) }) {
             try? await Task.sleep(nanoseconds: 50_000_000)
         }
         for (id, state) in runs where state.record.status.isInFlight {
@@ -594,6 +600,7 @@ public actor Supervisor {
                                                payload: ["reason": "supervisor shutdown", "action": "cancel"]))
         }
         for (_, task) in tasks { await task.value }
+        await context.tools.hostTools.stop(supervisor: self)
         for (id, host) in hosts {
             await host.close()
             _ = try? await log.record([NewEvent(sessionID: id, tenant: host.tenant, type: "session.interrupted", payload: ["reason": "supervisor shutdown"])],

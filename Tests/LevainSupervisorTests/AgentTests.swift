@@ -403,3 +403,71 @@ struct MCPToolTests {
         #expect(mcp.filter { $0["type"]?.stringValue == "tool.denied" }.count == 1)
     }
 }
+
+@Suite(.serialized, .enabled(if: runningAsRoot, "needs root: real jails"))
+struct MCPHTTPToolTests {
+    @Test("a streamable-HTTP MCP server (the reference Python SDK) as a host tool, reached through the egress policy: allowed by name, and a second one the policy does not allow is refused and logged")
+    func urlServer() async throws {
+        let dir = "/tmp/levain-sv-tests/mcphttp-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let portFile = dir + "/port"
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: testVenv + "/bin/python")
+        server.arguments = [fixturesDirectory + "/mcp_http_server.py", portFile]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+        #expect(await eventually(within: 30) { FileManager.default.fileExists(atPath: portFile) })
+        let port = Int(try String(contentsOfFile: portFile, encoding: .utf8)) ?? 0
+        // The server's reachability is a TCP connect away once the file is there.
+        #expect(await eventually(within: 30) { (try? runProcess(["/usr/bin/curl", "-s", "-o", "/dev/null", "http://127.0.0.1:\(port)/mcp"]).status) == 0 })
+        let net = try writePolicy(dir, name: "mcpnet", network: "mode = \"loopback\"\nallow = [\"mcp.test\"]\nports = [\(port)]", extra: "")
+        let s = try await AgentTests.setUp("mcp-http", policy: AgentTests.toolsPolicy.replacingOccurrences(of: "[tools]\n", with: """
+            [tools]
+            allow = ["read_file", "mcp__web__*", "mcp__blocked__*"]
+
+            """), config: { p in
+            p.config + """
+
+                [network.hosts]
+                "mcp.test" = "127.0.0.1"
+                "blocked.test" = "127.0.0.1"
+
+                [mcp.web]
+                url = "http://mcp.test:\(port)/mcp"
+                policy = "\(net)"
+
+                [mcp.blocked]
+                url = "http://blocked.test:\(port)/mcp"
+                policy = "\(net)"
+                start_timeout = "10s"
+                """
+        })
+        defer { s.cleanUp() }
+        let tools = try await s.sv.request("GET", "/v1/sessions/\(s.session)/tools")
+        let names = tools.json?["tools"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
+        #expect(names.contains("mcp__web__weather"), "\(tools.text)")
+        #expect(!names.contains { $0.hasPrefix("mcp__blocked__") })
+        let serveLog = (try? String(contentsOfFile: s.sv.logPath, encoding: .utf8)) ?? ""
+        #expect(serveLog.contains("MCP server blocked") && serveLog.contains("network.allow"), "\(serveLog)")
+
+        try s.script([AgentTests.tools(AgentTests.call("mcp__web__weather", ["city": "Paris"])), "done"])
+        let run = try await s.startAgent(AgentTests.agent(tools: #"["mcp__web__weather"]"#))
+        let done = try await s.sv.wait(run)
+        #expect(done["status"]?.stringValue == "succeeded")
+        let fin = try await s.sv.events(run: run).first { $0["type"]?.stringValue == "tool.finished" }?["payload"]
+        #expect(fin?["levain.status"]?.stringValue == "ok")
+        #expect(fin?["levain.result"]?.stringValue == "Paris: sunny, 21 C", "\(String(describing: fin))")
+        // Both servers' ways out are in the log: allowed for one, denied for the other.
+        // (A tunnel is logged when it closes: idle ones close after 2 s.)
+        var events: [JSONValue] = []
+        #expect(await eventually(within: 20) {
+            events = (try? await s.sv.request("GET", "/v1/log/events?limit=10000").json?["events"]?.arrayValue) ?? []
+            return events.contains { $0["type"]?.stringValue == "network.request" && $0["payload"]?["server.address"]?.stringValue == "mcp.test" }
+        })
+        let denied = events.filter { $0["type"]?.stringValue == "network.denied" }
+        #expect(denied.contains { $0["payload"]?["server.address"]?.stringValue == "blocked.test" && $0["payload"]?["levain.rule"]?.stringValue == "network.allow" })
+    }
+}

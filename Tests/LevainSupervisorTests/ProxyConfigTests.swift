@@ -89,3 +89,46 @@ import Testing
         #expect(try c.resolvedProviders()["oa"]?.apiKey == "sk-1")
     }
 }
+
+/// `[tools]` and `[mcp.NAME]` of the supervisor's config.
+@Suite struct ToolsConfigTests {
+    @Test("stdio and URL servers parse; errors name the file, line and key")
+    func parses() throws {
+        let c = try SupervisorConfig.parse("""
+            [tools]
+            mcp_port = 9792
+
+            [mcp.files]
+            command = ["python3", "/srv/files.py"]
+            policy = "default"
+            binds = ["/srv", "/opt/venv:/venv"]
+            env = { LOG = "warning" }
+            start_timeout = "5s"
+
+            [mcp.search]
+            url = "https://mcp.example.com/mcp"
+            policy = "/etc/levain/search.toml"
+            """, file: "c.toml")
+        #expect(c.tools.mcpPort == 9792)
+        #expect(c.tools.servers.map(\.name) == ["files", "search"])
+        #expect(c.tools.servers[0].command == ["python3", "/srv/files.py"] && c.tools.servers[0].binds == ["/srv", "/opt/venv:/venv"])
+        #expect(c.tools.servers[0].env == ["LOG": "warning"] && c.tools.servers[0].startTimeout == 5)
+        #expect(c.tools.servers[1].url == "https://mcp.example.com/mcp" && c.tools.servers[1].command.isEmpty)
+
+        func fails(_ text: String, line: Int?, key: String, _ fragment: String) {
+            do {
+                _ = try SupervisorConfig.parse(text, file: "c.toml")
+                Issue.record("no error for \(text)")
+            } catch {
+                #expect(error.line == line && error.key == key && error.message.contains(fragment), "\(error)")
+            }
+        }
+        fails("[mcp.x]\npolicy = \"default\"", line: 1, key: "mcp.x.command", "either command")
+        fails("[mcp.x]\ncommand = [\"a\"]\nurl = \"http://h/mcp\"", line: 1, key: "mcp.x.command", "not both")
+        fails("[mcp.x]\nurl = \"ftp://h\"", line: 2, key: "mcp.x.url", "not an http")
+        fails("[mcp.Bad_Name]\ncommand = [\"a\"]", line: 1, key: "mcp.Bad_Name", "a server name")
+        fails("[mcp.x]\ncommand = [\"a\"]\nbinds = [\"relative\"]", line: 3, key: "mcp.x.binds", "absolute")
+        fails("[mcp.x]\ncommand = [\"a\"]\ncomand = 1", line: 3, key: "mcp.x.comand", "did you mean")
+        fails("[tools]\nmcp_port = 0", line: 2, key: "tools.mcp_port", "out of range")
+    }
+}

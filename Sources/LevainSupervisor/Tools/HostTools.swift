@@ -1,9 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import AsyncHTTPClient
 import Foundation
 import LevainAgent
 import LevainPolicy
+import LevainProxy
 import LevainSessionLog
 import Logging
 import MCP
@@ -35,7 +37,7 @@ actor HostTools {
                 let tools = try await s.start(supervisor: supervisor)
                 for (original, def) in tools { registered[def.name] = (s, def, original) }
             } catch {
-                problems.append("MCP server \(s.config.name): \(error.message)")
+                problems.append(error.message.hasPrefix("MCP server") ? error.message : "MCP server \(s.config.name): \(error.message)")
             }
         }
         return problems
@@ -55,7 +57,12 @@ actor HostServer {
     let config: ToolsConfig.Server
     private var supervisor: Supervisor?
     private var client: Client?
-    private var transport: JailStdioTransport?
+    private var transport: (any Transport)?
+    /// A URL server's way out: an egress proxy under its policy, and the
+    /// HTTP client that goes through it.
+    private var egress: EgressProxy?
+    private var http: HTTPClient?
+    private let lastDenialBox = DenialBox()
     private var session: String?
     private var run: String?
     private var signal = FailureSignal()
@@ -109,16 +116,26 @@ actor HostServer {
                 }
             }
             session = try await supervisor.createSession(spec).id
+            await supervisor.markHostToolSession(session!)
         }
-        var spec = RunSpec(argv: config.command)
-        spec.env = config.env
-        spec.stdinStream = true
-        spec.timeout = 30 * 86400
-        let (record, _) = try await supervisor.submitRun(session: session!, spec)
-        run = record.id
-        let state = try await supervisor.runState(record.id)
         signal = FailureSignal()
-        let transport = JailStdioTransport(state: state, signal: signal)
+        let transport: any Transport
+        if let url = config.url {
+            let denial = lastDenialBox
+            denial.withLock { $0 = nil }
+            transport = HTTPMCPTransport(client: try await httpClient(supervisor), url: url, signal: signal,
+                                         denial: { denial.withLock { $0 } })
+            run = nil
+        } else {
+            var spec = RunSpec(argv: config.command)
+            spec.env = config.env
+            spec.stdinStream = true
+            spec.timeout = 30 * 86400
+            let (record, _) = try await supervisor.submitRun(session: session!, spec)
+            run = record.id
+            let state = try await supervisor.runState(record.id)
+            transport = JailStdioTransport(state: state, signal: signal)
+        }
         let client = Client(name: "levain", version: "1")
         let timeout = config.startTimeout
         let name = config.name
@@ -156,6 +173,44 @@ actor HostServer {
             await kill(supervisor)
             throw SupervisorError(.unavailable, "MCP server \(name) did not answer initialize and tools/list within \(timeout)s")
         }
+    }
+
+    /// The HTTP client of a URL server, through an egress proxy of its own
+    /// (127.0.0.1, an ephemeral port; no injected secrets, so it lends a
+    /// host process nothing it could not do itself) under the [network]
+    /// rules of the server's policy, logged in the server's session.
+    private func httpClient(_ supervisor: Supervisor) async throws(SupervisorError) -> HTTPClient {
+        if let http { return http }
+        guard let session else { throw SupervisorError(.internalError, "no session for MCP server \(config.name)") }
+        let context = supervisor.context
+        let host = try await supervisor.host(ready: session)
+        let settings = EgressSettings(rules: host.policy.egress, hosts: context.config.proxy.hosts, secrets: [:],
+                                      connectTimeout: context.config.proxy.connectTimeout)
+        let log = context.log
+        let denial = lastDenialBox
+        let proxy = EgressProxy(group: context.eventLoopGroup, settings: { settings }, record: { r in
+            if r.decision == .denied { denial.withLock { $0 = "\(r.message ?? r.host) (\(r.rule))" } }
+            log.enqueue([SessionExits.event(r, session: session, run: nil, tenant: "levain")], and: [])
+        })
+        let port: Int
+        do {
+            let channel = try await proxy.serve(host: "127.0.0.1", port: 0)
+            guard let p = channel.localAddress?.port else { throw SupervisorError(.internalError, "no port") }
+            port = p
+        } catch {
+            throw SupervisorError(.internalError, "the egress proxy of MCP server \(config.name): \(error)")
+        }
+        var configuration = HTTPClient.Configuration()
+        configuration.proxy = .server(host: "127.0.0.1", port: port)
+        // A refusal of the proxy is final: no retries until the deadline.
+        configuration.connectionPool.retryConnectionEstablishment = false
+        // Idle connections close soon, so each burst of calls is logged
+        // (the proxy logs a tunnel when it closes) within seconds.
+        configuration.connectionPool.idleTimeout = .seconds(2)
+        let client = HTTPClient(eventLoopGroup: context.eventLoopGroup, configuration: configuration)
+        egress = proxy
+        http = client
+        return client
     }
 
     private func kill(_ supervisor: Supervisor) async {
@@ -204,7 +259,9 @@ actor HostServer {
 
     func stop(supervisor: Supervisor) async {
         await kill(supervisor)
-        if let session { _ = try? await supervisor.closeSession(session) }
+        egress?.stop()
+        try? await http?.shutdown()
+        http = nil
     }
 
     static func text(_ c: Tool.Content) -> String {
@@ -241,6 +298,11 @@ actor HostServer {
         case .object(let o): .object(o.mapValues(value))
         }
     }
+}
+
+final class DenialBox: Sendable {
+    private let m = Mutex<String?>(nil)
+    func withLock<T>(_ body: (inout String?) -> T) -> T { m.withLock { body(&$0) } }
 }
 
 /// Resolves every waiter once, with why the server failed.

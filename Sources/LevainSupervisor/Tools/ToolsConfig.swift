@@ -13,11 +13,19 @@ import LevainPolicy
 /// env = { LOG_LEVEL = "warning" }
 /// start_timeout = "20s"       # initialize + tools/list
 /// binds = ["/srv/mcp"]        # read-only, "HOST" or "HOST:JAIL"
+///
+/// [mcp.search]                # streamable HTTP instead of stdio
+/// url = "https://mcp.example.com/mcp"
+/// policy = "/etc/levain/mcp-search.toml"   # its [network] rules decide the way out
 /// ```
 public struct ToolsConfig: Sendable, Equatable {
     public struct Server: Sendable, Equatable {
         public var name: String
+        /// A stdio server: the command, run in the server's own jail.
         public var command: [String]
+        /// A streamable-HTTP server: its URL, reached through an egress
+        /// proxy of the supervisor's under `policy`'s [network] rules.
+        public var url: String?
         public var policy: String?
         public var env: [String: String] = [:]
         public var startTimeout: Double = 20
@@ -42,11 +50,17 @@ public struct ToolsConfig: Sendable, Equatable {
             }) else {
                 throw t.invalid(entry.key, "a server name is 1 to 24 lower-case letters, digits or \"-\" (its tools are mcp__NAME__TOOL)")
             }
-            guard let argv = try s.stringArray("command"), !argv.isEmpty else {
+            let argv = try s.stringArray("command")?.map(\.0) ?? []
+            let url = try s.string("url")
+            guard argv.isEmpty != (url == nil) else {
                 throw PolicyError(.missing, file: s.file, line: entry.node.keyPosition?.line, key: s.qualified("command"),
-                                  "an MCP server needs command = [\"program\", \"arg\", ...] (run inside its own jail)")
+                                  "an MCP server needs either command = [\"program\", \"arg\", ...] (stdio, run inside its own jail) or url = \"https://...\" (streamable HTTP, through the egress policy), not both")
             }
-            var server = Server(name: entry.key, command: argv.map(\.0))
+            if let url, !(url.hasPrefix("http://") || url.hasPrefix("https://")) || url.contains(" ") {
+                throw s.invalid("url", "\"\(url)\" is not an http:// or https:// URL")
+            }
+            var server = Server(name: entry.key, command: argv)
+            server.url = url
             server.policy = try s.string("policy")
             if var env = try s.table("env") {
                 for e in env.table.entries {
