@@ -260,6 +260,34 @@ struct AgentTests {
         #expect(try await s.sv.request("GET", "/v1/sessions/\(s.session)/files/notes/ok.txt").text == "control")
     }
 
+    @Test("an output schema is enforced with one repair; a tool's output cap holds")
+    func outputs() async throws {
+        let policy = Self.toolsPolicy + "\n\n[tools.rules.read_file]\nmax_output = \"64\"\n"
+        let s = try await Self.setUp("agent-out", policy: policy)
+        defer { s.cleanUp() }
+        let schema = #"output_schema = '{"type": "object", "required": ["summary"], "properties": {"summary": {"type": "string"}}}'"#
+        // A file of 1000 bytes read through a 64-byte cap; then prose, then JSON after the repair prompt.
+        _ = try await s.sv.raw("PUT", "/v1/sessions/\(s.session)/files/big.txt", body: Array(repeating: UInt8(ascii: "a"), count: 1000))
+        try s.script([Self.tools(Self.call("read_file", ["path": "big.txt"])), "It went well.", #"{"summary": "read it"}"#])
+        let r1 = try await s.startAgent(Self.agent(schema))
+        let d1 = try await s.sv.wait(r1)
+        #expect(d1["status"]?.stringValue == "succeeded")
+        #expect(try await s.sv.output(r1) == #"{"summary": "read it"}"#)
+        let result = try await s.sv.events(run: r1).first { $0["type"]?.stringValue == "tool.finished" }?["payload"]?["levain.result"]?.stringValue ?? ""
+        #expect(result.hasPrefix(String(repeating: "a", count: 64) + "\n[truncated"), "\(result)")
+        let sent = try s.provider.requests().filter { $0["path"] as? String == "/v1/chat/completions" }
+        let last = (sent.last?["body"] as? [String: Any])?["messages"] as? [[String: Any]] ?? []
+        #expect((last.last?["content"] as? String ?? "").contains("does not match the required JSON schema"))
+        // Still not JSON after the repair: invalid_output, the answer kept.
+        try s.script(["prose", "more prose"])
+        let r2 = try await s.startAgent(Self.agent(schema))
+        let d2 = try await s.sv.wait(r2)
+        #expect(d2["status"]?.stringValue == "failed")
+        let f2 = try await s.finished(r2)
+        #expect(f2["levain.reason"]?.stringValue == "invalid_output")
+        #expect(f2["levain.output"]?.stringValue == "more prose")
+    }
+
     @Test("levain agent run prints the answer and exits 0; SIGINT to it cancels the run")
     func cli() async throws {
         let s = try await Self.setUp("agent-cli")
