@@ -261,7 +261,9 @@ public enum PolicyLoader {
         return "/" + comps.joined(separator: "/")
     }
 
-    static func readFile(_ path: String) throws(PolicyError) -> String {
+    /// A UTF-8 text file of at most `maxFileSize` bytes (policies, agent
+    /// files); `what` ends the too-large message.
+    public static func readFile(_ path: String, what: String = "a policy is a few KiB") throws(PolicyError) -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             let e = errno
@@ -280,7 +282,7 @@ public enum PolicyLoader {
             if n == 0 { break }
             bytes.append(contentsOf: chunk[0..<n])
             if bytes.count > maxFileSize {
-                throw PolicyError(.invalidValue, file: path, "file is larger than \(maxFileSize / 1024) KiB; a policy is a few KiB")
+                throw PolicyError(.invalidValue, file: path, "file is larger than \(maxFileSize / 1024) KiB; \(what)")
             }
         }
         guard let text = String(validating: bytes, as: UTF8.self) else {

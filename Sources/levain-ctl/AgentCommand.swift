@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import CLevainSpawn
 import LevainCLI
+import LevainPolicy
 import LevainSessionLog
 import LevainSupervisor
 
@@ -49,7 +50,9 @@ struct AgentCommand: ParsableCommand {
 
         func run() throws {
             let text: String
-            do { text = try readTextFile(file, max: 1 << 20) } catch { throw UserError("cannot read the agent file \(file): \(error)") }
+            do { text = try PolicyLoader.readFile(file, what: "an agent file is a few KiB") } catch {
+                throw UserError("the agent file: \(error)")
+            }
             let client = try Connection.required()
             var sessionID = session
             var made = false
@@ -151,24 +154,6 @@ struct ApproveCommand: ParsableCommand {
                          ["decision": .string(allow ? "allow" : "deny"), "reason": .string(reason), "by": .string(who)])
         writeStdout("\(id) \(allow ? "allowed" : "denied") by \(who): \(r["tool"]?.cell ?? "?") \(String((r["arguments"]?.encoded() ?? "").prefix(200)))\n")
     }
-}
-
-/// A text file of at most `max` bytes.
-func readTextFile(_ path: String, max: Int) throws -> String {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw UserError(String(cString: strerror(errno))) }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 16384)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n < 0 { throw UserError(String(cString: strerror(errno))) }
-        if n == 0 { break }
-        bytes.append(contentsOf: chunk[0..<n])
-        if bytes.count > max { throw UserError("larger than \(max) bytes") }
-    }
-    return String(decoding: bytes, as: UTF8.self)
 }
 
 /// An agent run's events as a timeline a person reads: model turns, tool
