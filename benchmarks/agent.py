@@ -20,32 +20,12 @@ import argparse
 import http.client
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost")
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
-
-
-def api(sock, method, path, body=None, conn=None):
-    c = conn or UnixHTTP(sock)
-    c.request(method, path, json.dumps(body) if body is not None else None, {"content-type": "application/json"})
-    r = c.getresponse()
-    data = r.read()
-    return r.status, (json.loads(data) if data and data[:1] in b"{[" else data.decode(errors="replace"))
+from bench_support import ROOT, UnixHTTP, api, start_provider, start_serve, stop
 
 
 def pct(xs, p):
@@ -72,24 +52,10 @@ def main():
     work = tempfile.mkdtemp(prefix="levain-bench-agent-")
     key = "sk-bench-" + os.urandom(8).hex()
     env = dict(os.environ, SCRIPTED_PROVIDER_KEY=key, LEVAIN_BENCH_KEY=key)
-    port_file = os.path.join(work, "port")
-    provider = subprocess.Popen([sys.executable, os.path.join(ROOT, "Tests/Fixtures/scripted_provider.py"), "--port", "0",
-                                 "--port-file", port_file], env=env, stdout=subprocess.DEVNULL)
-    serve = None
+    provider, serve = None, None
     try:
-        for _ in range(300):
-            if os.path.exists(port_file):
-                break
-            time.sleep(0.02)
-        port = int(open(port_file).read())
-        sock = os.path.join(work, "sock")
-        with open(os.path.join(work, "levain.toml"), "w") as f:
-            f.write(f"""
-[supervisor]
-socket = "{sock}"
-state = "{work}/state"
-shutdown_grace = "2s"
-
+        provider, port = start_provider(work, env)
+        serve, sock = start_serve(a.levain, work, f"""
 [providers.openai]
 kind = "openai"
 base_url = "http://127.0.0.1:{port}/v1"
@@ -97,15 +63,7 @@ api_key_env = "LEVAIN_BENCH_KEY"
 
 [models."gpt-4o-mini"]
 provider = "openai"
-""")
-        serve = subprocess.Popen([a.levain, "serve", "--config", os.path.join(work, "levain.toml")], env=env,
-                                 stdout=open(os.path.join(work, "serve.log"), "w"), stderr=subprocess.STDOUT)
-        for _ in range(600):
-            try:
-                if api(sock, "GET", "/v1/health")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.05)
+""", env)
         status, s = api(sock, "POST", "/v1/sessions", {"binds": {"ro": [venv, os.path.join(ROOT, "benchmarks/agent") + ":/bench"]}})
         assert status == 201, s
         session = s["id"]
@@ -161,15 +119,7 @@ provider = "openai"
               f"(target 100 ms)", flush=True)
         api(sock, "DELETE", f"/v1/sessions/{session}")
     finally:
-        if serve:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                serve.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-        provider.kill()
-        provider.wait()
-        subprocess.run(["rm", "-rf", work])
+        stop(serve, provider, work)
 
 
 main()

@@ -12,35 +12,13 @@ the proxy's throughput, each against the direct figure.
     benchmarks/exits.py [--levain .build/release/levain] [--n 1000] [--bytes 512M] [--rounds 3]
 """
 import argparse
-import http.client
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost")
-        self.path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(self.path)
-
-
-def api(sock, method, path, body=None):
-    c = UnixHTTP(sock)
-    c.request(method, path, json.dumps(body) if body is not None else None, {"content-type": "application/json"})
-    r = c.getresponse()
-    data = r.read()
-    return r.status, (json.loads(data) if data and data[:1] in b"{[" else data.decode(errors="replace"))
+from bench_support import ROOT, api, start_provider, start_serve, stop
 
 
 def size(s):
@@ -60,24 +38,15 @@ def main():
     work = tempfile.mkdtemp(prefix="levain-bench-exits-")
     key = "sk-bench-" + os.urandom(8).hex()
     env = dict(os.environ, SCRIPTED_PROVIDER_KEY=key, LEVAIN_BENCH_KEY=key)
-    port_file = os.path.join(work, "port")
-    provider = subprocess.Popen([sys.executable, os.path.join(ROOT, "Tests/Fixtures/scripted_provider.py"), "--port", "0",
-                                 "--port-file", port_file], env=env, stdout=subprocess.DEVNULL)
-    serve = None
+    provider, serve = None, None
     try:
-        for _ in range(300):
-            if os.path.exists(port_file):
-                break
-            time.sleep(0.02)
-        port = int(open(port_file).read())
-        sock = os.path.join(work, "sock")
-        with open(os.path.join(work, "levain.toml"), "w") as f:
-            f.write(f"""
-[supervisor]
-socket = "{sock}"
-state = "{work}/state"
-shutdown_grace = "2s"
-
+        provider, port = start_provider(work, env)
+        policy = open(os.path.join(ROOT, "policies/default.toml")).read()
+        policy = policy.replace('allow = []\ndeny = []\nports = [80, 443]', f'allow = ["bench.test"]\ndeny = []\nports = [80, 443, {port}]')
+        policy = policy.replace('name = "default"', 'name = "bench-exits"')
+        with open(os.path.join(work, "bench.toml"), "w") as f:
+            f.write(policy)
+        serve, sock = start_serve(a.levain, work, f"""
 [providers.openai]
 kind = "openai"
 base_url = "http://127.0.0.1:{port}/v1"
@@ -90,20 +59,7 @@ output_price = 0.6
 
 [network.hosts]
 "bench.test" = "127.0.0.1"
-""")
-        policy = open(os.path.join(ROOT, "policies/default.toml")).read()
-        policy = policy.replace('allow = []\ndeny = []\nports = [80, 443]', f'allow = ["bench.test"]\ndeny = []\nports = [80, 443, {port}]')
-        policy = policy.replace('name = "default"', 'name = "bench-exits"')
-        with open(os.path.join(work, "bench.toml"), "w") as f:
-            f.write(policy)
-        serve = subprocess.Popen([a.levain, "serve", "--config", os.path.join(work, "levain.toml")], env=env,
-                                 stdout=open(os.path.join(work, "serve.log"), "w"), stderr=subprocess.STDOUT)
-        for _ in range(600):
-            try:
-                if api(sock, "GET", "/v1/health")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.05)
+""", env)
         status, s = api(sock, "POST", "/v1/sessions", {"policy": os.path.join(work, "bench.toml"),
                                                        "binds": {"ro": [os.path.join(ROOT, "benchmarks/exits") + ":/bench"]}})
         assert status == 201, s
@@ -142,15 +98,7 @@ output_price = 0.6
             json.dump({"rounds": rows, "summary": summary, "n": a.n, "bytes": nbytes}, f, indent=2)
         api(sock, "DELETE", f"/v1/sessions/{session}")
     finally:
-        if serve:
-            serve.send_signal(signal.SIGTERM)
-            try:
-                serve.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                serve.kill()
-        provider.kill()
-        provider.wait()
-        subprocess.run(["rm", "-rf", work])
+        stop(serve, provider, work)
 
 
 main()
