@@ -49,20 +49,12 @@ import Testing
         #expect(p.models.denyingRule(for: "claude-3") == "models.allow")
         #expect(p.models.maxTokens == 2048 && p.models.runTokens == 10000 && p.models.sessionSpend == 1.5 && p.models.requestsPerMinute == 30)
 
-        func fails(_ text: String, line: Int, key: String, _ fragment: String) {
-            do {
-                _ = try PolicyLoader.parse(text, file: "p.toml", directory: nil)
-                Issue.record("no error for \(text)")
-            } catch {
-                #expect(error.line == line && error.key == key && error.message.contains(fragment), "\(error)")
-            }
-        }
-        fails("[network]\nallow = [\"ok.com\",\n  \"http://bad.com\"]", line: 3, key: "network.allow", "not a domain rule")
-        fails("[network]\nports = [80, 70000]", line: 2, key: "network.ports", "1 to 65535")
-        fails("[network]\nmethods = [\"FETCH\"]", line: 2, key: "network.methods", "not an HTTP method")
-        fails("[models]\nrun_spend = -1", line: 2, key: "models.run_spend", "positive")
-        fails("[models]\nallow = [\"g*pt\"]", line: 2, key: "models.allow", "prefix ending in")
-        fails("[models]\nmax_tokenz = 5", line: 2, key: "models.max_tokenz", "did you mean \"max_tokens\"")
+        expectPolicyError("[network]\nallow = [\"ok.com\",\n  \"http://bad.com\"]", line: 3, key: "network.allow", "not a domain rule")
+        expectPolicyError("[network]\nports = [80, 70000]", line: 2, key: "network.ports", "1 to 65535")
+        expectPolicyError("[network]\nmethods = [\"FETCH\"]", line: 2, key: "network.methods", "not an HTTP method")
+        expectPolicyError("[models]\nrun_spend = -1", line: 2, key: "models.run_spend", "positive")
+        expectPolicyError("[models]\nallow = [\"g*pt\"]", line: 2, key: "models.allow", "prefix ending in")
+        expectPolicyError("[models]\nmax_tokenz = 5", line: 2, key: "models.max_tokenz", "did you mean \"max_tokens\"")
     }
 
     @Test("the built-in default: nothing out by the proxy, every configured model within 8192 tokens")

@@ -45,18 +45,10 @@ import Testing
         #expect(Policy.Tools.builtins.allSatisfy { d.denyingRule(for: $0) == nil })
         #expect(d.denyingRule(for: "mcp__x__y") == "tools.allow")
 
-        func fails(_ text: String, line: Int, key: String, _ fragment: String) {
-            do {
-                _ = try PolicyLoader.parse(text, file: "p.toml", directory: nil)
-                Issue.record("no error for \(text)")
-            } catch {
-                #expect(error.line == line && error.key == key && error.message.contains(fragment), "\(error)")
-            }
-        }
-        fails("[tools]\nallow = [\"a*b\"]", line: 2, key: "tools.allow", "a tool rule")
-        fails("[tools]\naprove = [\"x\"]", line: 2, key: "tools.aprove", "did you mean \"approve\"")
-        fails("[tools.rules.x.args.p]\npath_prefix = [\"/etc\"]", line: 2, key: "tools.rules.x.args.p.path_prefix", "relative")
-        fails("[tools.rules.x.args.p]\npattern = \"(\"", line: 2, key: "tools.rules.x.args.p.pattern", "POSIX")
-        fails("[tools.rules.x]\ntimeout = \"soon\"", line: 2, key: "tools.rules.x.timeout", "invalid duration")
+        expectPolicyError("[tools]\nallow = [\"a*b\"]", line: 2, key: "tools.allow", "a tool rule")
+        expectPolicyError("[tools]\naprove = [\"x\"]", line: 2, key: "tools.aprove", "did you mean \"approve\"")
+        expectPolicyError("[tools.rules.x.args.p]\npath_prefix = [\"/etc\"]", line: 2, key: "tools.rules.x.args.p.path_prefix", "relative")
+        expectPolicyError("[tools.rules.x.args.p]\npattern = \"(\"", line: 2, key: "tools.rules.x.args.p.pattern", "POSIX")
+        expectPolicyError("[tools.rules.x]\ntimeout = \"soon\"", line: 2, key: "tools.rules.x.timeout", "invalid duration")
     }
 }

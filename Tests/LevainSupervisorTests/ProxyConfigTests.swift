@@ -52,27 +52,16 @@ import Testing
 
     @Test("bad input names the file, the line and the key")
     func errors() {
-        func fails(_ text: String, line: Int?, key: String, _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
-            do {
-                _ = try SupervisorConfig.parse(text, file: "c.toml")
-                Issue.record("no error for \(text)", sourceLocation: sourceLocation)
-            } catch {
-                #expect(error.file == "c.toml", sourceLocation: sourceLocation)
-                #expect(error.line == line, "\(error)", sourceLocation: sourceLocation)
-                #expect(error.key == key, "\(error)", sourceLocation: sourceLocation)
-                #expect(error.message.contains(fragment), "\(error)", sourceLocation: sourceLocation)
-            }
-        }
-        fails("[providers.x]\nkind = \"gemini\"\nbase_url = \"https://x\"\napi_key_env = \"K\"", line: 2, key: "providers.x.kind", "\"openai\" or \"anthropic\"")
-        fails("[providers.x]\nkind = \"openai\"\napi_key_env = \"K\"", line: 1, key: "providers.x.base_url", "give base_url")
-        fails("[providers.x]\nkind = \"openai\"\nbase_url = \"ftp://x\"\napi_key_env = \"K\"", line: 3, key: "providers.x.base_url", "http://")
-        fails("[providers.x]\nkind = \"openai\"\nbase_url = \"https://x\"", line: 1, key: "providers.x.api_key_env", "api_key_env")
-        fails("[providers.x]\nkind = \"openai\"\nbase_url = \"https://x\"\napi_key_env = \"K\"\napi_key_file = \"/k\"", line: 5, key: "providers.x.api_key_file", "not both")
-        fails("[models.\"m\"]\nprovider = \"nobody\"", line: 2, key: "models.m.provider", "no [providers.nobody]")
-        fails("[network.hosts]\n\"a.test\" = \"not-an-ip\"", line: 2, key: "network.hosts.a.test", "not an IP address")
-        fails("[secrets.s]\nvalue = \"inline\"", line: 2, key: "secrets.s.value", "unknown key")
-        fails("[tenants.t]\nspend = -1", line: 2, key: "tenants.t.spend", "positive")
-        fails("[gateway]\nport = 9\n[egress]\nport = 9", line: nil, key: "egress.port", "different ports")
+        expectConfigError("[providers.x]\nkind = \"gemini\"\nbase_url = \"https://x\"\napi_key_env = \"K\"", line: 2, key: "providers.x.kind", "\"openai\" or \"anthropic\"")
+        expectConfigError("[providers.x]\nkind = \"openai\"\napi_key_env = \"K\"", line: 1, key: "providers.x.base_url", "give base_url")
+        expectConfigError("[providers.x]\nkind = \"openai\"\nbase_url = \"ftp://x\"\napi_key_env = \"K\"", line: 3, key: "providers.x.base_url", "http://")
+        expectConfigError("[providers.x]\nkind = \"openai\"\nbase_url = \"https://x\"", line: 1, key: "providers.x.api_key_env", "api_key_env")
+        expectConfigError("[providers.x]\nkind = \"openai\"\nbase_url = \"https://x\"\napi_key_env = \"K\"\napi_key_file = \"/k\"", line: 5, key: "providers.x.api_key_file", "not both")
+        expectConfigError("[models.\"m\"]\nprovider = \"nobody\"", line: 2, key: "models.m.provider", "no [providers.nobody]")
+        expectConfigError("[network.hosts]\n\"a.test\" = \"not-an-ip\"", line: 2, key: "network.hosts.a.test", "not an IP address")
+        expectConfigError("[secrets.s]\nvalue = \"inline\"", line: 2, key: "secrets.s.value", "unknown key")
+        expectConfigError("[tenants.t]\nspend = -1", line: 2, key: "tenants.t.spend", "positive")
+        expectConfigError("[gateway]\nport = 9\n[egress]\nport = 9", line: nil, key: "egress.port", "different ports")
     }
 
     @Test("a provider's key is read when the supervisor starts; a missing one names the key")
@@ -115,20 +104,26 @@ import Testing
         #expect(c.tools.servers[0].env == ["LOG": "warning"] && c.tools.servers[0].startTimeout == 5)
         #expect(c.tools.servers[1].url == "https://mcp.example.com/mcp" && c.tools.servers[1].command.isEmpty)
 
-        func fails(_ text: String, line: Int?, key: String, _ fragment: String) {
-            do {
-                _ = try SupervisorConfig.parse(text, file: "c.toml")
-                Issue.record("no error for \(text)")
-            } catch {
-                #expect(error.line == line && error.key == key && error.message.contains(fragment), "\(error)")
-            }
-        }
-        fails("[mcp.x]\npolicy = \"default\"", line: 1, key: "mcp.x.command", "either command")
-        fails("[mcp.x]\ncommand = [\"a\"]\nurl = \"http://h/mcp\"", line: 1, key: "mcp.x.command", "not both")
-        fails("[mcp.x]\nurl = \"ftp://h\"", line: 2, key: "mcp.x.url", "not an http")
-        fails("[mcp.Bad_Name]\ncommand = [\"a\"]", line: 1, key: "mcp.Bad_Name", "a server name")
-        fails("[mcp.x]\ncommand = [\"a\"]\nbinds = [\"relative\"]", line: 3, key: "mcp.x.binds", "absolute")
-        fails("[mcp.x]\ncommand = [\"a\"]\ncomand = 1", line: 3, key: "mcp.x.comand", "did you mean")
-        fails("[tools]\nmcp_port = 0", line: 2, key: "tools.mcp_port", "out of range")
+        expectConfigError("[mcp.x]\npolicy = \"default\"", line: 1, key: "mcp.x.command", "either command")
+        expectConfigError("[mcp.x]\ncommand = [\"a\"]\nurl = \"http://h/mcp\"", line: 1, key: "mcp.x.command", "not both")
+        expectConfigError("[mcp.x]\nurl = \"ftp://h\"", line: 2, key: "mcp.x.url", "not an http")
+        expectConfigError("[mcp.Bad_Name]\ncommand = [\"a\"]", line: 1, key: "mcp.Bad_Name", "a server name")
+        expectConfigError("[mcp.x]\ncommand = [\"a\"]\nbinds = [\"relative\"]", line: 3, key: "mcp.x.binds", "absolute")
+        expectConfigError("[mcp.x]\ncommand = [\"a\"]\ncomand = 1", line: 3, key: "mcp.x.comand", "did you mean")
+        expectConfigError("[tools]\nmcp_port = 0", line: 2, key: "tools.mcp_port", "out of range")
+    }
+}
+
+/// `text` as the supervisor's config must fail to parse naming c.toml,
+/// this line and key, with a message containing `fragment`.
+func expectConfigError(_ text: String, line: Int?, key: String, _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    do {
+        _ = try SupervisorConfig.parse(text, file: "c.toml")
+        Issue.record("no error for \(text)", sourceLocation: sourceLocation)
+    } catch {
+        #expect(error.file == "c.toml", sourceLocation: sourceLocation)
+        #expect(error.line == line, "\(error)", sourceLocation: sourceLocation)
+        #expect(error.key == key, "\(error)", sourceLocation: sourceLocation)
+        #expect(error.message.contains(fragment), "\(error)", sourceLocation: sourceLocation)
     }
 }
