@@ -11,12 +11,14 @@ import Logging
 import MCP
 import Synchronization
 
-/// Host tools: MCP servers over stdio, each a process in a jail of its own
-/// (a session of the supervisor with the server's own policy, tenant
-/// "levain", label levain.mcp=NAME), spoken to with the MCP swift-sdk's
-/// client. Their tools are registered as `mcp__SERVER__TOOL` once their
-/// input schemas pass JSONSchema's check; a server that dies or writes
-/// garbage fails the call in progress and is started again on the next.
+/// Host tools: MCP servers, each with a session of the supervisor of its own
+/// (the server's policy, tenant "levain", label levain.mcp=NAME), spoken to
+/// with the MCP swift-sdk's client. A stdio server is a run of that session
+/// (a process in its jail); a URL server is reached through an egress proxy
+/// under that session's policy. Their tools are registered as
+/// `mcp__SERVER__TOOL` once their input schemas pass JSONSchema's check; a
+/// server that dies, writes garbage or does not answer fails the call in
+/// progress and is started again on the next.
 actor HostTools {
     private let servers: [HostServer]
     private var registered: [String: (HostServer, ToolDefinition, String)] = [:]
@@ -29,7 +31,7 @@ actor HostTools {
     func definition(_ name: String) -> ToolDefinition? { registered[name]?.1 }
 
     /// Starts every server and registers its tools; a server that fails is
-    /// reported (stderr and the log) and left out.
+    /// left out, and what went wrong returned (levain serve prints it).
     func start(supervisor: Supervisor) async -> [String] {
         var problems: [String] = []
         for s in servers {
@@ -37,7 +39,7 @@ actor HostTools {
                 let tools = try await s.start(supervisor: supervisor)
                 for (original, def) in tools { registered[def.name] = (s, def, original) }
             } catch {
-                problems.append(error.message.hasPrefix("MCP server") ? error.message : "MCP server \(s.config.name): \(error.message)")
+                problems.append("MCP server \(s.config.name): \(error.message)")
             }
         }
         return problems
@@ -138,7 +140,6 @@ actor HostServer {
         }
         let client = Client(name: "levain", version: "1")
         let timeout = config.startTimeout
-        let name = config.name
         let signal = self.signal
         let result: Result<[Tool], SupervisorError>? = await Race.first(timeout: timeout, [
             {
@@ -153,12 +154,12 @@ actor HostServer {
                     } while cursor != nil && tools.count < 1000
                     return .success(tools)
                 } catch {
-                    return .failure(SupervisorError(.unavailable, "MCP server \(name): \(error)"))
+                    return .failure(SupervisorError(.unavailable, "\(error)"))
                 }
             },
             {
                 guard let why = await signal.waitOrCancel() else { return nil }
-                return .failure(SupervisorError(.unavailable, "MCP server \(name): \(why)"))
+                return .failure(SupervisorError(.unavailable, why))
             },
         ])
         switch result {
@@ -171,7 +172,7 @@ actor HostServer {
             throw e
         case nil:
             await kill(supervisor)
-            throw SupervisorError(.unavailable, "MCP server \(name) did not answer initialize and tools/list within \(timeout)s")
+            throw SupervisorError(.unavailable, "no answer to initialize and tools/list within \(timeout)s")
         }
     }
 
@@ -233,28 +234,39 @@ actor HostServer {
         let signal = self.signal
         let arguments = args.mapValues(HostServer.value)
         let name = config.name
-        let result: Result<String, BuiltinTools.Failure> = await Race.first(timeout: timeout, [
+        /// How a call ended: the server answered, or it failed under it.
+        enum End: Sendable {
+            case answered(Result<String, BuiltinTools.Failure>)
+            case serverFailed(String)
+        }
+        let end: End? = await Race.first(timeout: timeout, [
             {
                 do {
                     let (content, isError) = try await client.callTool(name: tool, arguments: arguments)
                     let text = content.map(HostServer.text).joined(separator: "\n")
-                    return isError == true ? .failure(.init(text)) : .success(text)
+                    return .answered(isError == true ? .failure(.init(text)) : .success(text))
                 } catch {
                     if Task.isCancelled { return nil }
-                    return .failure(.init("MCP server \(name): \(error)"))
+                    return .answered(.failure(.init("MCP server \(name): \(error)")))
                 }
             },
             {
                 guard let why = await signal.waitOrCancel() else { return nil }
-                return .failure(.init("MCP server \(name) failed during the call: \(why)"))
+                return .serverFailed(why)
             },
-        ]) ?? .failure(.init(Task.isCancelled ? "cancelled" : "timed out after \(timeout)s (MCP server \(name) is restarted)"))
-        if case .failure(let f) = result,
-           f.message.hasPrefix("MCP server \(name) failed") || f.message == "cancelled" || f.message.hasPrefix("timed out") {
-            // Dead, garbled, or abandoned mid-call: a fresh process next time.
+        ])
+        switch end {
+        case .answered(let result)?:
+            return try result.get()
+        case .serverFailed(let why)?:
+            // Dead or garbled mid-call: a fresh process next time.
             await kill(supervisor)
+            throw .init("MCP server \(name) failed during the call: \(why)")
+        case nil:
+            // Abandoned (cancelled or timed out): a fresh process next time.
+            await kill(supervisor)
+            throw .init(Task.isCancelled ? "cancelled" : "timed out after \(timeout)s (MCP server \(name) is restarted)")
         }
-        return try result.get()
     }
 
     func stop(supervisor: Supervisor) async {
