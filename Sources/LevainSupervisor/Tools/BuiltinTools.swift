@@ -38,9 +38,15 @@ enum BuiltinTools {
                                            required: ["pattern"])),
     ]
 
+    /// A tool call that did not succeed; `status` is what tool.finished says.
     struct Failure: Error {
+        enum Status: String { case error, timeout, cancelled }
         var message: String
-        init(_ m: String) { message = m }
+        var status: Status
+        init(_ m: String, _ status: Status = .error) {
+            message = m
+            self.status = status
+        }
     }
 
     static func checkPath(_ p: String, allowRoot: Bool = false) throws(Failure) -> String {
@@ -148,8 +154,8 @@ enum BuiltinTools {
         let out = state.stdout.read(from: 0, max: Int(maxOutput))
         let err = state.stderr.read(from: 0, max: Int(maxOutput))
         switch record.status {
-        case .timedOut: throw Failure("timed out after \(timeout)s (run \(runID)); output so far:\n\(String(decoding: out, as: UTF8.self))")
-        case .cancelled: throw Failure("cancelled (run \(runID))")
+        case .timedOut: throw Failure("timed out after \(timeout)s (run \(runID)); output so far:\n\(String(decoding: out, as: UTF8.self))", .timeout)
+        case .cancelled: throw Failure("cancelled (run \(runID))", .cancelled)
         case .error: throw Failure("could not run: \(record.error ?? "?") (run \(runID))")
         default: break
         }

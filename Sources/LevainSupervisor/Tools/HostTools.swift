@@ -265,7 +265,7 @@ actor HostServer {
         case nil:
             // Abandoned (cancelled or timed out): a fresh process next time.
             await kill(supervisor)
-            throw .init(Task.isCancelled ? "cancelled" : "timed out after \(timeout)s (MCP server \(name) is restarted)")
+            throw Task.isCancelled ? .init("cancelled", .cancelled) : .init("timed out after \(timeout)s (MCP server \(name) is restarted)", .timeout)
         }
     }
 

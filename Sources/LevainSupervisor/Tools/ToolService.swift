@@ -128,15 +128,16 @@ public final class ToolService: Sendable {
             } catch {
                 return .failure(error)
             }
-        } ?? (Task.isCancelled ? .failure(.init("cancelled")) : .failure(.init("timed out after \(timeout)s")))
+        } ?? .failure(Task.isCancelled ? .init("cancelled", .cancelled) : .init("timed out after \(timeout)s", .timeout))
         let ms = Double(LogTimestamp.now().microsecondsSinceEpoch - t0.microsecondsSinceEpoch) / 1000
         let outcome: ToolOutcome
-        var status: String
+        let status: String
         switch result {
         case .success(let text): outcome = ToolOutcome(text: text, isError: false); status = "ok"
         case .failure(let f):
             outcome = ToolOutcome(text: f.message, isError: true)
-            status = f.message.hasPrefix("timed out") ? "timeout" : (f.message.hasPrefix("cancelled") || Task.isCancelled ? "cancelled" : "error")
+            // A call whose caller went away ended because of that, whatever it says.
+            status = Task.isCancelled ? "cancelled" : f.status.rawValue
         }
         log.enqueue([event("tool.finished", [
             "levain.status": .string(status), "levain.result": .string(Self.clip(outcome.text)),
