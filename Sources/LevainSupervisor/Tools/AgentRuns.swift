@@ -30,7 +30,8 @@ extension Supervisor {
         }
         let policy = host.policy
         let tenant = host.tenant
-        var request: JSONObject = RunSpec(argv: ["levain-agent", agent.name]).json
+        let spec = RunSpec(argv: ["levain-agent", agent.name])
+        var request: JSONObject = spec.json
         request["agent"] = ["name": .string(agent.name), "model": .string(agent.model), "max_steps": JSONValue(agent.maxSteps),
                             "wall_time": .double(agent.wallTime), "tools": JSONValue(agent.tools), "input": .string(ToolService.clip(input))]
         let runID = LevainSandbox.RunID.make()
@@ -41,7 +42,7 @@ extension Supervisor {
         } catch {
             throw SupervisorError(.internalError, "the session log: \(error)")
         }
-        let state = makeRunState(record, spec: RunSpec(argv: ["levain-agent", agent.name]))
+        let state = makeRunState(record, spec: spec)
         let stop = AgentLoop.Stop()
         let service = context.tools
         let catalog = config.proxy.catalog
