@@ -53,6 +53,11 @@ public final class Harness {
     private var outboxStart = 0
     private var runs: [LevainProtocol.RunID: RunProcess] = [:]
     private var runByPID: [pid_t: LevainProtocol.RunID] = [:]
+    /// Descriptors that arrived on fd 4 for runs whose run.start has not
+    /// been handled yet, oldest first. The supervisor sends them before the
+    /// run.start frame, but two runs' frames may reach us in the other
+    /// order than their descriptors; kept, not discarded, and bounded.
+    private var arrivedDescriptors: [(run: String, fds: [Int32])] = []
     private var reads: [StreamID: FileReadJob] = [:]
     private var writes: [StreamID: FileWriteJob] = [:]
     private let signalFD: Int32
@@ -415,9 +420,17 @@ public final class Harness {
         send(.response(Response(id: requestID, ok: true, pid: pid)))
     }
 
-    /// The descriptors the supervisor sent on fd 4 for this run.
+    /// The descriptors the supervisor sent on fd 4 for this run: those
+    /// already set aside, else what is queued on the socket, setting aside
+    /// other runs' (at most a session's live runs; beyond that the oldest
+    /// are closed: the supervisor never has more run.starts in flight).
     private func receiveDescriptors(for run: LevainProtocol.RunID) -> [Int32] {
-        for _ in 0..<16 {
+        let wanted = run.description
+        if let i = arrivedDescriptors.firstIndex(where: { $0.run == wanted }) {
+            return arrivedDescriptors.remove(at: i).fds
+        }
+        // Each message is one run's: a bounded number of reads.
+        for _ in 0..<(2 * ProtocolLimits.maxRunsPerSession) {
             var fds = [Int32](repeating: -1, count: 8)
             var name = [CChar](repeating: 0, count: 64)
             let n = fds.withUnsafeMutableBufferPointer { f in
@@ -428,8 +441,11 @@ public final class Harness {
             if n < 0 { return [] }
             let got = fds.filter { $0 >= 0 }
             let label = String(decoding: name.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if label == run.description { return got }
-            for fd in got { close(fd) }
+            if label == wanted { return got }
+            arrivedDescriptors.append((label, got))
+            while arrivedDescriptors.count > ProtocolLimits.maxRunsPerSession {
+                for fd in arrivedDescriptors.removeFirst().fds { close(fd) }
+            }
         }
         return []
     }

@@ -41,9 +41,12 @@ public enum ProtocolLimits {
 
     /// Runs (run.start sent, process.exited not yet received) live at once.
     public static let maxRunsPerSession = 64
-    /// Frames per second a harness may send (token bucket, 1 s burst).
+    /// Frames per second a harness may send of its own accord (token bucket,
+    /// 1 s burst): RESPONSEs and process events, bounded by the supervisor's
+    /// own requests and runs, are not counted.
     public static let maxFramesPerSecond = 10_000
-    /// EVENT frames per second a harness may send (token bucket, 1 s burst).
+    /// Unsolicited EVENT frames (harness.log) per second a harness may send
+    /// (token bucket, 1 s burst).
     public static let maxEventsPerSecond = 256
     /// Entries in a `file.list` response.
     public static let maxListEntries = 10_000

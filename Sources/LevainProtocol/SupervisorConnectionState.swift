@@ -132,11 +132,19 @@ public struct SupervisorConnectionState: Sendable {
     }
 
     private mutating func handle(_ message: Message, now: UInt64) throws(ProtocolViolation) -> Action? {
-        guard frames.take(now: now) else {
-            throw ProtocolViolation(.flood, "more than \(configuration.maxFramesPerSecond) frames per second")
-        }
-        if case .event = message, !events.take(now: now) {
-            throw ProtocolViolation(.flood, "more than \(configuration.maxEventsPerSecond) EVENTs per second")
+        // Only what the harness sends of its own accord is rate-limited. A
+        // RESPONSE answers a request of ours (an unknown id is a violation)
+        // and a process event answers a run.start of ours (one started and
+        // one exited a run, a second is a violation): both are bounded by
+        // what the supervisor asked for, so a busy session's hundreds of
+        // short runs a second are never taken for a flood.
+        if !Self.isAnswer(message) {
+            guard frames.take(now: now) else {
+                throw ProtocolViolation(.flood, "more than \(configuration.maxFramesPerSecond) frames per second")
+            }
+            if case .event = message, !events.take(now: now) {
+                throw ProtocolViolation(.flood, "more than \(configuration.maxEventsPerSecond) EVENTs per second")
+            }
         }
         switch phase {
         case .awaitingHello:
@@ -263,6 +271,14 @@ public struct SupervisorConnectionState: Sendable {
             streams.abandonInbound(record.stdout)
             streams.abandonInbound(record.stderr)
             if let stdin = record.stdin { streams.retireOutbound(stdin) }
+        }
+    }
+
+    /// Frames bounded by the supervisor's own requests and runs (see handle).
+    private static func isAnswer(_ message: Message) -> Bool {
+        switch message {
+        case .response, .event(.processStarted), .event(.processExited): true
+        default: false
         }
     }
 
