@@ -17,8 +17,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LV_SENTINEL_SLOTS 8192
+// Paths registered at once. A supervisor holds at most a few per live run
+// (a session's cgroup, its harness's, one per run and one made ahead, in
+// each v1 hierarchy), and a slot is reused as soon as its path is
+// forgotten, so this bounds live cgroups, never how many were ever made.
+// The memory is mapped with MAP_NORESERVE: only slots in use cost pages.
+#define LV_SENTINEL_SLOTS 65536
+#define LV_SENTINEL_BUCKETS 16384
 #define LV_SENTINEL_PATH 512
+#define LV_NIL 0xffffffffu
 
 static void lv_kill_procs(const char *dir) {
     char path[LV_SENTINEL_PATH + 32];
@@ -71,14 +78,26 @@ static _Noreturn void lv_sentinel_main(int fd, int timeout_ms) {
     }
     (void)chdir("/");
 
-    char (*table)[LV_SENTINEL_PATH] = mmap(NULL, (size_t)LV_SENTINEL_SLOTS * LV_SENTINEL_PATH,
-                                           PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (table == MAP_FAILED) _exit(1);
-    size_t used = 0;  // slots [0, used) hold paths; "" = forgotten
+    // A hash table: paths in slots, chained per bucket through next[];
+    // free slots on a stack. Register and forget cost O(1) whatever the
+    // number of live paths.
+    size_t table_bytes = (size_t)LV_SENTINEL_SLOTS * LV_SENTINEL_PATH;
+    size_t index_bytes = sizeof(unsigned) * ((size_t)LV_SENTINEL_SLOTS * 2 + LV_SENTINEL_BUCKETS);
+    char (*table)[LV_SENTINEL_PATH] = mmap(NULL, table_bytes, PROT_READ | PROT_WRITE,
+                                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    unsigned *index = mmap(NULL, index_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (table == MAP_FAILED || index == MAP_FAILED) _exit(1);
+    unsigned *next = index;                          // chain link of each slot
+    unsigned *free_stack = index + LV_SENTINEL_SLOTS;  // free slot numbers
+    unsigned *bucket = index + 2 * LV_SENTINEL_SLOTS;  // first slot of each bucket
+    for (unsigned b = 0; b < LV_SENTINEL_BUCKETS; b++) bucket[b] = LV_NIL;
+    size_t free_count = 0;
+    size_t high = 0;  // slots [0, high) have been used at some point
 
     // Read "+PATH\n" / "-PATH\n" lines until EOF.
     char line[LV_SENTINEL_PATH + 2];
     size_t llen = 0;
+    int overlong = 0;
     char buf[4096];
     for (;;) {
         ssize_t r = read(fd, buf, sizeof buf);
@@ -88,39 +107,63 @@ static _Noreturn void lv_sentinel_main(int fd, int timeout_ms) {
             char ch = buf[i];
             if (ch != '\n') {
                 if (llen < sizeof line - 1) line[llen++] = ch;
+                else overlong = 1;
                 continue;
             }
             line[llen] = 0;
-            if (llen >= 2 && llen - 1 < LV_SENTINEL_PATH && line[1] == '/') {
+            if (!overlong && llen >= 2 && llen - 1 < LV_SENTINEL_PATH && line[1] == '/') {
                 const char *p = line + 1;
-                if (line[0] == '+' && used < LV_SENTINEL_SLOTS) {
-                    memcpy(table[used++], p, llen);
-                } else if (line[0] == '-') {
-                    for (size_t k = used; k > 0; k--) {
-                        if (strcmp(table[k - 1], p) == 0) {
-                            table[k - 1][0] = 0;
-                            break;
-                        }
+                // FNV-1a of the path.
+                unsigned h = 2166136261u;
+                for (const char *q = p; *q; q++) h = (h ^ (unsigned char)*q) * 16777619u;
+                unsigned *link = &bucket[h % LV_SENTINEL_BUCKETS];
+                while (*link != LV_NIL && strcmp(table[*link], p) != 0) link = &next[*link];
+                if (line[0] == '+' && *link == LV_NIL) {
+                    unsigned slot;
+                    if (free_count > 0) slot = free_stack[--free_count];
+                    else if (high < LV_SENTINEL_SLOTS) slot = (unsigned)high++;
+                    else slot = LV_NIL;  // full: the supervisor's start-up sweep is the backstop
+                    if (slot != LV_NIL) {
+                        memcpy(table[slot], p, llen);
+                        next[slot] = LV_NIL;
+                        *link = slot;
                     }
+                } else if (line[0] == '-' && *link != LV_NIL) {
+                    unsigned slot = *link;
+                    *link = next[slot];
+                    table[slot][0] = 0;
+                    free_stack[free_count++] = slot;
                 }
             }
             llen = 0;
+            overlong = 0;
         }
     }
+    size_t used = high;  // slots [0, used) hold paths; "" = forgotten
 
-    // The caller is gone: empty and remove what it left, newest first (runs
-    // before their session).
+    // The caller is gone: empty and remove what it left. Slots are reused,
+    // so their order says nothing of nesting: each round removes what it
+    // can until nothing more goes (children before their parents), then
+    // kills what is still inside the rest and waits a little.
     struct timespec nap = {0, 10 * 1000 * 1000};
     int rounds = timeout_ms / 10 + 1;
     for (int round = 0; round < rounds; round++) {
+        size_t removed;
+        do {
+            removed = 0;
+            for (size_t k = used; k > 0; k--) {
+                char *p = table[k - 1];
+                if (p[0] == 0) continue;
+                if (rmdir(p) == 0 || errno == ENOENT) {
+                    p[0] = 0;
+                    removed++;
+                }
+            }
+        } while (removed > 0);
         size_t left = 0;
         for (size_t k = used; k > 0; k--) {
             char *p = table[k - 1];
             if (p[0] == 0) continue;
-            if (rmdir(p) == 0 || errno == ENOENT) {
-                p[0] = 0;
-                continue;
-            }
             left++;
             lv_kill_procs(p);
         }

@@ -77,6 +77,12 @@ public protocol CgroupDriver: Sendable {
     /// Creates a fresh cgroup `name` (an existing one is an error, never
     /// reused) with `limits` written; on failure nothing created is left.
     func create(name: String, limits: CgroupLimits) throws(SystemError) -> RunCgroup
+    /// The directories `create(name:)` makes, known before it makes them:
+    /// whoever must remove them after a crash records them first.
+    func paths(of name: String) -> [String]
+    /// The parent directories Levain owns (`<root>/<parent>` per hierarchy),
+    /// for finding what an earlier process left in them.
+    var parentDirectories: [String] { get }
 }
 
 /// One run's cgroup: a directory per v1 hierarchy, or one v2 directory.

@@ -101,6 +101,10 @@ public struct CgroupV1Driver: CgroupDriver {
             accounting: .v1(dirs), fs: fs)
     }
 
+    public func paths(of name: String) -> [String] { hierarchies.map { runPath($0, name) } }
+
+    public var parentDirectories: [String] { hierarchies.map { Cgroupfs.join($0, parent) } }
+
     private func runPath(_ mount: String, _ name: String) -> String {
         Cgroupfs.join(Cgroupfs.join(mount, parent), name)
     }

@@ -19,6 +19,10 @@ public struct CgroupV2Driver: CgroupDriver {
 
     public var parentPath: String { Cgroupfs.join(root, parent) }
 
+    public func paths(of name: String) -> [String] { [Cgroupfs.join(parentPath, name)] }
+
+    public var parentDirectories: [String] { [parentPath] }
+
     /// memory, pids and cpu, those delegated to the parent (before the
     /// parent exists: those the root enables for its children).
     public var controllers: [String] {
