@@ -70,8 +70,11 @@ final class GroupCommitter: Sendable {
     private let headCache = Mutex(HeadCache())
     private let wakeup = DispatchSemaphore(value: 0)
 
-    init(pool: any DatabaseWriter) {
+    private let health: WriteHealth?
+
+    init(pool: any DatabaseWriter, health: WriteHealth? = nil) {
         self.pool = pool
+        self.health = health
     }
 
     var statistics: SessionLog.Statistics { state.withLock { $0.statistics } }
@@ -175,6 +178,13 @@ final class GroupCommitter: Sendable {
                     s.statistics.failedTransactions += 1
                 }
                 return s.queue.count
+            }
+            // Told before the callers are resumed: a caller that sees its
+            // write fail finds the log marked failing.
+            if outcome.committed {
+                health?.succeeded()
+            } else if case .failure(let error)? = outcome.results.first {
+                health?.failed(SessionLogError.wrap(error, "cannot commit to the session log"))
             }
             for (request, result) in zip(batch, outcome.results) {
                 request.complete(result)

@@ -27,6 +27,8 @@ public final class SessionLog: Sendable {
     public let isReadOnly: Bool
     let pool: any DatabaseWriter
     let committer: GroupCommitter?
+    /// Whether writes commit (see `writeFailure`).
+    let health = WriteHealth()
 
     /// Opens (a writer: creates and migrates) the log at `path`.
     ///
@@ -120,7 +122,7 @@ public final class SessionLog: Sendable {
             }
         }
         try Self.migrate(pool, path: path)
-        self.committer = GroupCommitter(pool: pool)
+        self.committer = GroupCommitter(pool: pool, health: health)
     }
 
     private static func migrate(_ pool: any DatabaseWriter, path: String) throws(SessionLogError) {
