@@ -37,6 +37,15 @@ public struct APIServer: Sendable {
             await api.respond {
                 let (running, waiting) = await s.slotsInUse()
                 let verify = await s.startupVerify
+                // 503 while the log cannot be written: no work is accepted.
+                if let failure = s.log.writeFailure {
+                    return .json(.serviceUnavailable, [
+                        "status": "log_unwritable", "reason": .string(failure.message),
+                        "failed_writes": JSONValue(failure.failures),
+                        "sessions": JSONValue(await s.sessionCount),
+                        "runs_running": JSONValue(running), "runs_waiting": JSONValue(waiting),
+                    ])
+                }
                 return .json(.ok, [
                     "status": .string(await s.isAccepting ? "ok" : "shutting_down"),
                     "sessions": JSONValue(await s.sessionCount),
@@ -641,6 +650,12 @@ public struct APIServer: Sendable {
         if let state = try? await supervisor.runState(r.id) {
             o["stdout_bytes"] = .int(Int64(state.stdout.length))
             o["stderr_bytes"] = .int(Int64(state.stderr.length))
+            // Kept output is not the whole output: the cap, or a state
+            // directory that could not take it.
+            if state.stdout.isTruncated || state.stderr.isTruncated { o["output_truncated"] = true }
+            for (name, spool) in [("stdout", state.stdout), ("stderr", state.stderr)] {
+                if let loss = spool.loss { o["\(name)_lost_bytes"] = .int(Int64(clamping: loss.bytes)) }
+            }
         }
         return .object(o)
     }

@@ -293,7 +293,13 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let v = error as? ProtocolViolation {
+        if let v = error as? ProtocolViolation, v.code == .truncatedFrame {
+            // The connection ended inside a frame: the harness died (killed
+            // mid-write), which is what its session's log must say.
+            guard !ended else { return }
+            finish(.closed)
+            context.close(promise: nil)
+        } else if let v = error as? ProtocolViolation {
             fail(v, context: context)
         } else {
             // Any other decoding error (an oversized cumulation buffer) is the

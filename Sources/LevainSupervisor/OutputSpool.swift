@@ -16,6 +16,11 @@ public final class OutputSpool: Sendable {
         var length: UInt64 = 0
         var finished = false
         var truncated = false
+        /// Bytes that arrived but could not be written (a full disk): the
+        /// file ends where the first failed write began, and nothing after
+        /// it is written (a gap would shift every later offset).
+        var lostBytes: UInt64 = 0
+        var writeError: Int32 = 0
         var waiters: [Int: Waiter] = [:]
         var endWaiters: [Int: CheckedContinuation<Bool, Never>] = [:]
         var nextWaiter = 0
@@ -52,6 +57,11 @@ public final class OutputSpool: Sendable {
                 s.truncated = true
             }
             guard n > 0 else { return true }
+            if s.writeError != 0 {
+                s.lostBytes += UInt64(n)
+                s.truncated = true
+                return false
+            }
             if s.fd < 0 {
                 s.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
                 if s.fd < 0 && errno == ENOENT {
@@ -59,13 +69,22 @@ public final class OutputSpool: Sendable {
                     OutputSpool.makeParents(of: path)
                     s.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
                 }
-                if s.fd < 0 { return false }
+                if s.fd < 0 {
+                    s.writeError = errno
+                    s.lostBytes += UInt64(n)
+                    s.truncated = true
+                    return false
+                }
             }
             var off = 0
             while off < n {
                 let w = write(s.fd, bytes.baseAddress! + off, n - off)
                 if w < 0 {
                     if errno == EINTR { continue }
+                    s.writeError = errno
+                    s.length += UInt64(off)
+                    s.lostBytes += UInt64(n - off)
+                    s.truncated = true
                     return false
                 }
                 off += w
@@ -144,6 +163,10 @@ public final class OutputSpool: Sendable {
     public var length: UInt64 { state.withLock { $0.length } }
     public var isFinished: Bool { state.withLock { $0.finished } }
     public var isTruncated: Bool { state.withLock { $0.truncated } }
+    /// Bytes dropped because the file could not be written, and why.
+    public var loss: (bytes: UInt64, errno: Int32)? {
+        state.withLock { $0.writeError == 0 ? nil : ($0.lostBytes, $0.writeError) }
+    }
 
     /// Waits until there is data beyond `offset` or the stream ended. With
     /// `batch` > 1, until `batch` bytes are there, or `maxDelay` seconds

@@ -75,7 +75,8 @@ public final class RunState: Sendable {
 
     struct Mutable {
         var record: RunRecord
-        var waiters: [CheckedContinuation<RunRecord, Never>] = []
+        var waiters: [Int: CheckedContinuation<RunRecord, Never>] = [:]
+        var nextWaiter = 0
         var cancelRequested = false
         var cancelHandler: (@Sendable () -> Void)?
         var stdinSink: (@Sendable ([UInt8]?) async throws -> Void)?
@@ -131,37 +132,45 @@ public final class RunState: Sendable {
         let (done, waiters): (RunRecord?, [CheckedContinuation<RunRecord, Never>]) = state.withLock { s in
             body(&s.record)
             guard s.record.status.isTerminal else { return (nil, []) }
-            let w = s.waiters
-            s.waiters = []
+            let w = Array(s.waiters.values)
+            s.waiters = [:]
             return (s.record, w)
         }
         if let done { for w in waiters { w.resume(returning: done) } }
     }
 
     /// Waits until the run has ended (or `timeout` seconds passed; then the
-    /// record as it is).
+    /// record as it is). The timeout holds whatever the run does: a run whose
+    /// end cannot be recorded yet (a full disk) is answered as it stands.
     public func wait(timeout: Double?) async -> RunRecord {
-        let waitTask = Task { () -> RunRecord in
-            await withCheckedContinuation { (c: CheckedContinuation<RunRecord, Never>) in
-                let done = state.withLock { s -> RunRecord? in
-                    if s.record.status.isTerminal { return s.record }
-                    s.waiters.append(c)
-                    return nil
-                }
-                if let done { c.resume(returning: done) }
+        let deadline = timeout.map { UInt64(min(max(0, $0), 1e9) * 1e9) }
+        return await withCheckedContinuation { (c: CheckedContinuation<RunRecord, Never>) in
+            let id: Int? = state.withLock { s in
+                if s.record.status.isTerminal { return nil }
+                let id = s.nextWaiter
+                s.nextWaiter += 1
+                s.waiters[id] = c
+                return id
+            }
+            guard let id else { c.resume(returning: record); return }
+            guard let deadline else { return }
+            Task {
+                try? await Task.sleep(nanoseconds: deadline)
+                let (waiter, now) = self.state.withLock { s in (s.waiters.removeValue(forKey: id), s.record) }
+                waiter?.resume(returning: now)
             }
         }
-        guard let timeout else { return await waitTask.value }
-        return await withTaskGroup(of: RunRecord?.self) { group in
-            group.addTask { await waitTask.value }
-            group.addTask {
-                try? await Task.sleep(nanoseconds: UInt64(min(max(0, timeout), 1e9) * 1e9))
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first ?? record
+    }
+
+    /// Answers every waiter with the record as it stands (the supervisor is
+    /// stopping and could not record the run's end: what the log holds).
+    func releaseWaiters() {
+        let (now, waiters) = state.withLock { s -> (RunRecord, [CheckedContinuation<RunRecord, Never>]) in
+            let w = Array(s.waiters.values)
+            s.waiters = [:]
+            return (s.record, w)
         }
+        for w in waiters { w.resume(returning: now) }
     }
 
     var cancelRequested: Bool { state.withLock { $0.cancelRequested } }

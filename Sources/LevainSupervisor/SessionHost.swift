@@ -276,7 +276,30 @@ actor SessionHost {
         refillSpareCgroupLater()
     }
 
+    /// The one teardown of this host's jail: a second caller (a reopen
+    /// waiting for the failed jail to be gone, a close racing a failure)
+    /// waits for the first instead of tearing down again.
+    private var teardownTask: Task<Void, Never>?
+
     private func teardown() async {
+        if let running = teardownTask {
+            await running.value
+            return
+        }
+        let task = Task { await self.tearDownOnce() }
+        teardownTask = task
+        await task.value
+        teardownTask = nil
+    }
+
+    /// Returns once nothing of this host's jail is left (its process reaped,
+    /// its cgroups removed): a new jail of the same session may then take
+    /// the same cgroup name.
+    func waitTornDown() async {
+        if let running = teardownTask { await running.value }
+    }
+
+    private func tearDownOnce() async {
         exits?.close()
         exits = nil
         dropSpareCgroup()
@@ -365,7 +388,11 @@ actor SessionHost {
             let code = response.error?.code ?? "EIO"
             let message = response.error?.message ?? "run.start failed"
             if code == "ENOENT" || code == "ENOTDIR" { throw .exec(code: 127, message: message) }
-            if code == "EACCES" || code == "ENOEXEC" || code == "EISDIR" || code == "EPERM" { throw .exec(code: 126, message: message) }
+            // E2BIG: the kernel refused the arguments or environment as too
+            // long; the same command would fail the same way on a retry.
+            if code == "EACCES" || code == "ENOEXEC" || code == "EISDIR" || code == "EPERM" || code == "E2BIG" {
+                throw .exec(code: 126, message: message)
+            }
             if code == "EBADCWD" { throw .exec(code: 125, message: message) }
             throw .infrastructure("run.start: \(code): \(message)")
         }
@@ -398,8 +425,7 @@ actor SessionHost {
     }
 
     private static func makeRunCgroup(in cgroup: RunCgroup, name: String, context: SupervisorContext) throws(SystemError) -> (group: RunCgroup, fds: [Int32]) {
-        let g = try cgroup.makeChild(name)
-        for p in g.paths { context.sentinel?.register(p) }
+        let g = try context.makeChildCgroup(of: cgroup, name: name)
         do throws(SystemError) {
             return (g, try g.placementFileDescriptors())
         } catch {
@@ -579,7 +605,7 @@ actor SessionHost {
         phase = .failed(reason)
         for (_, liveRun) in live { liveRun.finish(.sessionFailed(reason)) }
         await teardown()
-        await context.sessionFailed(id, reason: reason)
+        await context.sessionFailed(self, reason: reason)
     }
 
     // MARK: files

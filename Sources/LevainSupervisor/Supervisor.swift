@@ -12,8 +12,8 @@ import LevainSystem
 /// API (APIServer) and the tests drive it through these methods.
 public actor Supervisor {
     public let context: SupervisorContext
-    var config: SupervisorConfig { context.config }
-    var log: SessionLog { context.log }
+    nonisolated var config: SupervisorConfig { context.config }
+    nonisolated var log: SessionLog { context.log }
     private var hosts: [String: SessionHost] = [:]
     /// Sessions being (re)opened, and the task doing it.
     private var opening: [String: Task<Result<SessionHost, SupervisorError>, Never>] = [:]
@@ -21,6 +21,11 @@ public actor Supervisor {
     var tasks: [String: Task<Void, Never>] = [:]
     private let slots: RunSlots
     private var accepting = true
+    /// Set once shutdown gave up waiting: a run's end that the log cannot
+    /// take by then is left to recovery.
+    var stopped = false
+    /// Probes the log while its writes fail (Supervisor+LogHealth).
+    var logProbe: Task<Void, Never>?
     /// What the log's verification said at start.
     public private(set) var startupVerify: VerifyReport?
 
@@ -59,7 +64,8 @@ public actor Supervisor {
     /// and requeues or fails it, marks its sessions interrupted (they can be
     /// reopened with their workspace).
     public func start() async throws(SupervisorError) {
-        context.onSessionFailed { [weak self] id, reason in await self?.sessionFailed(id, reason: reason) }
+        context.onSessionFailed { [weak self] host, reason in await self?.sessionFailed(host, reason: reason) }
+        watchLogHealth()
         do {
             startupVerify = try log.verify()
         } catch {
@@ -76,11 +82,20 @@ public actor Supervisor {
             throw SupervisorError(.internalError, "reading the log: \(error)")
         }
         for s in openSessions {
-            _ = try? await log.record(
+            try await recordRecovery(
                 [NewEvent(sessionID: s.id, tenant: s.tenant, type: "session.interrupted",
                           payload: ["reason": "the supervisor stopped without closing the session", "supervisor": .string(s.supervisor ?? "")])],
-                and: [.updateSession(SessionUpdate(id: s.id, status: .interrupted))])
+                [.updateSession(SessionUpdate(id: s.id, status: .interrupted))])
         }
+        // What a killed supervisor left that its sentinel did not remove
+        // (the sentinel was killed too, or never heard of it): no session of
+        // ours has a jail yet, so every cgroup of a session of this log is
+        // a leftover.
+        let sessionLog = self.log
+        let swept = await context.blocking { [context] in
+            context.sweepLeftoverCgroups { id in (try? sessionLog.session(id: id))??.kind == .session }
+        }
+        if swept > 0 { Self.say("levain: removed \(swept) cgroup(s) of this log's sessions left by an earlier supervisor") }
         for r in inFlight {
             let retry = r.retryPolicy == .retry && RunSpec.from(r.request) != nil
             var changes: [StateChange] = []
@@ -93,8 +108,8 @@ public actor Supervisor {
                                                     finishedAt: .now())))
                 payload["status"] = "interrupted"
             }
-            _ = try? await log.record([NewEvent(sessionID: r.sessionID, runID: r.id, tenant: r.tenant, type: "run.interrupted", payload: payload)],
-                                      and: changes)
+            try await recordRecovery([NewEvent(sessionID: r.sessionID, runID: r.id, tenant: r.tenant, type: "run.interrupted", payload: payload)],
+                                     changes)
             if retry, let spec = RunSpec.from(r.request) {
                 var record = r
                 record.status = .queued
@@ -102,6 +117,16 @@ public actor Supervisor {
                 let state = makeRunState(record, spec: spec)
                 launch(state)
             }
+        }
+    }
+
+    /// Recovery's records are what every later answer about these sessions
+    /// and runs rests on: a supervisor that cannot write them does not start.
+    private func recordRecovery(_ events: [NewEvent], _ changes: [StateChange]) async throws(SupervisorError) {
+        do {
+            _ = try await log.record(events, and: changes)
+        } catch {
+            throw SupervisorError(.unavailable, "cannot record the recovery of what the previous supervisor left in flight: \(error)")
         }
     }
 
@@ -118,7 +143,7 @@ public actor Supervisor {
     // MARK: sessions
 
     public func createSession(_ spec: SessionSpec) async throws(SupervisorError) -> SessionRecord {
-        guard accepting else { throw SupervisorError(.unavailable, "the supervisor is shutting down") }
+        try admit()
         guard hosts.count < config.maxSessions else {
             throw SupervisorError(.conflict, "\(config.maxSessions) sessions are open (supervisor.max_sessions); close one first")
         }
@@ -137,7 +162,7 @@ public actor Supervisor {
                                     "limits": .object(spec.limitsJSON), "workspace": .string(workspacePath(id))])],
                 and: [.insertSession(record)])
         } catch {
-            throw SupervisorError(.internalError, "the session log: \(error)")
+            throw logWriteError(error, "the session log")
         }
         let host = SessionHost(id: id, tenant: spec.tenant, spec: spec, policy: policy, workspace: workspacePath(id), context: context)
         hosts[id] = host
@@ -257,7 +282,7 @@ public actor Supervisor {
             throw SupervisorError(.conflict, "session \(id) is a one-shot levain run's; it has no jail to reopen", field: "session")
         }
         guard record.status != .closed else { throw SupervisorError(.conflict, "session \(id) is closed", field: "session") }
-        guard accepting else { throw SupervisorError(.unavailable, "the supervisor is shutting down") }
+        try admit()
         var spec = SessionSpec(policy: record.policy)
         spec.tenant = record.tenant
         spec.labels = record.labels
@@ -273,7 +298,12 @@ public actor Supervisor {
                 spec.binds.append(Policy.Bind(host: host, jail: jail, writable: b["mode"]?.stringValue == "rw"))
             }
         }
-        if let old = hosts[id] { spec.harness = old.spec.harness }
+        if let old = hosts[id] {
+            spec.harness = old.spec.harness
+            // The failed jail must be gone first: the new one takes the
+            // same cgroup name.
+            await old.waitTornDown()
+        }
         let policy = try resolvePolicy(spec)
         let host = SessionHost(id: id, tenant: record.tenant, spec: spec, policy: policy, workspace: record.workspace ?? workspacePath(id), context: context)
         hosts[id] = host
@@ -283,13 +313,24 @@ public actor Supervisor {
             hosts[id] = nil
             throw error
         }
-        _ = try? await log.record([NewEvent(sessionID: id, tenant: record.tenant, type: "session.reopened", payload: ["supervisor": .string(context.instanceID)])],
-                                  and: [.updateSession(SessionUpdate(id: id, status: .open, supervisor: context.instanceID))])
+        do {
+            _ = try await log.record([NewEvent(sessionID: id, tenant: record.tenant, type: "session.reopened", payload: ["supervisor": .string(context.instanceID)])],
+                                     and: [.updateSession(SessionUpdate(id: id, status: .open, supervisor: context.instanceID))])
+        } catch {
+            // Not recorded: the client is not told it is open.
+            if hosts[id] === host { hosts[id] = nil }
+            await host.close()
+            throw logWriteError(error, "recording the reopened session")
+        }
         return host
     }
 
-    func sessionFailed(_ id: String, reason: String) async {
-        guard let host = hosts[id] else { return }
+    /// `failed` is the host whose jail failed: only that one is dropped. A
+    /// reopen may already have put a new host of the session in its place,
+    /// which must stay tracked (and the session stays open).
+    func sessionFailed(_ failed: SessionHost, reason: String) async {
+        let id = failed.id
+        guard let host = hosts[id], host === failed else { return }
         hosts[id] = nil
         _ = try? await log.record([NewEvent(sessionID: id, tenant: host.tenant, type: "session.failed", payload: ["reason": .string(reason)])],
                                   and: [.updateSession(SessionUpdate(id: id, status: .failed))])
@@ -300,13 +341,14 @@ public actor Supervisor {
     /// Queues a run; returns it and whether it is new (false: an earlier
     /// run with the same idempotency key, returned instead of a second one).
     public func submitRun(session id: String, _ spec: RunSpec, arrival: UInt64? = nil) async throws(SupervisorError) -> (RunRecord, Bool) {
-        guard accepting else { throw SupervisorError(.unavailable, "the supervisor is shutting down") }
+        guard isAccepting else { throw SupervisorError(.unavailable, "the supervisor is shutting down") }
         let tIn = RunState.tracing ? RunState.now() : 0
         // A retried submission returns the first run (whatever became of
         // the session since).
         if let key = spec.idempotencyKey, let existing = try? log.run(session: id, idempotencyKey: key) {
             return (existing, false)
         }
+        try admit()
         // An open session's tenant is in memory; the log is read otherwise.
         let tenant: String
         if let host = hosts[id], await host.isReady {
@@ -324,17 +366,22 @@ public actor Supervisor {
         let record = RunRecord(id: runID, sessionID: id, tenant: tenant, status: .queued, request: spec.json,
                                idempotencyKey: spec.idempotencyKey, retryPolicy: spec.retry)
         let tLog = RunState.tracing ? RunState.now() : 0
+        // Known in memory before the log write ends: a concurrent submit
+        // with the same key finds the run in the log once it is written,
+        // and must then find it live here too (to wait for it).
+        let state = makeRunState(record, spec: spec)
         do {
             _ = try await log.record([NewEvent(sessionID: id, runID: runID, tenant: tenant, type: "run.queued", payload: spec.json)],
                                      and: [.insertRun(record)])
         } catch where error.code == .duplicateIdempotencyKey {
+            runs[runID] = nil
             if let key = spec.idempotencyKey, let existing = try? log.run(session: id, idempotencyKey: key) { return (existing, false) }
             throw SupervisorError(.internalError, "\(error)")
         } catch {
-            throw SupervisorError(.internalError, "the session log: \(error)")
+            runs[runID] = nil
+            throw logWriteError(error, "the session log")
         }
         let tLogged = RunState.tracing ? RunState.now() : 0
-        let state = makeRunState(record, spec: spec)
         if RunState.tracing {
             if let arrival { state.mark("http", at: arrival) }
             state.mark("actor", at: tIn)
@@ -384,7 +431,9 @@ public actor Supervisor {
         defer { Task { await slots.release() } }
         var attempt = run.record.attempt
         var lastReason = ""
+        var tries = 0
         attempts: for _ in 1...max(1, config.retryAttempts) {
+            tries += 1
             if run.cancelRequested {
                 await finalize(run, status: .cancelled, outcome: nil, limits: [], error: "cancelled before it started")
                 return
@@ -454,7 +503,7 @@ public actor Supervisor {
             }
             return
         }
-        await finalize(run, status: .error, outcome: nil, limits: [], error: "gave up after \(attempt) attempt(s): \(lastReason)")
+        await finalize(run, status: .error, outcome: nil, limits: [], error: "gave up after \(tries) attempt(s): \(lastReason)")
     }
 
     private func retryAfter(_ run: RunState, _ attempt: inout Int, reason: String) async -> Bool {
@@ -493,14 +542,26 @@ public actor Supervisor {
         }
         if let error { payload["error"] = .string(error) }
         if run.stdout.isTruncated || run.stderr.isTruncated { payload["output_truncated"] = true }
+        for (name, spool) in [("stdout", run.stdout), ("stderr", run.stderr)] {
+            guard let loss = spool.loss else { continue }
+            // Not kept: the state directory could not take it.
+            payload["\(name)_lost_bytes"] = .int(Int64(clamping: loss.bytes))
+            payload["\(name)_error"] = .string(String(cString: strerror(loss.errno)))
+        }
         if let started = run.record.startedAt {
             payload["duration_ms"] = .double(Double(finished.microsecondsSinceEpoch - started.microsecondsSinceEpoch) / 1e3)
         }
         events.append(NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: "run.finished", payload: payload))
         let code: Int32? = outcome?.code ?? startExit
         let signal: Int32? = outcome?.signal ?? (status == .timedOut || status == .cancelled ? SIGKILL : nil)
-        _ = try? await log.record(events, and: [.updateRun(RunUpdate(id: run.id, status: status, exitCode: code, signal: signal,
-                                                                      error: error, finishedAt: finished))])
+        // Durable before anyone is told: until the log takes it (a full
+        // disk), the run reads as running, as the log says.
+        guard await recordDurably(events, [.updateRun(RunUpdate(id: run.id, status: status, exitCode: code, signal: signal,
+                                                                error: error, finishedAt: finished))]) else {
+            run.releaseWaiters()
+            run.wakeStdinWaiters()
+            return
+        }
         run.update {
             $0.status = status
             $0.exitCode = code
@@ -599,7 +660,15 @@ public actor Supervisor {
             _ = try? await log.append(NewEvent(sessionID: state.sessionID, runID: id, tenant: state.tenant, type: "run.interrupted",
                                                payload: ["reason": "supervisor shutdown", "action": "cancel"]))
         }
+        // A run's end waits for the log (Supervisor+LogHealth); when it
+        // cannot be written, recovery at the next start takes over.
+        let giveUp = Task { [weak self] in
+            try? await Task.sleep(nanoseconds: 5_000_000_000)
+            await self?.markStopped()
+        }
         for (_, task) in tasks { await task.value }
+        giveUp.cancel()
+        logProbe?.cancel()
         await context.tools.hostTools.stop(supervisor: self)
         for (id, host) in hosts {
             await host.close()
@@ -609,6 +678,8 @@ public actor Supervisor {
         hosts = [:]
         try? log.close()
     }
+
+    func markStopped() { stopped = true }
 
     public var isAccepting: Bool { accepting }
     public var sessionCount: Int { hosts.count }

@@ -35,7 +35,7 @@ public final class SupervisorContext: Sendable {
         get { supervisorRef.withLock { $0.value } }
         set { supervisorRef.withLock { $0.value = newValue } }
     }
-    private let failedHandler = Mutex<(@Sendable (String, String) async -> Void)?>(nil)
+    private let failedHandler = Mutex<(@Sendable (SessionHost, String) async -> Void)?>(nil)
 
     init(config: SupervisorConfig, log: SessionLog, exits: ExitsRuntime) {
         self.config = config
@@ -54,45 +54,95 @@ public final class SupervisorContext: Sendable {
         instanceID = "v-" + String(UInt64(getpid()), radix: 16) + "-" + String(UInt64(Clock.monotonicNanos() & 0xffffff), radix: 16)
     }
 
-    func onSessionFailed(_ handler: @escaping @Sendable (String, String) async -> Void) {
+    func onSessionFailed(_ handler: @escaping @Sendable (SessionHost, String) async -> Void) {
         failedHandler.withLock { $0 = handler }
     }
 
-    func sessionFailed(_ id: String, reason: String) async {
+    /// `host` failed (its jail is already torn down).
+    func sessionFailed(_ host: SessionHost, reason: String) async {
         let handler = failedHandler.withLock { $0 }
-        await handler?(id, reason)
+        await handler?(host, reason)
+    }
+
+    /// The cgroup driver of this machine's layout; nil without cgroups.
+    var cgroupDriver: (any CgroupDriver)? {
+        switch layout {
+        case .v2(let root): CgroupV2Driver(root: root)
+        case .v1(let mounts): CgroupV1Driver(mounts: mounts)
+        case .none: nil
+        }
     }
 
     /// The session's cgroup, and the one its harness goes into: the same on
     /// v1; a child "harness" on v2, where a cgroup with children may hold no
     /// process itself.
+    ///
+    /// Every directory is given to the sentinel before it is made, so a
+    /// crash at any instant leaves nothing the sentinel does not remove. A
+    /// directory of this session that already exists is a leftover of an
+    /// earlier jail of it (the session's id is its own, and no live jail of
+    /// it is left when a new one starts): it is emptied and removed, then
+    /// made anew.
     func makeSessionCgroup(name: String, limits: CgroupLimits) throws(SandboxError) -> (RunCgroup?, RunCgroup?) {
-        let driver: any CgroupDriver
-        switch layout {
-        case .v2(let root): driver = CgroupV2Driver(root: root)
-        case .v1(let mounts): driver = CgroupV1Driver(mounts: mounts)
-        case .none:
+        guard let driver = cgroupDriver else {
             if limits.memoryBytes != nil || limits.cpus != nil || limits.pidsMax != nil {
                 throw SandboxError(.unsupported, "the policy sets memory/cpu/pids limits but this machine has no usable cgroup controllers")
             }
             return (nil, nil)
         }
+        let planned = driver.paths(of: name)
+        for p in planned { sentinel?.register(p) }
         let group: RunCgroup
         do throws(SystemError) {
-            group = try driver.create(name: name, limits: limits)
+            do throws(SystemError) {
+                group = try driver.create(name: name, limits: limits)
+            } catch where error.errno == .fileExists {
+                for p in planned { killAndRemove(p) }
+                for p in planned { sentinel?.register(p) }
+                group = try driver.create(name: name, limits: limits)
+            }
         } catch {
+            for p in planned { sentinel?.forget(p) }
             throw SandboxError(.cgroup, "cannot create the session's cgroup: \(error)")
         }
-        for p in group.paths { sentinel?.register(p) }
         guard group.version == 2 else { return (group, group) }
         do throws(SystemError) {
-            let harness = try group.makeChild("harness")
-            for p in harness.paths { sentinel?.register(p) }
-            return (group, harness)
+            return (group, try makeChildCgroup(of: group, name: "harness"))
         } catch {
             removeCgroup(group)
             throw SandboxError(.cgroup, "cannot create the harness's cgroup: \(error)")
         }
+    }
+
+    /// A child cgroup (a run's, the harness's), given to the sentinel before
+    /// it is made.
+    func makeChildCgroup(of group: RunCgroup, name: String) throws(SystemError) -> RunCgroup {
+        let planned = group.paths.map { Cgroupfs_childPath($0, name) }
+        for p in planned { sentinel?.register(p) }
+        do throws(SystemError) {
+            return try group.makeChild(name)
+        } catch {
+            for p in planned { sentinel?.forget(p) }
+            throw error
+        }
+    }
+
+    /// Removes the cgroups of this log's sessions that an earlier supervisor
+    /// left (killed before it or its sentinel could remove them): at start
+    /// no session of this supervisor has a jail yet. Only directories named
+    /// like sessions (`s-...`) whose session `isOurs` says this log holds
+    /// are touched: one-shot runs (`r-...`) and other supervisors' sessions
+    /// share the parent. Returns how many were removed.
+    func sweepLeftoverCgroups(isOurs: (String) -> Bool) -> Int {
+        guard let driver = cgroupDriver else { return 0 }
+        var removed = 0
+        for parent in driver.parentDirectories {
+            for name in subdirectories(of: parent) where name.hasPrefix("s-") && isOurs(name) {
+                killAndRemove(Cgroupfs_childPath(parent, name))
+                removed += 1
+            }
+        }
+        return removed
     }
 
     /// Kills what is left in a cgroup (and its children) and removes it.
