@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LEVAIN=${1:-.build/release/levain}
 STATE=${LEVAIN_STATE:-/var/lib/levain}
+# The report is kept: its path is printed below, to read in full.
 REPORT=$(mktemp /tmp/levain-demo-report.XXXXXX.json)
-trap 'rm -f "$REPORT"' EXIT
 
 echo "== levain run --ro demo:/demo -- python3 /demo/untrusted.py   (policy: default)"
 echo

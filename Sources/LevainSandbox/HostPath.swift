@@ -97,3 +97,34 @@ public enum HostPath {
         return lstat(path, &st) == 0
     }
 }
+
+extension HostPath {
+    /// Why the jail's user (host `uid`/`gid`) cannot write the bind source
+    /// `path`, or nil when it can (or `path` is gone or a symlink: the bind
+    /// reports those).
+    /// A read-write bind keeps the host's owners: a directory root owns with
+    /// mode 0755 binds fine and refuses every write from the jail, which is
+    /// better said before the run than as "Permission denied" inside it.
+    public static func writeProblem(_ path: String, uid: UInt32, gid: UInt32) -> String? {
+        var st = stat()
+        // Gone, or a symlink: the bind's own resolution reports those.
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) != S_IFLNK else { return nil }
+        let isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
+        let need: mode_t = isDirectory ? 0o3 : 0o2  // write (and search, for a directory)
+        let bits: mode_t
+        if st.st_uid == uid {
+            bits = (st.st_mode >> 6) & 0o7
+        } else if st.st_gid == gid {
+            bits = (st.st_mode >> 3) & 0o7
+        } else {
+            bits = st.st_mode & 0o7
+        }
+        guard bits & need != need else { return nil }
+        let mode = String(st.st_mode & 0o7777, radix: 8)
+        return """
+            the jail's user is host uid \(uid) (0x\(String(uid, radix: 16, uppercase: true))), which cannot write \(path) \
+            (owner uid \(st.st_uid), gid \(st.st_gid), mode 0\(mode)): give it to that uid \
+            (chown -R \(uid):\(gid) \(path)), make it writable for others, or bind it read-only
+            """
+    }
+}

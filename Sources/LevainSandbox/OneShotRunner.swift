@@ -86,6 +86,11 @@ public enum OneShotRunner {
         var workspace: String? = nil
         let hostUID = request.hostIDBase + policy.user.uid
         let hostGID = request.hostIDBase + policy.user.gid
+        for bind in request.extraBinds where bind.writable {
+            if let problem = HostPath.writeProblem(bind.host, uid: hostUID, gid: hostGID) {
+                throw SandboxError(.invalidInput, "--rw \(bind.host): \(problem)")
+            }
+        }
         if policy.filesystem.workspace {
             // Created while the jail builds its root (see placement below).
             try Directories.make(state + "/workspaces", mode: 0o711)

@@ -174,6 +174,13 @@ actor SessionHost {
               socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &descriptorPair) == 0 else {
             throw SupervisorError(.internalError, "socketpair: \(String(cString: strerror(errno)))")
         }
+        for bind in self.spec.binds where bind.writable {
+            if let problem = HostPath.writeProblem(bind.host, uid: ctx.hostIDBase + policy.user.uid, gid: ctx.hostIDBase + policy.user.gid) {
+                for fd in protocolPair + descriptorPair { Glibc.close(fd) }
+                phase = .failed(problem)
+                throw SupervisorError(.invalid, "binds: rw \(bind.host): \(problem)", field: "binds")
+            }
+        }
         let spec: JailSpec
         do {
             try Directories.make(workspace, mode: 0o700)

@@ -127,6 +127,22 @@ struct RunCommandTests {
         #expect(ro.stdout.contains("Read-only file system") && ro.stdout.contains("written"), "\(ro)")
     }
 
+    @Test("an --rw directory the jail's user cannot write is refused before the run, naming the uid")
+    func rwBindTheJailCannotWrite() throws {
+        let dir = "/tmp/levain-tests/rw-root-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        chmod(dir, 0o755)
+        let refused = try jail(["/bin/sh", "-c", "echo ran"], ["--rw", "\(dir):/out"])
+        #expect(refused.status == 125, "\(refused)")
+        #expect(refused.stdout.isEmpty, "\(refused)")
+        #expect(refused.stderr.contains("0x700003E8") && refused.stderr.contains("chown"), "\(refused)")
+        // Control: writable for others, the same bind runs and writes.
+        chmod(dir, 0o777)
+        let ok = try jail(["/bin/sh", "-c", "echo ran > /out/f && cat /out/f"], ["--rw", "\(dir):/out"])
+        #expect(ok.stdout == "ran\n", "\(ok)")
+    }
+
     @Test func doctorReportsTheMachine() throws {
         let r = try levain(["doctor"])
         #expect(r.status == 0, "\(r)")
