@@ -19,7 +19,7 @@ public actor Supervisor {
     private var opening: [String: Task<Result<SessionHost, SupervisorError>, Never>] = [:]
     var runs: [String: RunState] = [:]
     var tasks: [String: Task<Void, Never>] = [:]
-    private let slots: RunSlots
+    private let slots: FairRunQueue
     private var accepting = true
     /// Set once shutdown gave up waiting: a run's end that the log cannot
     /// take by then is left to recovery.
@@ -54,7 +54,7 @@ public actor Supervisor {
                 context.ledger.preload(.init(.tenant, tenant), UsageLedger.Totals(used))
             }
         }
-        slots = RunSlots(limit: config.concurrency)
+        slots = FairRunQueue(limit: config.concurrency, perSession: config.queuePerSession, perTenant: config.queuePerTenant)
         context.supervisor = self
     }
 
@@ -424,11 +424,11 @@ public actor Supervisor {
     /// retries of infrastructure failures with backoff, the record.
     private func execute(_ run: RunState) async {
         run.mark("task")
-        guard await slots.acquire() else {
+        guard await slots.acquire(session: run.sessionID, tenant: run.tenant) else {
             await finalize(run, status: .cancelled, outcome: nil, limits: [], error: "cancelled while queued")
             return
         }
-        defer { Task { await slots.release() } }
+        defer { Task { [slots] in await slots.release(session: run.sessionID, tenant: run.tenant) } }
         var attempt = run.record.attempt
         var lastReason = ""
         var tries = 0
@@ -683,5 +683,5 @@ public actor Supervisor {
 
     public var isAccepting: Bool { accepting }
     public var sessionCount: Int { hosts.count }
-    public func slotsInUse() async -> (running: Int, waiting: Int) { (await slots.running, await slots.waiting) }
+    public func slotsInUse() async -> (running: Int, waiting: Int) { (await slots.running, await slots.waiters) }
 }

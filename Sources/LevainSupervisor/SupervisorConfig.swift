@@ -19,6 +19,11 @@ public struct SupervisorConfig: Sendable, Equatable {
     /// Runs executing at once, across sessions; the rest wait in the queue.
     public var concurrency = 8
     public var maxSessions = 256
+    /// Runs of one session, and of one tenant, executing at once (nil: up
+    /// to `concurrency`). Free slots go round-robin between tenants, then
+    /// between a tenant's sessions (FairRunQueue).
+    public var queuePerSession: Int?
+    public var queuePerTenant: Int?
     /// On SIGTERM: how long running runs may finish before they are killed.
     public var shutdownGrace: Double = 30
     /// Infrastructure failures (a jail that did not start, a harness that
@@ -86,6 +91,11 @@ public struct SupervisorConfig: Sendable, Equatable {
             if c.tcpAddress != nil && c.tokenFile == nil {
                 throw t.invalid("address", "a TCP listener needs a bearer token: set tcp.token_file")
             }
+            try t.finish()
+        }
+        if var t = try root.table("queue") {
+            if let v = try t.integer("per_session", in: 1...4096) { c.queuePerSession = Int(v) }
+            if let v = try t.integer("per_tenant", in: 1...4096) { c.queuePerTenant = Int(v) }
             try t.finish()
         }
         if var t = try root.table("retries") {

@@ -280,6 +280,40 @@ struct ReliabilityTests {
         #expect(a["id"] != b["id"])
     }
 
+    // MARK: a fair queue
+
+    @Test("a session flooding the run queue does not delay another session's runs beyond its turn")
+    func floodedQueue() async throws {
+        let sv = try await TestSupervisor.start("reliab-fair", config: "concurrency = 2\n")
+        defer { sv.cleanUp() }
+        let flood = try await sv.openSession()
+        let other = try await sv.openSession()
+        var floodRuns: [String] = []
+        for _ in 0..<30 {
+            floodRuns.append(try #require(try await sv.startRun(flood, ["argv": ["/bin/sleep", "0.2"]])["id"]?.stringValue))
+        }
+        try await Task.sleep(nanoseconds: 200_000_000)
+        // Four runs of the other session, submitted behind 30 queued ones.
+        var otherRuns: [String] = []
+        for _ in 0..<4 { otherRuns.append(try #require(try await sv.startRun(other, ["argv": ["/bin/true"]])["id"]?.stringValue)) }
+        var lastOther = ""
+        for id in otherRuns {
+            let r = try await sv.wait(id)
+            #expect(r["status"]?.stringValue == "succeeded", "\(r)")
+            lastOther = max(lastOther, r["finished_at"]?.stringValue ?? "")
+        }
+        var startedBefore = 0
+        for id in floodRuns {
+            let r = try await sv.wait(id)
+            #expect(r["status"]?.stringValue == "succeeded", "control: the flood's runs run too: \(r)")
+            if let started = r["started_at"]?.stringValue, started < lastOther { startedBefore += 1 }
+        }
+        // First come first served would run all 30 first; in turn, about
+        // two slots' worth plus one per run of the other session.
+        print("flooded queue: \(startedBefore) of the flood's 30 runs started before the other session's 4 finished")
+        #expect(startedBefore <= 12, "\(startedBefore) of the flood's runs went first")
+    }
+
     // MARK: arguments the kernel refuses
 
     @Test("arguments the kernel refuses (E2BIG) fail the run at once with 126, not retried as an infrastructure failure")
