@@ -177,15 +177,34 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
         if isEstablished { promise.succeed(()) } else if ended { promise.fail(HarnessError(message: "the harness is gone")) } else { established = promise }
     }
 
-    private func write(_ message: Message) -> Bool {
+    /// Answers written while reading a batch of frames, flushed once at
+    /// the batch's end (channelReadComplete): a syscall per batch, not per
+    /// PONG or window update, so a harness's frames are read as fast as it
+    /// sends them and a flood is seen as one.
+    private var flushPending = false
+
+    private func write(_ message: Message, flush: Bool = true) -> Bool {
         guard let context, !ended else { return false }
         do {
             try state.willSend(message, now: Self.now())
         } catch {
             return false
         }
-        context.writeAndFlush(wrapOutboundOut(message), promise: nil)
+        if flush {
+            context.writeAndFlush(wrapOutboundOut(message), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(message), promise: nil)
+            flushPending = true
+        }
         return true
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if flushPending {
+            flushPending = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
     }
 
     func send(_ operation: Operation, _ promise: EventLoopPromise<Response>) {
@@ -273,13 +292,13 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
             onEvent(event)
         case .deliverData(let stream, let bytes):
             if let sink = sinks[stream] { sink.0(bytes) }
-            if let window = state.consumed(stream: stream, bytes: bytes.count) { _ = write(window) }
+            if let window = state.consumed(stream: stream, bytes: bytes.count) { _ = write(window, flush: false) }
         case .endOfStream(let stream):
             if let sink = sinks.removeValue(forKey: stream) { sink.1() }
         case .creditAvailable(let stream, _):
             pump(stream)
         case .sendPong(let nonce):
-            _ = write(.pong(nonce: nonce))
+            _ = write(.pong(nonce: nonce), flush: false)
         }
     }
 
