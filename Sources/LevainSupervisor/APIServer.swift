@@ -50,7 +50,8 @@ public struct APIServer: Sendable {
                     "status": .string(await s.isAccepting ? "ok" : "shutting_down"),
                     "sessions": JSONValue(await s.sessionCount),
                     "runs_running": JSONValue(running), "runs_waiting": JSONValue(waiting),
-                    "log": ["verified_at_start": .bool(verify?.ok ?? false), "problems": JSONValue(verify?.problems.count ?? 0)],
+                    "log": ["verified_at_start": .bool(verify?.ok ?? false), "problems": JSONValue(verify?.problems.count ?? 0),
+                            "verifying": .bool(await s.verifyingAtStart)],
                 ])
             }
         }

@@ -26,8 +26,17 @@ public actor Supervisor {
     var stopped = false
     /// Probes the log while its writes fail (Supervisor+LogHealth).
     var logProbe: Task<Void, Never>?
-    /// What the log's verification said at start.
+    /// What the log's verification said at start (nil while it runs, or
+    /// when it could not read the log).
     public private(set) var startupVerify: VerifyReport?
+    /// Whether that verification is still running.
+    public private(set) var verifyingAtStart = false
+    private var startupVerifyTask: Task<Void, Never>?
+
+    private func finishStartupVerify(_ report: VerifyReport?) {
+        startupVerify = report
+        verifyingAtStart = false
+    }
 
     public init(config: SupervisorConfig) throws(SupervisorError) {
         do {
@@ -66,10 +75,17 @@ public actor Supervisor {
     public func start() async throws(SupervisorError) {
         context.onSessionFailed { [weak self] host, reason in await self?.sessionFailed(host, reason: reason) }
         watchLogHealth()
-        do {
-            startupVerify = try log.verify()
-        } catch {
-            startupVerify = nil
+        // The whole log is verified beside the start, not before it: the
+        // check reads every event (seconds for a log of 100,000 runs), and a
+        // supervisor back from a crash must not keep its clients waiting
+        // that long. GET /v1/health says "verifying" until it is done.
+        let sessionLog = log
+        verifyingAtStart = true
+        startupVerifyTask = Task.detached { [weak self] in
+            let report = try? sessionLog.verify()
+            if let report, !report.ok { Self.say("levain: the session log does not verify: \(report.description)") }
+            if report == nil { Self.say("levain: the session log could not be verified at start") }
+            await self?.finishStartupVerify(report)
         }
         let inFlight: [RunRecord]
         let openSessions: [SessionRecord]
@@ -91,7 +107,6 @@ public actor Supervisor {
         // (the sentinel was killed too, or never heard of it): no session of
         // ours has a jail yet, so every cgroup of a session of this log is
         // a leftover.
-        let sessionLog = self.log
         let swept = await context.blocking { [context] in
             context.sweepLeftoverCgroups { id in (try? sessionLog.session(id: id))??.kind == .session }
         }
@@ -676,6 +691,7 @@ public actor Supervisor {
                                       and: [.updateSession(SessionUpdate(id: id, status: .interrupted))])
         }
         hosts = [:]
+        await startupVerifyTask?.value
         try? log.close()
     }
 

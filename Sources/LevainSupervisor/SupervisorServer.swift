@@ -17,9 +17,6 @@ public enum SupervisorServer {
         } catch {
             throw error
         }
-        if let report = await supervisor.startupVerify, !report.ok {
-            logger.error("the session log does not verify: \(report.description)")
-        }
         // Host tools that fail to start are left out, said here and logged;
         // serve goes on (a session's agents get a clear "no tool" instead).
         for problem in await supervisor.startHostTools() {

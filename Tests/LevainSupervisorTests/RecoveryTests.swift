@@ -58,6 +58,10 @@ struct RecoveryTests {
         // The restart: the log verifies, each run in flight is interrupted,
         // then retried or failed by its policy.
         try await sv.start()
+        // Verified beside the start: done within moments for this log.
+        #expect(await eventually(within: 30) {
+            (try? await sv.request("GET", "/v1/health").json)??["log"]?["verifying"]?.boolValue == false
+        })
         let health = try await sv.request("GET", "/v1/health").json
         #expect(health?["log"]?["verified_at_start"]?.boolValue == true)
         for run in runs {
