@@ -16,15 +16,28 @@ extension JSONValue {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Parses JSON text (any value at the top level).
+    /// Parses JSON text (any value at the top level). A key that appears
+    /// twice in one object is an error (`duplicateKeyPath` says where).
     public static func parse(_ text: String) throws(SessionLogError) -> JSONValue {
-        var parser = JSONText.Parser(Array(text.utf8))
+        try parse(utf8: Array(text.utf8))
+    }
+
+    /// Parses JSON from raw bytes, which must be UTF-8: what a request body
+    /// is before anything decoded it (decoding first would turn invalid
+    /// UTF-8 into U+FFFD silently).
+    public static func parse(utf8 bytes: [UInt8]) throws(SessionLogError) -> JSONValue {
+        var parser = JSONText.Parser(bytes)
         return try parser.parseDocument()
     }
 
     /// Parses JSON text that must be an object.
     public static func parseObject(_ text: String) throws(SessionLogError) -> JSONObject {
-        guard case .object(let object) = try parse(text) else {
+        try parseObject(utf8: Array(text.utf8))
+    }
+
+    /// Parses raw UTF-8 bytes that must be a JSON object.
+    public static func parseObject(utf8 bytes: [UInt8]) throws(SessionLogError) -> JSONObject {
+        guard case .object(let object) = try parse(utf8: bytes) else {
             throw SessionLogError(.invalidJSON, "expected a JSON object")
         }
         return object
@@ -97,7 +110,11 @@ enum JSONText {
         out.append(UInt8(ascii: "\""))
     }
 
-    /// A strict RFC 8259 parser (no comments, no trailing commas, no NaN).
+    /// A strict RFC 8259 parser (no comments, no trailing commas, no NaN),
+    /// which also refuses a key that appears twice in one object (RFC 8259
+    /// leaves its meaning open; I-JSON, RFC 7493, forbids it): two readers
+    /// of the same text must never see two different values. Strings must
+    /// be valid UTF-8 (text outside strings is ASCII by the grammar).
     struct Parser {
         private let bytes: [UInt8]
         private var index = 0
@@ -111,6 +128,15 @@ enum JSONText {
             skipWhitespace()
             guard index == bytes.count else { throw fail("unexpected text after the JSON value") }
             return value
+        }
+
+        /// A duplicate key's path, one level up: "b" in "a" is "a.b", an
+        /// element's "[2]" in "a" is "a[2]".
+        private static func within(_ step: String, _ error: SessionLogError) -> SessionLogError {
+            guard let inner = error.duplicateKeyPath else { return error }
+            var e = error
+            e.duplicateKeyPath = step + (inner.hasPrefix("[") ? inner : "." + inner)
+            return e
         }
 
         private func fail(_ what: String) -> SessionLogError {
@@ -162,12 +188,23 @@ enum JSONText {
             while true {
                 skipWhitespace()
                 guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a key") }
+                let keyStart = index
                 let key = try parseString()
+                guard object[key] == nil else {
+                    index = keyStart
+                    var e = fail("the key \(JSONValue.string(key).encoded()) appears twice in one object")
+                    e.duplicateKeyPath = key
+                    throw e
+                }
                 skipWhitespace()
                 guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
                 index += 1
                 skipWhitespace()
-                object[key] = try parseValue(depth: depth + 1)
+                do {
+                    object[key] = try parseValue(depth: depth + 1)
+                } catch {
+                    throw Self.within(key, error)
+                }
                 skipWhitespace()
                 guard index < bytes.count else { throw fail("unexpected end") }
                 if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
@@ -186,7 +223,11 @@ enum JSONText {
             }
             while true {
                 skipWhitespace()
-                array.append(try parseValue(depth: depth + 1))
+                do {
+                    array.append(try parseValue(depth: depth + 1))
+                } catch {
+                    throw Self.within("[\(array.count)]", error)
+                }
                 skipWhitespace()
                 guard index < bytes.count else { throw fail("unexpected end") }
                 if bytes[index] == UInt8(ascii: ",") { index += 1; continue }

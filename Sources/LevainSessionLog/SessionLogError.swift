@@ -48,6 +48,9 @@ public struct SessionLogError: Error, Sendable, CustomStringConvertible {
     public let sqliteCode: Int32?
     /// SQLite's own message for `sqliteCode`.
     public let sqliteMessage: String?
+    /// For `.invalidJSON` caused by a key that appears twice in one object:
+    /// where, as a path of keys and indexes ("limits.memory", "a[2].b").
+    public internal(set) var duplicateKeyPath: String? = nil
 
     public init(_ code: Code, _ message: String, existingRunID: String? = nil,
                 sqliteCode: Int32? = nil, sqliteMessage: String? = nil) {

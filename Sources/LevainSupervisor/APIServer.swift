@@ -88,7 +88,7 @@ public struct APIServer: Sendable {
             await api.respond {
                 let id = try api.param(context, "id")
                 _ = try await s.session(id)
-                return api.eventStream(request, session: id, run: nil)
+                return try api.eventStream(request, session: id, run: nil)
             }
         }
 
@@ -252,7 +252,7 @@ public struct APIServer: Sendable {
         router.get("/v1/runs/:id/events") { request, context in
             await api.respond {
                 let record = try await s.run(try api.param(context, "id"))
-                return api.eventStream(request, session: record.sessionID, run: record.id)
+                return try api.eventStream(request, session: record.sessionID, run: record.id)
             }
         }
 
@@ -303,41 +303,34 @@ public struct APIServer: Sendable {
         router.get("/v1/log/events") { request, _ in
             await api.respond {
                 let log = s.context.log
+                // Every number is checked before the log is read: a bad one
+                // is the client's 400, never the log's 500.
                 let limit = Int(try api.intQuery(request, "limit", max: 10_000) ?? 1000)
-                let events: [LoggedEvent]
-                if let tail = try api.intQuery(request, "tail", max: 10_000) {
-                    do {
+                let tail = try api.intQuery(request, "tail", max: 10_000)
+                let afterSeq = try api.intQuery(request, "after_seq", max: Int64.max / 2) ?? 0
+                let afterID = try api.intQuery(request, "after_id", max: Int64.max / 2) ?? 0
+                if let tail {
+                    let (list, last) = try APIServer.logRead {
                         let last = try log.lastEventID()
-                        let list = try log.events(afterID: max(0, last - tail), limit: 10_000)
-                        return .json(.ok, ["events": .array(list.map(APIServer.json)), "last_id": .int(last)])
-                    } catch {
-                        throw SupervisorError(.internalError, "\(error)")
+                        return (try log.events(afterID: max(0, last - tail), limit: 10_000), last)
                     }
+                    return .json(.ok, ["events": .array(list.map(APIServer.json)), "last_id": .int(last)])
                 }
-                do {
-                    if let run = request.uri.queryParameters["run"] {
-                        events = try log.events(run: String(run))
-                    } else if let session = request.uri.queryParameters["session"] {
-                        events = try log.events(session: String(session), afterSeq: try api.intQuery(request, "after_seq", max: Int64.max / 2) ?? 0, limit: limit)
-                    } else {
-                        events = try log.events(afterID: try api.intQuery(request, "after_id", max: Int64.max / 2) ?? 0, limit: limit)
+                let events: [LoggedEvent] = try APIServer.logRead {
+                    if let run = request.uri.queryParameters["run"] { return try log.events(run: String(run)) }
+                    if let session = request.uri.queryParameters["session"] {
+                        return try log.events(session: String(session), afterSeq: afterSeq, limit: limit)
                     }
-                } catch {
-                    throw SupervisorError(.internalError, "\(error)")
+                    return try log.events(afterID: afterID, limit: limit)
                 }
                 return .json(.ok, ["events": .array(events.map(APIServer.json))])
             }
         }
         router.get("/v1/log/verify") { request, _ in
             await api.respond {
-                let report: VerifyReport
                 let session = request.uri.queryParameters["session"].map(String.init)
                 if let session { _ = try await s.session(session) }
-                do {
-                    report = try s.context.log.verify(session: session)
-                } catch {
-                    throw SupervisorError(.internalError, "\(error)")
-                }
+                let report = try APIServer.logRead { try s.context.log.verify(session: session) }
                 return .json(.ok, APIServer.json(report))
             }
         }
@@ -371,7 +364,7 @@ public struct APIServer: Sendable {
             }
         }
         router.get("/v1/log/tail") { request, _ in
-            await api.respond { api.eventStream(request, session: nil, run: nil) }
+            await api.respond { try api.eventStream(request, session: nil, run: nil) }
         }
         return router
     }
@@ -400,19 +393,40 @@ public struct APIServer: Sendable {
 
     func jsonBody(_ request: Request) async throws -> JSONObject {
         var request = request
+        let tooLarge = SupervisorError(.tooLarge, "the request body is larger than \(config.maxRequestBytes) bytes (limits.max_request)", field: "body")
+        // A declared size above the limit is refused before a byte is read.
+        if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > config.maxRequestBytes { throw tooLarge }
         let buffer: ByteBuffer
         do {
             buffer = try await request.collectBody(upTo: config.maxRequestBytes)
+        } catch is NIOTooManyBytesError {
+            throw tooLarge
         } catch let e as HTTPError where e.status == .contentTooLarge {
-            throw SupervisorError(.tooLarge, "the request body is larger than \(config.maxRequestBytes) bytes", field: "body")
+            throw tooLarge
         } catch {
             throw SupervisorError(.invalid, "the request body could not be read: \(error)", field: "body")
         }
         if buffer.readableBytes == 0 { return [:] }
         do {
-            return try JSONValue.parseObject(String(buffer: buffer))
+            // The bytes as they came: invalid UTF-8 is an error, not U+FFFD.
+            return try JSONValue.parseObject(utf8: Array(buffer.readableBytesView))
         } catch {
-            throw SupervisorError(.invalid, "the body is not a JSON object: \(error)", field: "body")
+            if let path = error.duplicateKeyPath {
+                throw SupervisorError(.invalid, "the key \(path) appears twice in the body: give each key once", field: path)
+            }
+            throw SupervisorError(.invalid, "the body is not a JSON object: \(error.message)", field: "body")
+        }
+    }
+
+    /// A read of the session log: its failure is the supervisor's (500);
+    /// errors of the request (SupervisorError) are not caught here.
+    static func logRead<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let e as SupervisorError {
+            throw e
+        } catch {
+            throw SupervisorError(.internalError, "\(error)")
         }
     }
 
@@ -599,10 +613,16 @@ public struct APIServer: Sendable {
 
     /// Server-sent events of a run, a session, or the whole log; resumable
     /// with Last-Event-ID (a session's seq, or the log's id for the tail).
-    func eventStream(_ request: Request, session: String?, run: String?) -> Response {
+    func eventStream(_ request: Request, session: String?, run: String?) throws -> Response {
         let log = supervisor.context.log
-        let fromHeader: Int64? = HTTPField.Name("Last-Event-ID").flatMap { request.headers[$0] }.flatMap { Int64($0) }
-        let fromQuery: Int64? = request.uri.queryParameters["after"].flatMap { Int64(String($0)) }
+        var fromHeader: Int64? = nil
+        if let raw = HTTPField.Name("Last-Event-ID").flatMap({ request.headers[$0] }) {
+            guard let v = Int64(raw), v >= 0, v <= Int64.max / 2 else {
+                throw SupervisorError(.invalid, "Last-Event-ID: \(raw) is not an event id (a whole number between 0 and \(Int64.max / 2))", field: "Last-Event-ID")
+            }
+            fromHeader = v
+        }
+        let fromQuery: Int64? = try intQuery(request, "after", max: Int64.max / 2)
         // The whole log's tail starts at its end unless a cursor is given.
         let resume: Int64 = (session == nil && run == nil && fromHeader == nil && fromQuery == nil)
             ? ((try? log.lastEventID()) ?? 0) : (fromHeader ?? fromQuery ?? 0)

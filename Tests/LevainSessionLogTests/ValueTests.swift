@@ -37,6 +37,32 @@ struct JSONValueTests {
         #expect(throws: SessionLogError.self) { try JSONValue.parse(text) }
     }
 
+    @Test("a key twice in one object is refused, with its path; equal keys in different objects are fine")
+    func duplicateKeys() throws {
+        func path(_ text: String) -> String? {
+            do { _ = try JSONValue.parse(text); return nil } catch { return error.duplicateKeyPath }
+        }
+        #expect(path(#"{"a":1,"a":2}"#) == "a")
+        #expect(path(#"{"limits":{"memory":"64M","memory":"128M"}}"#) == "limits.memory")
+        #expect(path(#"{"binds":{"ro":[{"x":1},{"y":1,"y":2}]}}"#) == "binds.ro[1].y")
+        #expect(path(#"[{"k":1,"k":1}]"#) == "[0].k")
+        // An escape spelling the same key is the same key.
+        #expect(path(#"{"a":1,"\u0061":2}"#) == "a")
+        // The control: the same key in sibling and nested objects parses.
+        #expect(try JSONValue.parse(#"{"a":{"a":1},"b":[{"a":1},{"a":2}]}"#) == ["a": ["a": 1], "b": [["a": 1], ["a": 2]]])
+        // Other syntax errors carry no path.
+        #expect(path(#"{"a":1,}"#) == nil)
+    }
+
+    @Test("raw bytes: invalid UTF-8 is refused, not replaced; valid UTF-8 parses as from a String")
+    func utf8Bytes() throws {
+        #expect(throws: SessionLogError.self) { try JSONValue.parse(utf8: Array(#"{"a":""#.utf8) + [0xFF] + Array(#""}"#.utf8)) }
+        #expect(throws: SessionLogError.self) { try JSONValue.parse(utf8: Array(#"{"a":""#.utf8) + [0xC3] + Array(#""}"#.utf8)) }
+        #expect(throws: SessionLogError.self) { try JSONValue.parse(utf8: [0xEF, 0xBB, 0xBF] + Array("{}".utf8)) }
+        let text = #"{"é":"😀","n":[1,2.5,null]}"#
+        #expect(try JSONValue.parseObject(utf8: Array(text.utf8)) == (try JSONValue.parseObject(text)))
+    }
+
     @Test func parseObjectRequiresAnObject() {
         #expect(throws: SessionLogError.self) { try JSONValue.parseObject("[1]") }
     }
