@@ -337,6 +337,8 @@ public struct APIServer: Sendable {
         router.get("/v1/log/export") { request, _ in
             await api.respond {
                 let session = request.uri.queryParameters["session"].map(String.init)
+                // An unknown session is 404, as for /v1/log/verify (not an empty export).
+                if let session { _ = try await s.session(session) }
                 var lines: [UInt8] = []
                 do {
                     try s.context.log.exportJSONL(session: session) { line in lines.append(contentsOf: line.utf8); lines.append(10) }

@@ -114,7 +114,8 @@ struct ApprovalsCommand: ParsableCommand {
     func run() throws {
         let r = try call(try Connection.required(), "GET", "/v1/approvals" + (session.map { "?session=\(percentEncode($0))" } ?? ""))
         let list = r["approvals"]?.arrayValue ?? []
-        if json { writeStdout(prettyJSON(.array(list)) + "\n"); return }
+        // The shape of GET /v1/approvals.
+        if json { writeStdout(prettyJSON(.object(r)) + "\n"); return }
         if list.isEmpty { writeStdout("no tool call waits for approval\n"); return }
         var text = "CALL".padding(16) + "SESSION".padding(16) + "RUN".padding(16) + "TOOL".padding(24) + "REQUESTED".padding(29) + "ARGUMENTS\n"
         for a in list {

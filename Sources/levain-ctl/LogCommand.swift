@@ -157,7 +157,15 @@ struct LogCommand: ParsableCommand {
         @Option(name: .shortAndLong, help: ArgumentHelp("Write to this file (atomically) instead of stdout.", valueName: "FILE")) var output: String?
 
         func run() throws {
+            // An export is JSON Lines, the format its hashes are checked
+            // in; --json (of the shared options) would mean another shape.
+            if source.json {
+                throw UserError("log export writes JSON Lines (one event per line, with its hashes; docs/SESSION_LOG.md) and nothing else: drop --json (--jsonl is the default)")
+            }
             let src = try LogSource.open(state: source.state)
+            if let session, try src.session(session) == nil {
+                throw UserError("no session \(session) in the log (ids look like s-0123456789ab)")
+            }
             guard let output else {
                 try src.export(session: session) { line in writeStdout(line + "\n") }
                 return

@@ -33,7 +33,8 @@ struct RunsCommand: ParsableCommand {
 
         func run() throws {
             let list: [JSONValue] = Array(try LogSource.open(state: source.state).runs(session: session, status: status).reversed())
-            writeStdout(source.json ? prettyJSON(.array(list)) + "\n" : runsTable(list) + "\n")
+            // --json: the shape of GET /v1/runs, from the daemon or the file alike.
+            writeStdout(source.json ? prettyJSON(["runs": .array(list)]) + "\n" : runsTable(list) + "\n")
         }
     }
 

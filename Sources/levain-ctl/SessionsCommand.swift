@@ -66,7 +66,8 @@ struct SessionsCommand: ParsableCommand {
 
         func run() throws {
             let list: [JSONValue] = Array(try LogSource.open(state: source.state).sessions(tenant: tenant, status: status).reversed())
-            if source.json { writeStdout(prettyJSON(.array(list)) + "\n"); return }
+            // The shape of GET /v1/sessions.
+            if source.json { writeStdout(prettyJSON(["sessions": .array(list)]) + "\n"); return }
             let rows = list.map { s in
                 [s["id"]?.cell ?? "-", s["status"]?.cell ?? "-", s["kind"]?.cell ?? "-", s["tenant"]?.cell ?? "",
                  s["policy"]?.cell ?? "-", s["created_at"]?.cell ?? "-"]
