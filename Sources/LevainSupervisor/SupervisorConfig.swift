@@ -44,6 +44,10 @@ public struct SupervisorConfig: Sendable, Equatable {
     public var maxFileBytes: UInt64 = 256 << 20
     /// Largest JSON request body.
     public var maxRequestBytes = 4 << 20
+    /// Connections each control-API listener holds at once; past it a new
+    /// connection gets a 503 and is closed. nil: derived from the open-files
+    /// limit when `levain serve` starts (APIConnections.defaultLimit).
+    public var maxConnections: Int?
     /// Forced cgroup2 mount (as LEVAIN_CGROUP_V2_ROOT for levain run).
     public var cgroupV2Root: String?
     /// The model gateway and the egress proxy (SupervisorConfig+Proxy).
@@ -83,6 +87,7 @@ public struct SupervisorConfig: Sendable, Equatable {
             if let v = try t.string("harness") { c.harnessPath = try absolute(v, t, "harness") }
             if let v = try t.string("default_policy") { c.defaultPolicy = v }
             if let v = try t.string("cgroup_v2_root") { c.cgroupV2Root = try absolute(v, t, "cgroup_v2_root") }
+            if let v = try t.integer("max_connections", in: 1...1_000_000) { c.maxConnections = Int(v) }
             try t.finish()
         }
         if var t = try root.table("tcp") {

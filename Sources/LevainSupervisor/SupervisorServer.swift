@@ -10,6 +10,14 @@ public enum SupervisorServer {
     public static func run(config: SupervisorConfig) async throws {
         var logger = Logger(label: "levain")
         logger.logLevel = .notice
+        // Descriptors: the soft limit up to the hard one, then a cap on each
+        // listener's connections below it (docs/SUPERVISOR.md).
+        let openFiles = OpenFilesLimit.raiseSoftLimit().after
+        let listeners = config.tcpAddress == nil ? 1 : 2
+        let maxConnections = config.maxConnections ?? APIConnections.defaultLimit(openFiles: openFiles, listeners: listeners)
+        if !APIConnections.fits(maxConnections, openFiles: openFiles, listeners: listeners) {
+            logger.warning("supervisor.max_connections \(maxConnections) per listener does not fit in \(openFiles) open files beside what sessions need; accepts will pause when descriptors run out")
+        }
         let supervisor: Supervisor
         do {
             supervisor = try Supervisor(config: config)
@@ -29,10 +37,14 @@ public enum SupervisorServer {
         // the group when one is granted.
         let previous = umask(0o177)
         let socketPath = config.socketPath
+        let unixConnections = APIConnections(listener: "unix:" + socketPath, limit: maxConnections)
         let unixApp = Application(
             router: api.router(),
-            configuration: ApplicationConfiguration(address: .unixDomainSocket(path: socketPath), serverName: "levain"),
-            onServerRunning: { _ in
+            server: unixConnections.serverBuilder(),
+            configuration: ApplicationConfiguration(address: .unixDomainSocket(path: socketPath), serverName: "levain",
+                                                    backlog: Self.backlog),
+            onServerRunning: { channel in
+                await APIConnections.installAcceptPause(on: channel, listener: unixConnections.listener)
                 umask(previous)
                 if let gid = groupID {
                     if chown(socketPath, 0, gid) != 0 || chmod(socketPath, 0o660) != 0 {
@@ -54,8 +66,14 @@ public enum SupervisorServer {
             var host = String(address[..<colon])
             // "[::1]:7480": the brackets are URL syntax, not the address.
             if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            let tcpConnections = APIConnections(listener: "tcp:" + address, limit: maxConnections)
             let tcpApp = Application(router: api.router(tokens: tokens),
-                                     configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "levain"),
+                                     server: tcpConnections.serverBuilder(),
+                                     configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "levain",
+                                                                             backlog: Self.backlog),
+                                     onServerRunning: { channel in
+                                         await APIConnections.installAcceptPause(on: channel, listener: tcpConnections.listener)
+                                     },
                                      logger: logger)
             services.append(.init(service: tcpApp))
         }
@@ -67,6 +85,10 @@ public enum SupervisorServer {
         try await group.run()
         unlink(socketPath)
     }
+
+    /// Connections the kernel queues for each listener before they are
+    /// accepted (at most net.core.somaxconn).
+    static let backlog = 1024
 
     static func prepareSocket(_ path: String) throws {
         if let slash = path.lastIndex(of: "/") {

@@ -31,10 +31,22 @@ final class TestSupervisor: @unchecked Sendable {
     var pid: Int32 { process?.processIdentifier ?? -1 }
 
     /// `config` is extra TOML appended to the [supervisor] table's file.
-    static func start(_ name: String, config: String = "", environment: [String: String] = [:]) async throws -> TestSupervisor {
+    /// `launcher` runs before `levain serve ...` (it must exec it, so the
+    /// pid stays serve's): `TestSupervisor.openFiles(1024)` starts serve
+    /// with that open-files limit.
+    static func start(_ name: String, config: String = "", environment: [String: String] = [:],
+                      launcher: [String] = []) async throws -> TestSupervisor {
         let sv = try TestSupervisor(name, config: config)
-        try await sv.start(environment: environment)
+        try await sv.start(environment: environment, launcher: launcher)
         return sv
+    }
+
+    /// A launcher that sets the open-files limit (the soft one, and the
+    /// hard one when given) and execs serve.
+    static func openFiles(soft: Int, hard: Int? = nil) -> [String] {
+        // The soft limit first: a hard limit below the soft one is EINVAL.
+        let hardPart = hard.map { " && ulimit -H -n \($0)" } ?? ""
+        return ["/bin/sh", "-c", "ulimit -S -n \(soft)" + hardPart + " && exec \"$@\"", "levain-serve"]
     }
 
     init(_ name: String, config: String = "") throws {
@@ -53,10 +65,11 @@ final class TestSupervisor: @unchecked Sendable {
         try text.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
-    func start(environment: [String: String] = [:]) async throws {
+    func start(environment: [String: String] = [:], launcher: [String] = []) async throws {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: levainBinary)
-        p.arguments = ["serve", "--config", configPath]
+        let argv = launcher + [levainBinary, "serve", "--config", configPath]
+        p.executableURL = URL(fileURLWithPath: argv[0])
+        p.arguments = Array(argv.dropFirst())
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
         p.environment = env
