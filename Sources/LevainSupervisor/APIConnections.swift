@@ -49,6 +49,7 @@ public final class APIConnections: Sendable {
     /// "unix:/run/levain/levain.sock", "tcp:127.0.0.1:7480".
     public let listener: String
     public let limit: Int
+    public let timeouts: ConnectionTimeouts
 
     private struct State {
         var open: [ObjectIdentifier: any Channel] = [:]
@@ -57,9 +58,10 @@ public final class APIConnections: Sendable {
 
     private let state = Mutex(State())
 
-    public init(listener: String, limit: Int) {
+    public init(listener: String, limit: Int, timeouts: ConnectionTimeouts) {
         self.listener = listener
         self.limit = max(1, limit)
+        self.timeouts = timeouts
     }
 
     /// The default `supervisor.max_connections` of each listener: what the
@@ -128,7 +130,8 @@ public final class APIConnections: Sendable {
 
 /// Hummingbird's HTTP/1.1 child channel behind APIConnections: a connection
 /// over the listener's limit gets the 503 of RefuseConnection instead of
-/// HTTP service.
+/// HTTP service; an admitted one gets its timeouts (ConnectionTimer, with
+/// RequestPhases behind the HTTP decoder).
 struct GuardedHTTP1Channel: ServerChildChannel {
     typealias Value = HTTP1Channel.Value
 
@@ -138,10 +141,18 @@ struct GuardedHTTP1Channel: ServerChildChannel {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let admitted = connections.admit(channel)
         let limit = connections.limit
+        let timeouts = connections.timeouts
         return http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
-            if !admitted {
-                try channel.pipeline.syncOperations.addHandler(RefuseConnection(limit: limit), position: .first)
+            let pipeline = channel.pipeline.syncOperations
+            guard admitted else {
+                try pipeline.addHandler(RefuseConnection(limit: limit), position: .first)
+                return value
             }
+            let timer = ConnectionTimer(timeouts)
+            try pipeline.addHandler(timer, position: .first)
+            // Between the HTTP decoding and Hummingbird's connection state.
+            let state = try pipeline.handler(type: HTTPConnectionStateHandler.self)
+            try pipeline.addHandler(RequestPhases(timer), position: .before(state))
             return value
         }
     }

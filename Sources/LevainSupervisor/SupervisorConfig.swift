@@ -48,6 +48,12 @@ public struct SupervisorConfig: Sendable, Equatable {
     /// connection gets a 503 and is closed. nil: derived from the open-files
     /// limit when `levain serve` starts (APIConnections.defaultLimit).
     public var maxConnections: Int?
+    /// A request's head (request line and headers) must arrive within this
+    /// many seconds of its first byte.
+    public var headerTimeout: Double = 10
+    /// A connection with no request in progress (or a request body that
+    /// stopped arriving) is closed after this many seconds of silence.
+    public var idleTimeout: Double = 60
     /// Forced cgroup2 mount (as LEVAIN_CGROUP_V2_ROOT for levain run).
     public var cgroupV2Root: String?
     /// The model gateway and the egress proxy (SupervisorConfig+Proxy).
@@ -88,6 +94,14 @@ public struct SupervisorConfig: Sendable, Equatable {
             if let v = try t.string("default_policy") { c.defaultPolicy = v }
             if let v = try t.string("cgroup_v2_root") { c.cgroupV2Root = try absolute(v, t, "cgroup_v2_root") }
             if let v = try t.integer("max_connections", in: 1...1_000_000) { c.maxConnections = Int(v) }
+            if let v = try t.duration("header_timeout") {
+                guard v >= 0.1, v <= 3600 else { throw t.invalid("header_timeout", "between 100ms and 1h") }
+                c.headerTimeout = v
+            }
+            if let v = try t.duration("idle_timeout") {
+                guard v >= 0.1, v <= 86_400 else { throw t.invalid("idle_timeout", "between 100ms and 24h") }
+                c.idleTimeout = v
+            }
             try t.finish()
         }
         if var t = try root.table("tcp") {

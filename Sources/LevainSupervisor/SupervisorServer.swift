@@ -37,7 +37,8 @@ public enum SupervisorServer {
         // the group when one is granted.
         let previous = umask(0o177)
         let socketPath = config.socketPath
-        let unixConnections = APIConnections(listener: "unix:" + socketPath, limit: maxConnections)
+        let timeouts = ConnectionTimeouts(header: config.headerTimeout, idle: config.idleTimeout)
+        let unixConnections = APIConnections(listener: "unix:" + socketPath, limit: maxConnections, timeouts: timeouts)
         let unixApp = Application(
             router: api.router(),
             server: unixConnections.serverBuilder(),
@@ -66,7 +67,7 @@ public enum SupervisorServer {
             var host = String(address[..<colon])
             // "[::1]:7480": the brackets are URL syntax, not the address.
             if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-            let tcpConnections = APIConnections(listener: "tcp:" + address, limit: maxConnections)
+            let tcpConnections = APIConnections(listener: "tcp:" + address, limit: maxConnections, timeouts: timeouts)
             let tcpApp = Application(router: api.router(tokens: tokens),
                                      server: tcpConnections.serverBuilder(),
                                      configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "levain",
