@@ -52,7 +52,7 @@ public final class APIConnections: Sendable {
     public let timeouts: ConnectionTimeouts
 
     private struct State {
-        var open: [ObjectIdentifier: any Channel] = [:]
+        var open: [ObjectIdentifier: (channel: any Channel, since: NIODeadline)] = [:]
         var refused = 0
     }
 
@@ -91,7 +91,7 @@ public final class APIConnections: Sendable {
                 s.refused += 1
                 return false
             }
-            s.open[id] = channel
+            s.open[id] = (channel, .now())
             return true
         }
         if admitted {
@@ -107,9 +107,11 @@ public final class APIConnections: Sendable {
     /// Connections refused because the listener was full, since the start.
     public var refusedCount: Int { state.withLock { $0.refused } }
 
-    /// Closes every connection still open (the end of a shutdown).
-    public func closeAll() {
-        for channel in state.withLock({ Array($0.open.values) }) { channel.close(promise: nil) }
+    /// Closes every connection still open that was opened before `before`
+    /// (the end of a shutdown: younger ones only get a 503, and end).
+    public func closeAll(openedBefore before: NIODeadline = .distantFuture) {
+        let old = state.withLock { s in s.open.values.filter { $0.since < before }.map(\.channel) }
+        for channel in old { channel.close(promise: nil) }
     }
 
     /// The HTTP/1.1 server of this listener: Hummingbird's, with each

@@ -16,6 +16,8 @@ import Synchronization
 public struct APIServer: Sendable {
     public let supervisor: Supervisor
     let config: SupervisorConfig
+    /// Closed at shutdown (APIShutdown.swift), for every listener.
+    public let gate = APIGate()
 
     public init(supervisor: Supervisor) {
         self.supervisor = supervisor
@@ -28,6 +30,7 @@ public struct APIServer: Sendable {
     /// `Authorization: Bearer TOKEN` (the TCP listener).
     public func router(tokens: TokenStore? = nil) -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: ShutdownGate(gate: gate))
         if let tokens { router.add(middleware: BearerAuth(tokens: tokens)) }
         router.add(middleware: PathGuard())
         let s = supervisor
@@ -222,7 +225,7 @@ public struct APIServer: Sendable {
                 let spool = name == "stdout" ? state.stdout : state.stderr
                 let offset = UInt64(try api.intQuery(request, "offset", max: 1 << 62) ?? 0)
                 let follow = request.uri.queryParameters["follow"].map { $0 != "false" && $0 != "0" } ?? true
-                return APIServer.outputResponse(spool, offset: offset, follow: follow)
+                return APIServer.outputResponse(spool, offset: offset, follow: follow, gate: api.gate)
             }
         }
         router.put("/v1/runs/:id/stdin") { request, context in
@@ -379,12 +382,21 @@ public struct APIServer: Sendable {
         do {
             return try await body()
         } catch let e as SupervisorError {
-            return Self.error(e)
+            return error(e)
         } catch let e as HTTPError {
-            return Self.error(SupervisorError(e.status.code == 413 ? .tooLarge : .invalid, "\(e)"))
+            return error(SupervisorError(e.status.code == 413 ? .tooLarge : .invalid, "\(e)"))
         } catch {
-            return Self.error(SupervisorError(.internalError, "\(error)"))
+            return self.error(SupervisorError(.internalError, "\(error)"))
         }
+    }
+
+    /// A JSON error answer; a failure while the API shuts down (the log
+    /// closing under a late handler) is 503, not 500.
+    func error(_ e: SupervisorError) -> Response {
+        if e.code == .internalError, gate.isClosing {
+            return Self.error(SupervisorError(.unavailable, APIGate.shuttingDown))
+        }
+        return Self.error(e)
     }
 
     static func error(_ e: SupervisorError) -> Response {
@@ -594,8 +606,11 @@ public struct APIServer: Sendable {
         return .json(.created, ["path": .string(path), "size": .int(Int64(r.size ?? length))])
     }
 
-    static func outputResponse(_ spool: OutputSpool, offset: UInt64, follow: Bool) -> Response {
+    static func outputResponse(_ spool: OutputSpool, offset: UInt64, follow: Bool, gate: APIGate) -> Response {
         Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: ResponseBody { writer in
+            // At shutdown: what the spool holds is sent, then the end.
+            let stream = gate.streamStarted(waker: { spool.wakeWaiters() })
+            defer { gate.streamEnded(stream) }
             var offset = offset
             let reader = spool.reader()
             let allocator = ByteBufferAllocator()
@@ -607,6 +622,7 @@ public struct APIServer: Sendable {
                     continue
                 }
                 if !follow || spool.isFinished && offset >= spool.length { break }
+                if gate.isClosing && offset >= spool.length { break }
                 await spool.wait(beyond: offset, batch: 1 << 20, maxDelay: 0.005)
             }
             try await writer.finish(nil)
@@ -630,12 +646,18 @@ public struct APIServer: Sendable {
             ? ((try? log.lastEventID()) ?? 0) : (fromHeader ?? fromQuery ?? 0)
         let follow = request.uri.queryParameters["follow"].map { $0 != "false" && $0 != "0" } ?? true
         let s = supervisor
+        let gate = self.gate
         var headers: HTTPFields = [.contentType: "text/event-stream"]
         headers[.cacheControl] = "no-cache"
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            // At shutdown the stream sends what the log holds, then ends
+            // (the log is closed only after it).
+            let stream = gate.streamStarted()
+            defer { gate.streamEnded(stream) }
             var cursor = resume
             var idle = 0
             while true {
+                let closing = gate.isClosing
                 let events: [LoggedEvent]
                 if let session {
                     events = (try? log.events(session: session, afterSeq: cursor, limit: 500)) ?? []
@@ -651,7 +673,7 @@ public struct APIServer: Sendable {
                     if let run, e.runID == run, e.type == "run.finished" { finished = true }
                 }
                 if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
-                if finished || (!follow && events.count < 500) { break }
+                if finished || ((!follow || closing) && events.count < 500) { break }
                 if let run, events.isEmpty, let r = try? await s.run(run), r.status.isTerminal {
                     idle += 1
                     if idle > 3 { break }

@@ -141,6 +141,17 @@ public final class OutputSpool: Sendable {
         for w in endWaiters { w.resume(returning: true) }
     }
 
+    /// Wakes every `wait(beyond:)` now, whatever the stream holds (the
+    /// followers look again: at shutdown, they stop).
+    public func wakeWaiters() {
+        let waiters = state.withLock { s in
+            let w = s.waiters.values.map(\.continuation)
+            s.waiters = [:]
+            return w
+        }
+        for w in waiters { w.resume() }
+    }
+
     /// Waits until the stream ended, at most `timeout` seconds; whether it did.
     public func waitFinished(timeout: Double) async -> Bool {
         await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in

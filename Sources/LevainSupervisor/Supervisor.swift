@@ -662,7 +662,9 @@ public actor Supervisor {
     /// Stops accepting; lets running runs finish for up to `grace`
     /// seconds; then cancels what is left, closes the sessions (marked
     /// interrupted, so a next supervisor can reopen them) and the log.
-    public func shutdown(grace: Double) async {
+    /// With `closeLog: false` the log stays open for the API's last
+    /// answers; `closeLog()` closes it after them.
+    public func shutdown(grace: Double, closeLog: Bool = true) async {
         accepting = false
         let deadline = Clock.monotonicNanos() + UInt64(min(max(0, grace), 1e9) * 1e9)
         // The host tools' servers run until they are stopped: not waited for.
@@ -692,10 +694,12 @@ public actor Supervisor {
         }
         hosts = [:]
         await startupVerifyTask?.value
-        try? log.close()
+        if closeLog { self.closeLog() }
     }
 
     func markStopped() { stopped = true }
+
+    public func closeLog() { try? log.close() }
 
     public var isAccepting: Bool { accepting }
     public var sessionCount: Int { hosts.count }

@@ -13,9 +13,9 @@ public enum SupervisorServer {
         // Descriptors: the soft limit up to the hard one, then a cap on each
         // listener's connections below it (docs/SUPERVISOR.md).
         let openFiles = OpenFilesLimit.raiseSoftLimit().after
-        let listeners = config.tcpAddress == nil ? 1 : 2
-        let maxConnections = config.maxConnections ?? APIConnections.defaultLimit(openFiles: openFiles, listeners: listeners)
-        if !APIConnections.fits(maxConnections, openFiles: openFiles, listeners: listeners) {
+        let listenerCount = config.tcpAddress == nil ? 1 : 2
+        let maxConnections = config.maxConnections ?? APIConnections.defaultLimit(openFiles: openFiles, listeners: listenerCount)
+        if !APIConnections.fits(maxConnections, openFiles: openFiles, listeners: listenerCount) {
             logger.warning("supervisor.max_connections \(maxConnections) per listener does not fit in \(openFiles) open files beside what sessions need; accepts will pause when descriptors run out")
         }
         let supervisor: Supervisor
@@ -56,6 +56,7 @@ public enum SupervisorServer {
             },
             logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: unixApp)]
+        var listeners = [unixConnections]
         if let address = config.tcpAddress {
             guard let tokenFile = config.tokenFile else {
                 throw SupervisorError(.invalid, "the TCP listener needs a bearer token in tcp.token_file")
@@ -77,10 +78,13 @@ public enum SupervisorServer {
                                      },
                                      logger: logger)
             services.append(.init(service: tcpApp))
+            listeners.append(tcpConnections)
         }
         // Shut down first (the group stops services in reverse order): stop
-        // accepting, let runs finish up to the grace, then kill and record.
-        services.append(.init(service: ShutdownService(supervisor: supervisor, grace: config.shutdownGrace)))
+        // accepting, let runs finish up to the grace, then kill and record,
+        // end the API's streams and connections, and close the log.
+        services.append(.init(service: ShutdownService(supervisor: supervisor, grace: config.shutdownGrace,
+                                                       gate: api.gate, listeners: listeners)))
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
@@ -138,16 +142,5 @@ public enum SupervisorServer {
             bytes += buf[0..<n]
         }
         return String(decoding: bytes.prefix(limit), as: UTF8.self)
-    }
-}
-
-/// Waits for the graceful-shutdown signal, then shuts the supervisor down.
-struct ShutdownService: Service {
-    let supervisor: Supervisor
-    let grace: Double
-
-    func run() async throws {
-        try? await gracefulShutdown()
-        await supervisor.shutdown(grace: grace)
     }
 }

@@ -18,7 +18,9 @@ struct ServeCommand: ParsableCommand {
         process in it. The session log (SQLite, WAL) is in the state directory.
 
         SIGTERM (or SIGINT): stop accepting, let running runs finish for up to
-        supervisor.shutdown_grace (30s), then kill them and record it. After a
+        supervisor.shutdown_grace (30s), then kill them and record it, end the
+        API's streams (503 for every request from then on), close the
+        connections still busy a few seconds later, close the log and exit. After a
         kill -9 every jail dies with the supervisor; on restart the log is
         verified and each run that was in flight gets run.interrupted, then
         is retried (retry: "retry") or failed.
