@@ -4,6 +4,7 @@ import Glibc
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// `levain serve`: the supervisor behind its control API, until SIGTERM.
 public enum SupervisorServer {
@@ -38,6 +39,8 @@ public enum SupervisorServer {
         let previous = umask(0o177)
         let socketPath = config.socketPath
         let timeouts = ConnectionTimeouts(header: config.headerTimeout, idle: config.idleTimeout)
+        let ready = ReadyLine(listeners: listenerCount, state: config.stateDirectory, log: config.logPath,
+                              maxConnections: maxConnections, openFiles: openFiles)
         let unixConnections = APIConnections(listener: "unix:" + socketPath, limit: maxConnections, timeouts: timeouts)
         let unixApp = Application(
             router: api.router(),
@@ -53,6 +56,9 @@ public enum SupervisorServer {
                         _ = line.withCString { write(2, $0, strlen($0)) }
                     }
                 }
+                var st = stat()
+                let mode = stat(socketPath, &st) == 0 ? String(st.st_mode & 0o777, radix: 8) : "?"
+                ready.listening("unix:\(socketPath) (mode 0\(mode))")
             },
             logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: unixApp)]
@@ -75,6 +81,8 @@ public enum SupervisorServer {
                                                                              backlog: Self.backlog),
                                      onServerRunning: { channel in
                                          await APIConnections.installAcceptPause(on: channel, listener: tcpConnections.listener)
+                                         let bound = channel.localAddress?.port.map { "\(address.prefix(upTo: colon)):\($0)" } ?? address
+                                         ready.listening("tcp:\(bound) (bearer token)")
                                      },
                                      logger: logger)
             services.append(.init(service: tcpApp))
@@ -89,6 +97,36 @@ public enum SupervisorServer {
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         unlink(socketPath)
+    }
+
+    /// The one line `levain serve` prints on stderr once every listener
+    /// is up: where it listens, its state directory and its log.
+    final class ReadyLine: Sendable {
+        private let pending: Mutex<(left: Int, places: [String])>
+        let state: String
+        let log: String
+        let maxConnections: Int
+        let openFiles: UInt64
+
+        init(listeners: Int, state: String, log: String, maxConnections: Int, openFiles: UInt64) {
+            pending = Mutex((listeners, []))
+            self.state = state
+            self.log = log
+            self.maxConnections = maxConnections
+            self.openFiles = openFiles
+        }
+
+        func listening(_ place: String) {
+            let places: [String]? = pending.withLock { p in
+                p.places.append(place)
+                p.left -= 1
+                return p.left == 0 ? p.places.sorted { $0.hasPrefix("unix:") && !$1.hasPrefix("unix:") } : nil
+            }
+            guard let places else { return }
+            let line = "levain serve: ready: listening on \(places.joined(separator: " and ")); state \(state); log \(log); "
+                + "at most \(maxConnections) connections per listener (\(openFiles) open files)\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }
+        }
     }
 
     /// Connections the kernel queues for each listener before they are

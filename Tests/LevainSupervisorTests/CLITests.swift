@@ -44,6 +44,29 @@ struct CLITests {
         #expect(table.stdout.hasPrefix("RUN") && table.stdout.contains(run), "\(table.stdout)")
     }
 
+    @Test("levain serve prints one line on stderr when ready: its socket, its TCP address, its state directory and log")
+    func serveSaysWhereItListens() async throws {
+        let port = Int.random(in: 20_000..<60_000)
+        let dir = "/tmp/levain-sv-tests/ready-\(getpid())-\(port)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "ready-token-0123456789abcdef\n".write(toFile: dir + "/tokens", atomically: true, encoding: .utf8)
+        let sv = try await TestSupervisor.start("ready", config: "\n[tcp]\naddress = \"127.0.0.1:\(port)\"\ntoken_file = \"\(dir)/tokens\"\n")
+        defer { sv.cleanUp() }
+        func readyLines() -> [String] { sv.serveLog.split(separator: "\n").map(String.init).filter { $0.contains("ready") } }
+        #expect(await eventually(within: 30) { !readyLines().isEmpty }, "serve.log: \(sv.serveLog)")
+        let lines = readyLines()
+        #expect(lines.count == 1, "\(lines)")
+        let line = lines.first ?? ""
+        #expect(line.contains("unix:\(sv.socket) "), "\(line)")
+        #expect(line.contains("tcp:127.0.0.1:\(port) "), "\(line)")
+        #expect(line.contains("state \(sv.state);"), "\(line)")
+        #expect(line.contains("log \(sv.state)/log.sqlite;"), "\(line)")
+        // The control: it says so only once, also after requests.
+        #expect(try await sv.request("GET", "/v1/health").status == 200)
+        #expect(readyLines().count == 1)
+    }
+
     @Test("log export: --json is refused with a clear error; an unknown session is 404 (API) and an error (CLI), as verify")
     func logExport() async throws {
         let sv = try await TestSupervisor.start("cliexport")
