@@ -79,6 +79,10 @@ extension Policy {
         /// Largest max_tokens a request may ask for; a request that names
         /// none gets this one.
         public var maxTokens: Int? = 8192
+        /// Largest `n` (choices per request) of an OpenAI request; each
+        /// choice may use up to the request's max_tokens, so a request
+        /// reserves n × max_tokens of output.
+        public var maxChoices: Int = 1
         public var runTokens: UInt64? = nil
         public var runSpend: Double? = nil
         public var sessionTokens: UInt64? = nil

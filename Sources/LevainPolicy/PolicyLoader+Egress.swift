@@ -66,8 +66,8 @@ extension PolicyLoader {
     /// `[models]`.
     static func readModels(_ t: inout TableReader, into models: inout Policy.Models) throws(PolicyError) {
         // Every key is known to the unknown-key hint, read or not.
-        for key in ["providers", "allow", "deny", "max_tokens", "run_tokens", "run_spend", "session_tokens", "session_spend",
-                    "requests_per_minute"] { _ = t.node(key) }
+        for key in ["providers", "allow", "deny", "max_tokens", "max_choices", "run_tokens", "run_spend", "session_tokens",
+                    "session_spend", "requests_per_minute"] { _ = t.node(key) }
         if let v = try t.stringArray("providers") { models.providers = v.map(\.0) }
         for key in ["allow", "deny"] {
             guard let items = try t.stringArray(key) else { continue }
@@ -80,6 +80,7 @@ extension PolicyLoader {
         if t.has("max_tokens") {
             models.maxTokens = try t.isOff("max_tokens") ? nil : try t.integer("max_tokens", in: 1...10_000_000).map(Int.init)
         }
+        if let v = try t.integer("max_choices", in: 1...128) { models.maxChoices = Int(v) }
         func tokens(_ key: String) throws(PolicyError) -> UInt64?? {
             guard t.has(key) else { return .none }
             if try t.isOff(key) { return .some(nil) }
