@@ -13,10 +13,14 @@ struct GatewayAnswer: Error {
     var decision: ModelExchangeRecord.Decision
     var rule: String
     var extraHeaders: [(String, String)] = []
+    /// The request field the answer is about (`max_tokens`,
+    /// `stream_options.include_usage`): OpenAI's `error.param`, and
+    /// `levain.param` in both formats.
+    var param: String? = nil
 
-    static func denied(_ rule: String, _ message: String) -> GatewayAnswer {
+    static func denied(_ rule: String, _ message: String, param: String? = nil) -> GatewayAnswer {
         GatewayAnswer(status: .forbidden, type: "permission_error", message: message, decision: .denied, rule: rule,
-                      extraHeaders: [("x-levain-denied", rule), ("x-should-retry", "false")])
+                      extraHeaders: [("x-levain-denied", rule), ("x-should-retry", "false")], param: param)
     }
 
     static func budget(_ budget: String, _ message: String, retryAfter: Int? = nil) -> GatewayAnswer {
@@ -26,9 +30,10 @@ struct GatewayAnswer: Error {
                              rule: budget, extraHeaders: headers)
     }
 
-    static func invalid(_ rule: String, _ message: String, status: HTTPResponseStatus = .badRequest) -> GatewayAnswer {
+    static func invalid(_ rule: String, _ message: String, status: HTTPResponseStatus = .badRequest, param: String? = nil) -> GatewayAnswer {
         GatewayAnswer(status: status, type: status == .notFound ? "not_found_error" : "invalid_request_error",
-                      message: message, decision: .error, rule: rule, extraHeaders: [("x-levain-error", rule), ("x-should-retry", "false")])
+                      message: message, decision: .error, rule: rule, extraHeaders: [("x-levain-error", rule), ("x-should-retry", "false")],
+                      param: param)
     }
 
     static func upstream(_ message: String) -> GatewayAnswer {
@@ -37,13 +42,14 @@ struct GatewayAnswer: Error {
     }
 
     func body(for kind: ProviderKind?) -> ByteBuffer {
-        let levain: [String: Any] = ["decision": decision.rawValue, "rule": rule]
+        var levain: [String: Any] = ["decision": decision.rawValue, "rule": rule]
+        if let param { levain["param"] = param }
         let object: [String: Any]
         switch kind {
         case .anthropic:
             object = ["type": "error", "error": ["type": type, "message": message], "levain": levain]
         case .openai, nil:
-            object = ["error": ["message": message, "type": type, "code": rule, "param": NSNull()], "levain": levain]
+            object = ["error": ["message": message, "type": type, "code": rule, "param": param.map { $0 as Any } ?? NSNull()], "levain": levain]
         }
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return ByteBuffer(bytes: data)

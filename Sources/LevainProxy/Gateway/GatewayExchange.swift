@@ -14,10 +14,6 @@ struct GatewayExchange {
     let body: ByteBuffer
     let started = UsageLedger.monotonicSeconds()
 
-    /// The largest output a request may ask for when the policy sets no cap
-    /// (what its reservation assumes when it names none).
-    static let uncappedReservation = 32_768
-
     /// Headers never passed upstream: hop-by-hop ones, the jail's placeholder
     /// credentials, what the gateway sets itself, and the account selectors
     /// of OpenAI (a jail must not pick another organization or project the
@@ -52,15 +48,18 @@ struct GatewayExchange {
                                 kind: kind, api: api, outbound: outbound, keepAlive: keepAlive)
         }
         let settings = gateway.settings()
+        var model: String? = nil
         do {
-            let prepared = try await prepare(kind: kind, api: api, caller: caller, settings: settings)
+            let request = try GatewayRequest.parse(Array(body.readableBytesView), kind: kind)
+            model = request.model
+            let prepared = try await prepare(request, api: api, caller: caller, settings: settings)
             return await forward(prepared, caller: caller, outbound: outbound, keepAlive: keepAlive)
         } catch let answer as GatewayAnswer {
             var r = ModelExchangeRecord(phase: .request, caller: caller, decision: answer.decision, rule: answer.rule, api: api,
                                         providerKind: kind)
-            r.model = (Self.jsonObject(body)?["model"] as? String)
+            r.model = model
             r.message = answer.message
-            if let m = r.model, let entry = settings.catalog[m] { r.provider = entry.provider }
+            if let m = model, let entry = settings.catalog[m] { r.provider = entry.provider }
             gateway.record(r)
             return await write(answer, kind: kind, outbound: outbound, keepAlive: keepAlive)
         } catch {
@@ -77,7 +76,10 @@ struct GatewayExchange {
         var entry: ModelEntry
         var body: ByteBuffer
         var stream: Bool
+        /// The output cap per choice (what the log's gen_ai.request.max_tokens says).
         var maxTokens: Int
+        /// The request's worst-case output: choices × the cap per choice.
+        var reservedOutput: UInt64
         var ticket: UsageLedger.Ticket
         var reservedInput: UInt64
         /// From the settings the request was checked with.
@@ -88,13 +90,9 @@ struct GatewayExchange {
     /// budget they hold refuses it.
     static let pendingWait = 10.0
 
-    private func prepare(kind: ProviderKind, api: String, caller: GatewayCaller, settings: GatewaySettings) async throws -> Prepared {
-        guard var object = Self.jsonObject(body) else {
-            throw GatewayAnswer.invalid("request.json", "the request body is not a JSON object")
-        }
-        guard let model = object["model"] as? String, !model.isEmpty else {
-            throw GatewayAnswer.invalid("request.model", "the request names no \"model\"")
-        }
+    private func prepare(_ request: GatewayRequest, api: String, caller: GatewayCaller, settings: GatewaySettings) async throws -> Prepared {
+        let kind = request.kind
+        let model = request.model
         guard let entry = settings.catalog[model] else {
             let known = settings.catalog.keys.sorted().filter { settings.policy.denyingRule(for: $0) == nil }
             throw GatewayAnswer.invalid("models.catalog", "unknown model \"\(model)\"; this gateway serves: \(known.joined(separator: ", "))",
@@ -113,40 +111,13 @@ struct GatewayExchange {
         if let rule = settings.policy.denyingRule(for: model) {
             throw GatewayAnswer.denied(rule, "model \"\(model)\" is not allowed by the policy's \(rule)")
         }
-        // max_tokens: capped, and set when absent so a reservation is bounded.
-        let tokenKey = kind == .openai && object["max_completion_tokens"] != nil ? "max_completion_tokens" : "max_tokens"
-        var edits: [(String, String)] = []
-        let asked = (object[tokenKey] as? NSNumber)?.intValue
-        if let asked, asked < 1 { throw GatewayAnswer.invalid("request.max_tokens", "\(tokenKey) must be a positive integer") }
-        if let cap = settings.policy.maxTokens, let asked, asked > cap {
-            throw GatewayAnswer.denied("models.max_tokens", "\(tokenKey) \(asked) is above the policy's cap of \(cap) (models.max_tokens)")
-        }
-        let maxTokens = asked ?? settings.policy.maxTokens ?? Self.uncappedReservation
-        if asked == nil, let cap = settings.policy.maxTokens { edits.append((tokenKey, String(cap))); object[tokenKey] = cap }
-        let stream = object["stream"] as? Bool ?? false
-        var rewrite = false
-        if kind == .openai && stream {
-            // Usage of a stream comes only in its final chunk, when asked for.
-            if let options = object["stream_options"] as? [String: Any] {
-                if options["include_usage"] as? Bool != true {
-                    var o = options
-                    o["include_usage"] = true
-                    object["stream_options"] = o
-                    rewrite = true
-                }
-            } else {
-                edits.append(("stream_options", "{\"include_usage\":true}"))
-            }
-        }
-        let outBody: ByteBuffer
-        if rewrite {
-            guard let data = try? JSONSerialization.data(withJSONObject: object) else {
-                throw GatewayAnswer.invalid("request.json", "the request body could not be re-encoded")
-            }
-            outBody = ByteBuffer(bytes: data)
-        } else {
-            outBody = edits.isEmpty ? body : Self.inserting(edits, into: body)
-        }
+        // The output cap: checked against the policy, set when absent; the
+        // forwarded body is written from the checked request with it.
+        let output = try request.outputLimit(under: settings.policy)
+        let maxTokens = output.perChoice
+        let reservedOutput = output.reserved
+        let outBody = ByteBuffer(bytes: request.body(outputCap: output.forwarded))
+        let stream = request.stream
         // Admission: every request in flight holds its worst case.
         let policy = settings.policy
         var limits: [UsageLedger.Limit] = []
@@ -161,15 +132,15 @@ struct GatewayExchange {
         }
         let rate = policy.requestsPerMinute.map { (scope: UsageLedger.Scope(.session, caller.sessionID), perMinute: $0) }
         let inputEstimate = UInt64(outBody.readableBytes) + 64
-        let spendEstimate = entry.cost(input: inputEstimate, output: UInt64(maxTokens))
+        let spendEstimate = entry.cost(input: inputEstimate, output: reservedOutput)
         // Refused only by what requests in flight hold: it waits (bounded)
         // for them to settle.
-        let admission = await gateway.ledger.admit(limits: limits, rate: rate, tokens: inputEstimate + UInt64(maxTokens),
+        let admission = await gateway.ledger.admit(limits: limits, rate: rate, tokens: inputEstimate + reservedOutput,
                                                    spend: spendEstimate, waitingUpTo: Self.pendingWait)
         switch admission {
         case .admitted(let ticket):
             return Prepared(kind: kind, api: api, provider: provider, entry: entry, body: outBody, stream: stream,
-                            maxTokens: maxTokens, ticket: ticket, reservedInput: inputEstimate,
+                            maxTokens: maxTokens, reservedOutput: reservedOutput, ticket: ticket, reservedInput: inputEstimate,
                             maxUsageScanBytes: settings.maxUsageScanBytes)
         case .exhausted(let budget, let used, let limit, _):
             let what = budget.hasSuffix("spend") ? String(format: "%.6f of %.6f", used, limit) : "\(UInt64(used)) of \(UInt64(limit)) tokens"
@@ -258,7 +229,7 @@ struct GatewayExchange {
             // Unknown usage (a cut-off stream, an answer too big to read) is
             // charged at the request's worst case.
             let input = scanner.inputTokens ?? p.reservedInput
-            let output = scanner.outputTokens ?? UInt64(p.maxTokens)
+            let output = scanner.outputTokens ?? p.reservedOutput
             if scanner.inputTokens == nil || scanner.outputTokens == nil { r.message = (r.message ?? "") + " usage not reported; charged at the request's worst case" }
             r.inputTokens = input
             r.outputTokens = output
@@ -343,24 +314,5 @@ struct GatewayExchange {
         }
         guard let key, !key.isEmpty, key.utf8.count <= 256 else { return nil }
         return gateway.identify(key)
-    }
-
-    static func jsonObject(_ buffer: ByteBuffer) -> [String: Any]? {
-        guard buffer.readableBytes > 0 else { return nil }
-        return (try? JSONSerialization.jsonObject(with: Data(buffer.readableBytesView))) as? [String: Any]
-    }
-
-    /// Adds members at the front of a JSON object's text (`{"k":v,...`),
-    /// leaving the client's bytes as they were otherwise. Only called for
-    /// keys the object does not have, on an object that has a "model".
-    static func inserting(_ members: [(String, String)], into buffer: ByteBuffer) -> ByteBuffer {
-        let bytes = Array(buffer.readableBytesView)
-        guard let brace = bytes.firstIndex(of: UInt8(ascii: "{")) else { return buffer }
-        var out = ByteBuffer()
-        out.reserveCapacity(bytes.count + 64)
-        out.writeBytes(bytes[...brace])
-        for (k, v) in members { out.writeString("\"\(k)\":\(v),") }
-        out.writeBytes(bytes[(brace + 1)...])
-        return out
     }
 }
