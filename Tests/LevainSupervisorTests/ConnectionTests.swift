@@ -11,7 +11,8 @@ struct ConnectionTests {
     @Test("2,000 idle connections to the Unix socket of a serve started at the usual 1024 open files: all accepted, no spinning, and another client runs `true`")
     func twoThousandConnections() async throws {
         try raiseOwnOpenFiles(atLeast: 2_400)
-        let sv = try await TestSupervisor.start("conn2000", launcher: TestSupervisor.openFiles(soft: 1024))
+        // idle_timeout: held connections must stay however slow the machine is.
+        let sv = try await TestSupervisor.start("conn2000", config: "idle_timeout = \"10m\"\n", launcher: TestSupervisor.openFiles(soft: 1024))
         defer { sv.cleanUp() }
         let before = openFileCount(sv.pid)
         let fds = openUnixConnections(sv.socket, count: 2_000, within: 60)
@@ -21,7 +22,7 @@ struct ConnectionTests {
         #expect(fds.count == 2_000, "connected \(fds.count) of 2000")
         // The supervisor accepted them all (each is a descriptor of its own).
         let accepted = await eventually(within: 60) { openFileCount(sv.pid) >= before + 2_000 }
-        #expect(accepted, "serve holds \(openFileCount(sv.pid)) descriptors, \(before) before the connections")
+        #expect(accepted, "serve holds \(openFileCount(sv.pid)) descriptors, \(before) before the connections; serve.log: \(sv.serveLog.suffix(2000))")
         // While they are held: another client makes a session and runs `true`.
         let run = try runProcess([levainBinary, "--connect", "unix:" + sv.socket, "run", "--", "true"], timeout: 120)
         #expect(run.status == 0, "levain run true: \(run.status) \(run.stderr)")
@@ -137,6 +138,17 @@ func openUnixConnections(_ path: String, count: Int, within seconds: Double) -> 
         if fd >= 0 { fds.append(fd) } else { usleep(10_000) }
     }
     return fds
+}
+
+/// Writes all of `text` (no SIGPIPE).
+func sendAll(_ fd: Int32, _ text: String) {
+    let bytes = Array(text.utf8)
+    var off = 0
+    while off < bytes.count {
+        let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
+        if n <= 0 { return }
+        off += n
+    }
 }
 
 /// Descriptors a process holds.

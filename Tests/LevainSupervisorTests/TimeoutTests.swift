@@ -127,17 +127,6 @@ struct TimeoutTests {
     }
 }
 
-/// Writes all of `text` (no SIGPIPE).
-func sendAll(_ fd: Int32, _ text: String) {
-    let bytes = Array(text.utf8)
-    var off = 0
-    while off < bytes.count {
-        let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
-        if n <= 0 { return }
-        off += n
-    }
-}
-
 /// Slowloris: connections that send a request head one byte every half
 /// second, on a thread of their own; notes when the server closes each.
 final class Trickler: @unchecked Sendable {
