@@ -199,7 +199,22 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
         return true
     }
 
+    /// When the frames being read arrived: one time for every frame of a
+    /// read batch (they were in the socket together). The frame rate limits
+    /// then measure how fast the harness sent, not how fast this process
+    /// got to them: a burst read at once is a burst, however slowly a
+    /// loaded supervisor decodes it.
+    private var readBatchTime: UInt64?
+
+    private func arrivalTime() -> UInt64 {
+        if let t = readBatchTime { return t }
+        let t = Self.now()
+        readBatchTime = t
+        return t
+    }
+
     func channelReadComplete(context: ChannelHandlerContext) {
+        readBatchTime = nil
         if flushPending {
             flushPending = false
             context.flush()
@@ -270,7 +285,7 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
         let message = unwrapInboundIn(data)
         let action: SupervisorConnectionState.Action?
         do {
-            action = try state.receive(message, now: Self.now())
+            action = try state.receive(message, now: arrivalTime())
         } catch {
             fail(error, context: context)
             return
