@@ -280,7 +280,7 @@ public final class Harness {
         case .fileRead(let op):
             guard let files else { return noWorkspace(request.id) }
             do {
-                let (fd, size) = try files.openForReading(op.path, maxBytes: op.maxBytes)
+                let (fd, size) = try files.openForReading(op.path, maxBytes: op.maxBytes, truncate: op.truncate)
                 reads[op.stream] = FileReadJob(requestID: request.id, fd: fd, stream: op.stream, size: size)
                 pumpFileReads()
             } catch {
@@ -567,7 +567,9 @@ public final class Harness {
     private func pumpFileReads() {
         for (stream, var job) in reads {
             guard let credit = state.credit(forOutbound: stream), credit > 0 else { continue }
-            var buf = [UInt8](repeating: 0, count: min(Int(credit), maxChunk))
+            // Never past the size announced (a truncated read stops there).
+            let want = min(UInt64(min(Int(credit), maxChunk)), max(1, job.size - job.sent))
+            var buf = [UInt8](repeating: 0, count: Int(want))
             let n = buf.withUnsafeMutableBytes { read(job.fd, $0.baseAddress, $0.count) }
             if n > 0 && job.sent + UInt64(n) <= job.size {
                 job.sent += UInt64(n)

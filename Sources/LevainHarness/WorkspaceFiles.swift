@@ -74,8 +74,10 @@ struct WorkspaceFiles {
         return fd
     }
 
-    /// Opens a file for reading; returns the fd and its size.
-    func openForReading(_ path: String, maxBytes: UInt64) throws(Failure) -> (Int32, UInt64) {
+    /// Opens a file for reading; returns the fd and how many bytes to send:
+    /// its size, refused (EFBIG) above `maxBytes` unless `truncate`, which
+    /// sends its first `maxBytes` bytes instead.
+    func openForReading(_ path: String, maxBytes: UInt64, truncate: Bool = false) throws(Failure) -> (Int32, UInt64) {
         try Self.validate(path)
         return try asJailUser { () throws(Failure) -> (Int32, UInt64) in
             let fd = try openBeneath(path, O_RDONLY | O_NOFOLLOW)
@@ -85,11 +87,11 @@ struct WorkspaceFiles {
                 close(fd)
                 throw Failure(code: (st.st_mode & S_IFMT) == S_IFDIR ? "EISDIR" : "EINVAL", message: "\(path): not a regular file")
             }
-            guard UInt64(st.st_size) <= maxBytes else {
+            guard truncate || UInt64(st.st_size) <= maxBytes else {
                 close(fd)
                 throw Failure(code: "EFBIG", message: "\(path): \(st.st_size) bytes, more than \(maxBytes)")
             }
-            return (fd, UInt64(st.st_size))
+            return (fd, min(UInt64(st.st_size), maxBytes))
         }
     }
 

@@ -130,7 +130,7 @@ extension MessageCodec {
         let object = try JSONReader.topLevelObject(body) { key throws(ProtocolViolation) in
             switch key {
             case "id", "op", "run", "argv", "env", "cwd", "stdin", "stdout", "stderr", "cgroup", "rlimits", "signal",
-                 "path", "stream", "max_bytes", "mode", "size", "recursive": true
+                 "path", "stream", "max_bytes", "truncate", "mode", "size", "recursive": true
             default: false
             }
         }
@@ -156,9 +156,11 @@ extension MessageCodec {
             operation = .runSignal(RunSignal(
                 run: try RunID.parse(object.string("run"), key: "run"), signal: try object.integer("signal")))
         case .fileRead:
+            var truncate = false
+            if try object.optional("truncate") != nil { truncate = try object.bool("truncate") }
             operation = .fileRead(FileRead(
                 path: try object.string("path"), stream: try object.integer("stream"),
-                maxBytes: try object.integer("max_bytes")))
+                maxBytes: try object.integer("max_bytes"), truncate: truncate))
         case .fileWrite:
             operation = .fileWrite(FileWrite(
                 path: try object.string("path"), stream: try object.integer("stream"),
@@ -358,6 +360,7 @@ extension Request {
             json.member("path", value.path)
             json.member("stream", value.stream)
             json.member("max_bytes", value.maxBytes)
+            if value.truncate { json.member("truncate", true) }
         case .fileWrite(let value):
             json.member("path", value.path)
             json.member("stream", value.stream)

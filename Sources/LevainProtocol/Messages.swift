@@ -321,11 +321,16 @@ public struct FileRead: Equatable, Sendable {
     public var path: String
     public var stream: StreamID
     public var maxBytes: UInt64
+    /// A file larger than `maxBytes` is not refused (EFBIG): its first
+    /// `maxBytes` bytes are sent. What a reader that shows only the start
+    /// of a file asks for, so that it never holds more.
+    public var truncate: Bool
 
-    public init(path: String, stream: StreamID, maxBytes: UInt64) {
+    public init(path: String, stream: StreamID, maxBytes: UInt64, truncate: Bool = false) {
         self.path = path
         self.stream = stream
         self.maxBytes = maxBytes
+        self.truncate = truncate
     }
 
     public func validate() throws(ProtocolViolation) {

@@ -22,6 +22,7 @@ enum Fixtures {
             run: otherRun, argv: ["ls"], env: [], cwd: "/", stdin: nil, stdout: 20, stderr: 21, cgroup: false))),
         Request(id: 3, operation: .runSignal(RunSignal(run: run, signal: 15))),
         Request(id: 4, operation: .fileRead(FileRead(path: "out/result.json", stream: 30, maxBytes: 1_048_576))),
+        Request(id: 8, operation: .fileRead(FileRead(path: "big.bin", stream: 32, maxBytes: 65_537, truncate: true))),
         Request(id: 5, operation: .fileWrite(FileWrite(path: "in/data.csv", stream: 31, maxBytes: 67_108_864, mode: 0o644))),
         Request(id: 6, operation: .fileList(FileList(path: "."))),
         Request(id: 7, operation: .fileStat(FileStat(path: "a.txt"))),

@@ -68,10 +68,17 @@ enum BuiltinTools {
             return try await exec(["/bin/sh", "-c", str("command") ?? ""], session: session, supervisor: supervisor, timeout: t, maxOutput: maxOutput)
         case "read_file":
             let p = try checkPath(str("path") ?? "")
+            // One byte past the cap tells whether there is more; the rest
+            // of the file is never read.
             let cap = min(maxOutput, 64 << 20)
-            let bytes = try await io { () async throws(SupervisorError) in try await supervisor.readWorkspace(session, p, maxBytes: 64 << 20) }
+            let bytes = try await io { () async throws(SupervisorError) in
+                try await supervisor.readWorkspace(session, p, maxBytes: cap + 1, truncate: true)
+            }
             var text = String(decoding: bytes.prefix(Int(cap)), as: UTF8.self)
-            if UInt64(bytes.count) > cap { text += "\n[truncated: \(bytes.count) bytes, the first \(cap) shown]" }
+            if UInt64(bytes.count) > cap {
+                let size = (try? await supervisor.statWorkspace(session, p)).map { "\($0.size)" } ?? "more than \(cap)"
+                text += "\n[truncated: \(size) bytes, the first \(cap) shown]"
+            }
             return text
         case "write_file":
             let p = try checkPath(str("path") ?? "")

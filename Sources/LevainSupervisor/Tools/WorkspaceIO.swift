@@ -5,7 +5,9 @@ import Synchronization
 /// harness (openat2 beneath the workspace, as the jail's user): what the
 /// built-in file tools use. Bounded by `maxBytes` both ways.
 extension Supervisor {
-    func readWorkspace(_ session: String, _ path: String, maxBytes: UInt64) async throws(SupervisorError) -> [UInt8] {
+    /// The file's content; a file above `maxBytes` is refused, or with
+    /// `truncate` its first `maxBytes` bytes are read (never more).
+    func readWorkspace(_ session: String, _ path: String, maxBytes: UInt64, truncate: Bool = false) async throws(SupervisorError) -> [UInt8] {
         let host = try await host(ready: session)
         guard let connection = await host.harnessConnection else { throw SupervisorError(.unavailable, "the session's harness is gone") }
         let stream = await host.newStream()
@@ -14,7 +16,7 @@ extension Supervisor {
         connection.receive(stream: stream, sink: { bytes in
             buffer.withLock { b in if UInt64(b.count) < maxBytes { b.append(contentsOf: bytes.prefix(Int(maxBytes) - b.count)) } }
         }, end: { done.continuation.finish() })
-        let r = try await host.fileRequest(.fileRead(FileRead(path: path, stream: stream, maxBytes: maxBytes)))
+        let r = try await host.fileRequest(.fileRead(FileRead(path: path, stream: stream, maxBytes: maxBytes, truncate: truncate)))
         guard r.ok else {
             done.continuation.finish()
             throw APIServer.fileError(r)
@@ -43,6 +45,13 @@ extension Supervisor {
         let r: LevainProtocol.Response
         do { r = try await response.get() } catch { throw SupervisorError(.unavailable, "the session's harness: \(error)") }
         guard r.ok else { throw APIServer.fileError(r) }
+    }
+
+    func statWorkspace(_ session: String, _ path: String) async throws(SupervisorError) -> FileInfo {
+        let host = try await host(ready: session)
+        let r = try await host.fileRequest(.fileStat(FileStat(path: path)))
+        guard r.ok, let info = r.stat else { throw APIServer.fileError(r) }
+        return info
     }
 
     func listWorkspace(_ session: String, _ path: String) async throws(SupervisorError) -> [DirEntry] {
