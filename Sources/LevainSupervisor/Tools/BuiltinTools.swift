@@ -10,7 +10,20 @@ import LevainSessionLog
 /// and `grep` as runs of the session (processes of the jail's user), the
 /// file tools through the harness (openat2 beneath the workspace). Paths
 /// are workspace-relative.
+///
+/// What stays in the supervisor is bounded whatever the jail does: a
+/// `read_file` holds at most its output cap + 1 bytes of the file (a
+/// truncated read: the rest is never sent), an `edit_file` a file of at
+/// most `maxEditBytes`, twice, and at most `editsPerSession` of them at
+/// once per session; `list_files` one directory (the harness sends at most
+/// 10,000 entries); a run's output is read up to the cap from its spool.
 enum BuiltinTools {
+    /// The largest file `edit_file` edits (it is held in the supervisor).
+    static let maxEditBytes: UInt64 = 8 << 20
+    /// `edit_file` calls of one session held in memory at once; the others wait.
+    static let editsPerSession = 2
+    static let edits = KeyedSemaphore(limit: editsPerSession)
+
     static func schema(_ properties: JSONObject, required: [String]) -> JSONValue {
         ["type": "object", "properties": .object(properties), "required": JSONValue(required), "additionalProperties": false]
     }
@@ -87,16 +100,10 @@ enum BuiltinTools {
             return "wrote \(content.count) bytes to \(p)"
         case "edit_file":
             let p = try checkPath(str("path") ?? "")
-            let old = str("old_string") ?? "", new = str("new_string") ?? ""
-            let bytes = try await io { () async throws(SupervisorError) in try await supervisor.readWorkspace(session, p, maxBytes: 16 << 20) }
-            let text = String(decoding: bytes, as: UTF8.self)
-            let parts = text.components(separatedBy: old)
-            guard parts.count == 2 else {
-                throw Failure(parts.count == 1 ? "old_string does not occur in \(p)" : "old_string occurs \(parts.count - 1) times in \(p); give more context so it is unique")
-            }
-            let out = Array((parts[0] + new + parts[1]).utf8)
-            try await io { () async throws(SupervisorError) in try await supervisor.writeWorkspace(session, p, out) }
-            return "replaced 1 occurrence in \(p) (\(out.count) bytes now)"
+            guard await edits.acquire(session) else { throw Failure("cancelled", .cancelled) }
+            let result = await edit(p, str("old_string") ?? "", str("new_string") ?? "", session: session, supervisor: supervisor)
+            await edits.release(session)
+            return try result.get()
         case "list_files":
             let p = try checkPath(str("path") ?? ".", allowRoot: true)
             let entries = try await io { () async throws(SupervisorError) in try await supervisor.listWorkspace(session, p) }
@@ -193,5 +200,57 @@ enum Glob {
         }
         guard let name = s.first, fnmatch(first, name, FNM_PERIOD) == 0 else { return false }
         return match(Array(p.dropFirst()), Array(s.dropFirst()))
+    }
+}
+
+extension BuiltinTools {
+    /// Replaces the one occurrence of `old` in the file (at most
+    /// `maxEditBytes`, held twice: read and written).
+    static func edit(_ p: String, _ oldString: String, _ newString: String, session: String, supervisor: Supervisor) async -> Result<String, Failure> {
+        let old = Array(oldString.utf8), new = Array(newString.utf8)
+        let bytes: [UInt8]
+        do { bytes = try await supervisor.readWorkspace(session, p, maxBytes: maxEditBytes) } catch {
+            return .failure(Failure(error.message))
+        }
+        let found = occurrences(of: old, in: bytes, upTo: 2)
+        guard found.count == 1 else {
+            return .failure(Failure(found.isEmpty ? "old_string does not occur in \(p)" : "old_string occurs more than once in \(p); give more context so it is unique"))
+        }
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count - old.count + new.count)
+        out += bytes[..<found[0]]
+        out += new
+        out += bytes[(found[0] + old.count)...]
+        do { try await supervisor.writeWorkspace(session, p, out) } catch {
+            return .failure(Failure(error.message))
+        }
+        return .success("replaced 1 occurrence in \(p) (\(out.count) bytes now)")
+    }
+
+    /// Where `needle` starts in `haystack`, not overlapping, at most
+    /// `limit` times (Knuth-Morris-Pratt: linear whatever the bytes).
+    static func occurrences(of needle: [UInt8], in haystack: [UInt8], upTo limit: Int) -> [Int] {
+        guard !needle.isEmpty, needle.count <= haystack.count, needle.count < Int(Int32.max) else { return [] }
+        var fail = [Int32](repeating: 0, count: needle.count)
+        var k = 0
+        if needle.count > 1 {
+            for i in 1..<needle.count {
+                while k > 0 && needle[i] != needle[k] { k = Int(fail[k - 1]) }
+                if needle[i] == needle[k] { k += 1 }
+                fail[i] = Int32(k)
+            }
+        }
+        var found: [Int] = []
+        k = 0
+        for (i, b) in haystack.enumerated() {
+            while k > 0 && b != needle[k] { k = Int(fail[k - 1]) }
+            if b == needle[k] { k += 1 }
+            if k == needle.count {
+                found.append(i - k + 1)
+                if found.count >= limit { break }
+                k = 0
+            }
+        }
+        return found
     }
 }
