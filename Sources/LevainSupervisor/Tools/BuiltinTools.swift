@@ -6,10 +6,11 @@ import LevainPolicy
 import LevainProtocol
 import LevainSessionLog
 
-/// The built-in sandbox tools. Each runs inside the session's jail: `exec`
-/// and `grep` as runs of the session (processes of the jail's user), the
-/// file tools through the harness (openat2 beneath the workspace). Paths
-/// are workspace-relative.
+/// The built-in sandbox tools. Each runs inside the session's jail: `exec`,
+/// `grep` and `glob` as runs of the session (processes of the jail's user,
+/// in a cgroup of the session's, under its limits), the file tools through
+/// the harness (openat2 beneath the workspace). Paths are
+/// workspace-relative.
 ///
 /// What stays in the supervisor is bounded whatever the jail does: a
 /// `read_file` holds at most its output cap + 1 bytes of the file (a
@@ -23,6 +24,8 @@ enum BuiltinTools {
     /// `edit_file` calls of one session held in memory at once; the others wait.
     static let editsPerSession = 2
     static let edits = KeyedSemaphore(limit: editsPerSession)
+    /// What a `glob` answers at most.
+    static let maxGlobMatches = 2_000
 
     static func schema(_ properties: JSONObject, required: [String]) -> JSONValue {
         ["type": "object", "properties": .object(properties), "required": JSONValue(required), "additionalProperties": false]
@@ -43,7 +46,7 @@ enum BuiltinTools {
                                            required: ["path", "old_string", "new_string"])),
         ToolDefinition(name: "list_files", description: "List a directory of the workspace (name, type, size).",
                        inputSchema: schema(["path": ["type": "string", "description": "relative to the workspace; \".\" for its root"]], required: [])),
-        ToolDefinition(name: "glob", description: "Find workspace files whose path matches a pattern (* and ? within a name, ** across directories).",
+        ToolDefinition(name: "glob", description: "Find workspace files whose path matches a pattern (*, ? and [...] within a name, ** across directories).",
                        inputSchema: schema(["pattern": ["type": "string", "minLength": 1]], required: ["pattern"])),
         ToolDefinition(name: "grep", description: "Search workspace files for lines matching an extended regular expression; returns path:line:text.",
                        inputSchema: schema(["pattern": ["type": "string", "minLength": 1], "path": ["type": "string"],
@@ -110,24 +113,8 @@ enum BuiltinTools {
             let lines = entries.sorted { $0.name < $1.name }.map { "\($0.name)\($0.type == .dir ? "/" : "")\t\($0.type.rawValue)\t\($0.size)" }
             return clip(lines.isEmpty ? "(empty)" : lines.joined(separator: "\n"), maxOutput)
         case "glob":
-            let pattern = str("pattern") ?? ""
-            guard !pattern.hasPrefix("/"), !pattern.split(separator: "/").contains("..") else {
-                throw Failure("a glob pattern is relative to the workspace and stays in it")
-            }
-            var matches: [String] = []
-            var visited = 0
-            var queue: [String] = ["."]
-            while let dir = queue.first, visited < 20_000, matches.count < 2_000 {
-                queue.removeFirst()
-                guard let entries = try? await supervisor.listWorkspace(session, dir) else { continue }
-                for e in entries.sorted(by: { $0.name < $1.name }) {
-                    visited += 1
-                    let rel = dir == "." ? e.name : dir + "/" + e.name
-                    if e.type == .dir { queue.append(rel) }
-                    if Glob.matches(pattern, rel) { matches.append(rel) }
-                }
-            }
-            return clip(matches.isEmpty ? "(no match)" : matches.joined(separator: "\n"), maxOutput)
+            guard let g = try GlobPattern.compile(str("pattern") ?? "") else { return "(no match)" }
+            return try await glob(g, session: session, supervisor: supervisor, timeout: timeout, maxOutput: maxOutput)
         case "grep":
             let p = try checkPath(str("path") ?? ".", allowRoot: true)
             var argv = ["grep", "-rnIE", "--max-count=200"]
@@ -146,12 +133,23 @@ enum BuiltinTools {
         return String(decoding: b.prefix(Int(max)), as: UTF8.self) + "\n[truncated at \(max) bytes of \(b.count)]"
     }
 
-    /// A run of the session; its output capped, cancelled with the caller.
-    static func exec(_ argv: [String], session: String, supervisor: Supervisor, timeout: Double, maxOutput: UInt64,
-                     explain: (Int32) -> String? = { _ in nil }) async throws(Failure) -> String {
+    /// A finished run of a tool: its exit code and the start of its output.
+    struct Finished {
+        var code: Int32
+        var out: [UInt8]
+        var err: [UInt8]
+        var state: RunState
+    }
+
+    /// A run of the session (its cgroup, its limits); at most `maxOutput`
+    /// bytes of each stream are read from its spool; cancelled with the
+    /// caller.
+    static func run(_ argv: [String], env: [String: String] = [:], session: String, supervisor: Supervisor, timeout: Double,
+                    maxOutput: UInt64) async throws(Failure) -> Finished {
         var spec = RunSpec(argv: argv)
         spec.timeout = timeout
         spec.cwd = nil
+        spec.env = env
         let runID: String
         let state: RunState
         do {
@@ -173,7 +171,14 @@ enum BuiltinTools {
         case .error: throw Failure("could not run: \(record.error ?? "?") (run \(runID))")
         default: break
         }
-        let code = record.exitCode ?? -1
+        return Finished(code: record.exitCode ?? -1, out: out, err: err, state: state)
+    }
+
+    /// A command as a run of the session: its exit code and output, capped.
+    static func exec(_ argv: [String], session: String, supervisor: Supervisor, timeout: Double, maxOutput: UInt64,
+                     explain: (Int32) -> String? = { _ in nil }) async throws(Failure) -> String {
+        let f = try await run(argv, session: session, supervisor: supervisor, timeout: timeout, maxOutput: maxOutput)
+        let (code, out, err, state) = (f.code, f.out, f.err, f.state)
         if let text = explain(code) { return text }
         var s = "exit_code: \(code)\n"
         if !out.isEmpty { s += "stdout:\n" + String(decoding: out, as: UTF8.self) }
@@ -184,26 +189,28 @@ enum BuiltinTools {
     }
 }
 
-/// Glob patterns over workspace paths: `*` and `?` and `[...]` within one
-/// name (fnmatch), `**` for any number of directories.
-enum Glob {
-    static func matches(_ pattern: String, _ path: String) -> Bool {
-        match(pattern.split(separator: "/").map(String.init), path.split(separator: "/").map(String.init))
-    }
-
-    private static func match(_ p: [String], _ s: [String]) -> Bool {
-        guard let first = p.first else { return s.isEmpty }
-        if first == "**" {
-            let rest = Array(p.dropFirst())
-            for i in 0...s.count where match(rest, Array(s[i...])) { return true }
-            return false
-        }
-        guard let name = s.first, fnmatch(first, name, FNM_PERIOD) == 0 else { return false }
-        return match(Array(p.dropFirst()), Array(s.dropFirst()))
-    }
-}
-
 extension BuiltinTools {
+    /// The walk and the matching run in the jail: GNU find with the
+    /// pattern as a regular expression (GlobPattern), as a run of the
+    /// session, stopped after `maxGlobMatches` + 1 paths. The supervisor
+    /// reads at most `maxOutput` + 4 KiB of its output and sorts it.
+    static func glob(_ g: GlobPattern, session: String, supervisor: Supervisor, timeout: Double, maxOutput: UInt64) async throws(Failure) -> String {
+        var find = "find \"$1\" -mindepth \(g.minDepth)"
+        if let d = g.maxDepth { find += " -maxdepth \(d)" }
+        find += " -regextype posix-extended -regex \"$2\" ! -name '.levain-write-*' -print0 2>/dev/null | head -z -n \(maxGlobMatches + 1)"
+        let f = try await run(["/bin/sh", "-c", find, "glob", g.start, g.regex], env: ["LC_ALL": "C"], session: session,
+                              supervisor: supervisor, timeout: timeout, maxOutput: maxOutput + 4096)
+        var paths = f.out.split(separator: 0, omittingEmptySubsequences: true).map { String(decoding: $0, as: UTF8.self) }
+        // A path cut by the read's end is not shown.
+        if f.state.stdout.length > UInt64(f.out.count), !paths.isEmpty { paths.removeLast() }
+        let more = paths.count > maxGlobMatches
+        paths = paths.prefix(maxGlobMatches).map { $0.hasPrefix("./") ? String($0.dropFirst(2)) : $0 }.sorted()
+        guard !paths.isEmpty else { return "(no match)" }
+        var text = paths.joined(separator: "\n")
+        if more { text += "\n[more than \(maxGlobMatches) matches: the first \(maxGlobMatches) found are shown]" }
+        return clip(text, maxOutput)
+    }
+
     /// Replaces the one occurrence of `old` in the file (at most
     /// `maxEditBytes`, held twice: read and written).
     static func edit(_ p: String, _ oldString: String, _ newString: String, session: String, supervisor: Supervisor) async -> Result<String, Failure> {

@@ -118,7 +118,7 @@ public final class ToolService: Sendable {
         let t0 = LogTimestamp.now()
         let isBuiltin = base["gen_ai.tool.type"] == "function"
         let hostTools = self.hostTools
-        let result: Result<String, BuiltinTools.Failure> = await Self.withTimeout(timeout + (c.name == "exec" || c.name == "grep" ? 2 : 0)) {
+        let result: Result<String, BuiltinTools.Failure> = await Self.withTimeout(timeout + (["exec", "grep", "glob"].contains(c.name) ? 2 : 0)) {
             do throws(BuiltinTools.Failure) {
                 if isBuiltin {
                     return .success(try await BuiltinTools.call(c.name, args, session: caller.sessionID, supervisor: supervisor,
