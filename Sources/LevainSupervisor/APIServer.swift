@@ -163,7 +163,7 @@ public struct APIServer: Sendable {
                 let reason = body["reason"]?.stringValue ?? ""
                 guard reason.utf8.count <= 4096 else { throw SupervisorError(.invalid, "reason is at most 4 KiB", field: "reason") }
                 let by = String((body["by"]?.stringValue ?? "api").prefix(128))
-                guard let p = await s.context.tools.approvals.decide(id, allow: d == "allow", by: by, reason: reason) else {
+                guard let p = try await s.context.tools.approvals.decide(id, allow: d == "allow", by: by, reason: reason) else {
                     throw SupervisorError(.notFound, "no tool call \(id) waits for approval (decided, timed out, or never asked); see GET /v1/approvals", field: "id")
                 }
                 var o = p.json.objectValue ?? [:]

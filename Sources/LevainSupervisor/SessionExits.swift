@@ -135,11 +135,16 @@ final class SessionExits: Sendable {
         return dir + "/" + session + ".sock"
     }
 
-    func runStarted(_ id: String) { runs.insert(id) }
+    func runStarted(_ id: String) {
+        runs.insert(id)
+        context.tools.calls.runStarted(id, session: sessionID)
+    }
 
     func runEnded(_ id: String) {
         runs.remove(id)
         context.ledger.forget(.init(.run, id))
+        // What the run started through its tools ends with it.
+        context.tools.calls.runEnded(id)
     }
 
     /// What a run's environment gets: where the gateway and the proxy are,
@@ -165,6 +170,7 @@ final class SessionExits: Sendable {
         gateway.stop()
         egress.stop()
         mcp?.stop()
+        context.tools.calls.sessionEnded(sessionID)
         if let agentSocket { unlink(agentSocket) }
     }
 

@@ -54,6 +54,8 @@ extension Supervisor {
         }
         tasks[runID] = task
         state.setCancelHandler {
+            // Its calls end as the run's: approvals withdrawn with "run ended".
+            service.calls.runEnded(runID)
             stop.set(.cancelled)
             task.cancel()
         }
@@ -102,6 +104,7 @@ extension Supervisor {
             let timer = Task {
                 try? await Task.sleep(for: .seconds(agent.wallTime))
                 if Task.isCancelled { return }
+                service.calls.runEnded(run.id)
                 stop.set(.timeout)
                 loopTask.cancel()
             }

@@ -16,8 +16,9 @@ import Synchronization
 /// jail's network namespace, like the gateway's): every call goes through
 /// the tool service, so it is scoped by the session's policy, gated on
 /// approvals and logged, exactly like the built-in loop's. The path names
-/// the run (`/runs/RUN/mcp`, in the run's LEVAIN_MCP_URL); `/mcp` is the
-/// session's.
+/// the run (`/runs/RUN/mcp`, in the run's LEVAIN_MCP_URL): its calls end
+/// with the run. `/mcp` is the session's: its calls end when their client
+/// hangs up (nobody waits for the answer), or with the session.
 final class MCPEndpoint: Sendable {
     let sessionID: String
     private let supervisor: Supervisor
@@ -78,6 +79,9 @@ final class MCPEndpoint: Sendable {
     }
 
     private func handle(_ connection: Connection) async {
+        let calls = service.calls
+        let id = calls.newConnection()
+        connection.channel.closeFuture.whenComplete { _ in calls.connectionClosed(id) }
         try? await connection.executeThenClose { inbound, outbound in
             var iterator = inbound.makeAsyncIterator()
             while true {
@@ -95,7 +99,7 @@ final class MCPEndpoint: Sendable {
                 }
                 let (status, headers, data) = tooLarge
                     ? (413, ["content-type": "application/json"], Data(#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"request body over 4 MiB"}}"#.utf8))
-                    : await answer(head, body)
+                    : await answer(head, body, connection: id)
                 var h = HTTPHeaders()
                 for (k, v) in headers { h.add(name: k, value: v) }
                 h.replaceOrAdd(name: "content-length", value: String(data.count))
@@ -112,7 +116,7 @@ final class MCPEndpoint: Sendable {
     /// One JSON-RPC POST, answered by a fresh stateless MCP server (the
     /// protocol's state lives in the client; ids never collide across
     /// clients).
-    private func answer(_ head: HTTPRequestHead, _ body: ByteBuffer) async -> (Int, [String: String], Data) {
+    private func answer(_ head: HTTPRequestHead, _ body: ByteBuffer, connection: UInt64) async -> (Int, [String: String], Data) {
         let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
         var run: String? = nil
         if path.hasPrefix("/runs/") && path.hasSuffix("/mcp") {
@@ -138,7 +142,8 @@ final class MCPEndpoint: Sendable {
             return .init(tools: tools)
         }
         await server.withMethodHandler(CallTool.self) { params in
-            let caller = try await service.caller(supervisor: supervisor, session: session, run: runID, origin: "mcp")
+            var caller = try await service.caller(supervisor: supervisor, session: session, run: runID, origin: "mcp")
+            if runID == nil { caller.connection = connection }
             let args = JSONValue.object((params.arguments ?? [:]).mapValues(HostServer.json))
             let call = ToolCallRequest(id: "mcp-" + ToolService.newCallID(), name: params.name, arguments: args.encoded())
             let outcome = await service.call(call, by: caller, supervisor: supervisor)

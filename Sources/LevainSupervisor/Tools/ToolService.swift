@@ -11,9 +11,12 @@ import LevainSessionLog
 /// endpoint): the registry, the session policy's `[tools]`, the input's
 /// schema, the argument rules, the approval gate, the time and output
 /// bounds, and the log (`tool.denied`, `approval.requested`,
-/// `approval.decided`, `tool.started`, `tool.finished`).
+/// `approval.decided`, `tool.started`, `tool.finished`). A call ends with
+/// what it belongs to (`calls`): its run, its session, or the MCP client
+/// that made it on the session's path.
 public final class ToolService: Sendable {
     public let approvals = Approvals()
+    let calls = CallsInFlight()
     let hostTools: HostTools
     let log: SessionLog
 
@@ -38,6 +41,9 @@ public final class ToolService: Sendable {
         var policy: Policy.Tools
         /// "agent" (the built-in loop) or "mcp" (the in-jail endpoint).
         var origin: String
+        /// The MCP client's connection, for a call on the session's path
+        /// (it ends when the client hangs up).
+        var connection: UInt64? = nil
     }
 
     func caller(supervisor: Supervisor, session: String, run: String?, origin: String) async throws(SupervisorError) -> Caller {
@@ -48,9 +54,22 @@ public final class ToolService: Sendable {
     public static func newCallID() -> String { RunID.randomID(prefix: "c-") }
 
     /// One call, from policy to result. Never throws: a refusal or a
-    /// failure is a tool error the agent can read and react to.
+    /// failure is a tool error the agent can read and react to. It runs as
+    /// a task of its own, registered with what it belongs to, so that the
+    /// end of its run (or session, or MCP client) ends it.
     func call(_ c: ToolCallRequest, by caller: Caller, supervisor: Supervisor) async -> ToolOutcome {
         let callID = Self.newCallID()
+        guard let task = calls.start(callID, session: caller.sessionID, run: caller.runID, connection: caller.connection, { [self] in
+            await perform(c, callID: callID, by: caller, supervisor: supervisor)
+        }) else {
+            return await perform(c, callID: callID, by: caller, supervisor: supervisor, runEnded: true)
+        }
+        let outcome = await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
+        calls.finished(callID)
+        return outcome
+    }
+
+    private func perform(_ c: ToolCallRequest, callID: String, by caller: Caller, supervisor: Supervisor, runEnded: Bool = false) async -> ToolOutcome {
         let started = LogTimestamp.now()
         var base: JSONObject = [
             "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": .string(c.name), "gen_ai.tool.call.id": .string(c.id),
@@ -65,6 +84,7 @@ public final class ToolService: Sendable {
             return ToolOutcome(text: "refused (\(rule)): \(message)", isError: true)
         }
         base["levain.arguments"] = .string(Self.clip(c.arguments))
+        if runEnded { return await deny("tools.run", "run \(caller.runID ?? "?") has ended: its tool calls are refused") }
         // 1. What it is.
         let argsValue: JSONValue
         do { argsValue = try JSONValue.parse(c.arguments.isEmpty ? "{}" : c.arguments) } catch {
@@ -102,7 +122,10 @@ public final class ToolService: Sendable {
             } catch {
                 return ToolOutcome(text: "refused: the approval request could not be logged (\(error))", isError: true)
             }
-            let d = await approvals.wait(pending)
+            // Cancelled, the call is denied with why: its run ended, its
+            // session closed, its MCP client hung up.
+            let calls = self.calls
+            let d = await approvals.wait(pending, cancelReason: { calls.endReason(callID) ?? "the call was cancelled" })
             _ = try? await log.record([event("approval.decided", [
                 "levain.decision": .string(d.allow ? "allow" : "deny"), "levain.by": .string(d.by),
                 "levain.reason": .string(d.reason), "levain.timed_out": .bool(d.timedOut),
