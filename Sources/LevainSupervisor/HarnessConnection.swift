@@ -134,6 +134,8 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
     var established: EventLoopPromise<Void>?
     var isEstablished = false
     var ended = false
+    /// Why it ended, for a handshake waiter that comes after the end.
+    private var endError: HarnessError?
     var nextRequestID: UInt64 = 1
     var pending: [UInt64: EventLoopPromise<Response>] = [:]
     var sinks: [StreamID: (@Sendable ([UInt8]) -> Void, @Sendable () -> Void)] = [:]
@@ -174,7 +176,17 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func whenEstablished(_ promise: EventLoopPromise<Void>) {
-        if isEstablished { promise.succeed(()) } else if ended { promise.fail(HarnessError(message: "the harness is gone")) } else { established = promise }
+        if isEstablished {
+            promise.succeed(())
+        } else if let endError {
+            // Ended before anyone waited (a HELLO-less harness can break the
+            // protocol at once): the waiter gets the same reason.
+            promise.fail(endError)
+        } else if ended {
+            promise.fail(HarnessError(message: "the harness is gone"))
+        } else {
+            established = promise
+        }
     }
 
     /// Answers written while reading a batch of frames, flushed once at
@@ -362,6 +374,7 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .closed: error = HarnessError(message: "the harness connection closed", end: end)
         case .violation(let v): error = HarnessError(message: "protocol violation: \(v)", end: end)
         }
+        endError = error
         established?.fail(error)
         established = nil
         for (_, p) in pending { p.fail(error) }
