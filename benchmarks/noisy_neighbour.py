@@ -13,7 +13,7 @@ then while the attacker
 Prints p50/p99 of both and their ratio (target: within 1.5x), and the
 supervisor's RSS before and at the end of the attack.
 
-    benchmarks/noisy_neighbour.py [--levain .build/release/levain] [--n 200] [--flood 200]
+    benchmarks/noisy_neighbour.py [--levain .build/release/levain] [--n 200] [--flood 200] [--per-session N]
 """
 import argparse
 import json
@@ -55,12 +55,14 @@ def main():
     ap.add_argument("--levain", default=os.path.join(ROOT, ".build/release/levain"))
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--flood", type=int, default=200)
+    ap.add_argument("--per-session", type=int, default=0, help="[queue] per_session (0: not set)")
     a = ap.parse_args()
     venv = subprocess.run([os.path.join(ROOT, "Tools/python-venv.sh")], capture_output=True, text=True, check=True).stdout.split()[-1]
     work = tempfile.mkdtemp(prefix="levain-bench-noisy-")
     serve = None
     try:
-        serve, sock = start_serve(a.levain, work, "", dict(os.environ))
+        queue = f"\n[queue]\nper_session = {a.per_session}\n" if a.per_session else ""
+        serve, sock = start_serve(a.levain, work, queue, dict(os.environ))
         _, victim = api(sock, "POST", "/v1/sessions", {})
         _, attacker = api(sock, "POST", "/v1/sessions", {"binds": {"ro": [venv, os.path.join(ROOT, "benchmarks/noisy") + ":/bench"]}})
         victim, attacker = victim["id"], attacker["id"]
