@@ -54,7 +54,7 @@ struct EgressLimitsTests {
 
     @Test("a head that does not complete in time gets 408; a silent connection is closed unrecorded")
     func headTimeout() async throws {
-        let fx = try await EgressFixture.start(limits: EgressLimits(headTimeout: .milliseconds(500)))
+        let fx = try await EgressFixture.start(limits: EgressLimits(headTimeout: .seconds(1)))
         let partial = try await EgressTools.raw(port: fx.proxyPort, Array("GET http://allowed.test/ HTTP/1.1\r\nHost".utf8))
         #expect(partial.hasPrefix("HTTP/1.1 408 Request Timeout\r\n"))
         let silent = try await EgressTools.raw(port: fx.proxyPort, [])
