@@ -35,9 +35,14 @@ print(f"  seccomp          {sc['profile']}: {sc['allowed_syscalls']} syscalls al
 print(f"  landlock         {'ABI ' + str(iso['landlock']['abi']) if iso['landlock']['applied'] else 'not applied'}")
 print(f"  cgroup           v{iso['cgroup']['version']} {', '.join(iso['cgroup']['controllers'])}")
 print(f"  capabilities     {iso['capabilities']}; no_new_privs {iso['no_new_privs']}; network {iso['network']}")
-print(f"  workspace        {r['workspace']} (survives the run)")
+quota = lim.get("workspace_bytes")
+print(f"  workspace        {r['workspace']} ({'a ' + mb(quota) + ' ext4 image, ' if quota else ''}survives the run)")
 PY
 ws=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["workspace"] or "")' "$REPORT")
 if [ -n "$ws" ] && [ -f "$ws/out/result.json" ]; then
     echo "  result           $(cat "$ws/out/result.json")"
+elif [ -n "$ws" ] && [ -f "$ws" ]; then
+    # A workspace with a size is an ext4 image: read it without mounting.
+    result=$(/sbin/debugfs -R "cat /out/result.json" "$ws" 2>/dev/null || true)
+    [ -n "$result" ] && echo "  result           $result"
 fi

@@ -11,8 +11,10 @@ set -eu
 # libcurl4-openssl-dev: the MCP swift-sdk links Foundation's URLSession,
 # which a --static-swift-stdlib build links against libcurl (levain-ctl then
 # loads libcurl.so.4 at start; the harness and `levain` do not).
+# e2fsprogs: mkfs.ext4 makes the workspace images (a workspace_size), debugfs
+# reads them in the demo and tests; mount: losetup, in the tests.
 # Benchmarks: bubblewrap and runc as references.
-PACKAGES="libseccomp-dev libcap-dev pkg-config gcc libc6-dev make git python3 python3-venv curl libcurl4-openssl-dev procps util-linux"
+PACKAGES="libseccomp-dev libcap-dev pkg-config gcc libc6-dev make git python3 python3-venv curl libcurl4-openssl-dev procps util-linux mount e2fsprogs"
 if [ "${1:-}" = "--bench" ]; then
     PACKAGES="$PACKAGES bubblewrap runc"
 fi

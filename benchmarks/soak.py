@@ -93,6 +93,20 @@ def read(path, limit=1 << 20):
         return None
 
 
+def workspace_file(state, session, name):
+    """A file of a session's workspace: a host directory, or (with a
+    workspace_size) an ext4 image read with debugfs without mounting it."""
+    base = os.path.join(state, "workspaces", session)
+    if os.path.isdir(base):
+        return read(os.path.join(base, name), 1 << 30)
+    if os.path.exists(base + ".img"):
+        r = subprocess.run(["/sbin/debugfs", "-R", "cat /" + name, base + ".img"],
+                           capture_output=True, timeout=120)
+        if r.returncode == 0 and b"File not found" not in r.stderr:
+            return r.stdout.decode(errors="replace")
+    return None
+
+
 class Machine:
     """Where Levain's cgroups are, and which processes and cgroups are this soak's."""
 
@@ -534,7 +548,7 @@ def analyse(soak, state, env):
             by_key[(r["session"], r["idempotency_key"])].append(r)
     ledger = collections.Counter()
     for s in log_sessions:
-        text = read(os.path.join(state, "workspaces", s["id"], "ledger"), 1 << 30) or ""
+        text = workspace_file(state, s["id"], "ledger") or ""
         ledger.update(l for l in text.split("\n") if l)
 
     told = {k: r for k, r in soak.records.items() if "status" in r}

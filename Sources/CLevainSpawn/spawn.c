@@ -256,6 +256,32 @@ static int lv_apply_mount(int rootfd, const struct lv_mount *m) {
         errno = e;
         return r;
     }
+    case LV_MOUNT_EXT4: {
+        // The parent attached the loop device and holds it open until the
+        // jail runs; anything else at that path is refused.
+        struct stat st;
+        if (stat(m->source, &st) != 0) return -1;
+        if (!S_ISBLK(st.st_mode)) { errno = ENOTBLK; return -1; }
+        int tgt = lv_mountpoint(rootfd, m->target, 1, 0755);
+        if (tgt < 0) return -1;
+        char path[40];
+        lv_fd_path(path, tgt);
+        unsigned long fl = MS_NOSUID | MS_NODEV | MS_NOATIME;
+        if (m->flags & LV_MF_NOEXEC) fl |= MS_NOEXEC;
+        int r = mount(m->source, path, "ext4", fl, m->data);
+        int e = errno;
+        close(tgt);
+        if (r != 0) { errno = e; return -1; }
+        // mkfs made lost+found (root's, mode 0700): a jail user sees it as an
+        // unreadable entry of nobody's. Remove it while it is empty.
+        int top = lv_open_existing(rootfd, m->target);
+        if (top >= 0) {
+            int dir = openat(top, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dir >= 0) { (void)unlinkat(dir, "lost+found", AT_REMOVEDIR); close(dir); }
+            close(top);
+        }
+        return 0;
+    }
     case LV_MOUNT_PROC: {
         int tgt = lv_mountpoint(rootfd, m->target, 1, 0555);
         if (tgt < 0) return -1;

@@ -73,6 +73,9 @@ public struct RunCommand: ParsableCommand {
     @Option(name: .customLong("file-size"), help: ArgumentHelp("Largest file the command may write (RLIMIT_FSIZE), e.g. 100M.", valueName: "SIZE"))
     var fileSize: String?
 
+    @Option(name: .customLong("workspace-size"), help: ArgumentHelp("Size of /workspace, an ext4 image the kernel fills no further (ENOSPC), e.g. 256M; off: a plain host directory with no bound (default: the policy's workspace_size, 1G).", valueName: "SIZE"))
+    var workspaceSize: String?
+
     @Option(name: .long, help: ArgumentHelp("Set an environment variable in the jail (repeatable).", valueName: "KEY=VALUE"))
     var env: [String] = []
 
@@ -114,7 +117,7 @@ public struct RunCommand: ParsableCommand {
         if argv.first == "--" { argv.removeFirst() }
         return RunOptions(policy: policy, readOnlyBinds: readOnlyBinds, readWriteBinds: readWriteBinds,
                           memory: memory, cpus: cpus, pids: pids, timeout: timeout, cpuTime: cpuTime,
-                          fileSize: fileSize, env: env, cwd: cwd, jsonReport: jsonReport, state: state,
+                          fileSize: fileSize, workspaceSize: workspaceSize, env: env, cwd: cwd, jsonReport: jsonReport, state: state,
                           quiet: quiet, session: session, argv: argv)
     }
 

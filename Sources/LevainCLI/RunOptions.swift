@@ -25,6 +25,7 @@ public struct RunOptions: Equatable {
     public var timeout: String?
     public var cpuTime: String?
     public var fileSize: String?
+    public var workspaceSize: String?
     public var env: [String] = []
     public var cwd: String?
     public var jsonReport: String?
@@ -81,6 +82,7 @@ public struct RunOptions: Equatable {
             case "--timeout": guard let v = value(name, inline) else { return nil }; o.timeout = v
             case "--cpu-time": guard let v = value(name, inline) else { return nil }; o.cpuTime = v
             case "--file-size": guard let v = value(name, inline) else { return nil }; o.fileSize = v
+            case "--workspace-size": guard let v = value(name, inline) else { return nil }; o.workspaceSize = v
             case "--env": guard let v = value(name, inline) else { return nil }; o.env.append(v)
             case "--cwd": guard let v = value(name, inline) else { return nil }; o.cwd = v
             case "--json-report": guard let v = value(name, inline) else { return nil }; o.jsonReport = v
@@ -93,7 +95,7 @@ public struct RunOptions: Equatable {
         }
         // A value that looks like an option (`--memory --pids`) is something
         // ArgumentParser rejects; let it.
-        for v in [o.memory, o.cpus, o.pids, o.timeout, o.cpuTime, o.fileSize, o.cwd, o.jsonReport, o.session].compactMap({ $0 }) + [o.policy, o.state] + o.env + o.readOnlyBinds + o.readWriteBinds
+        for v in [o.memory, o.cpus, o.pids, o.timeout, o.cpuTime, o.fileSize, o.workspaceSize, o.cwd, o.jsonReport, o.session].compactMap({ $0 }) + [o.policy, o.state] + o.env + o.readOnlyBinds + o.readWriteBinds
             where v.hasPrefix("-") { return nil }
         return o.argv.isEmpty ? nil : o
     }
@@ -103,6 +105,9 @@ public struct RunOptions: Equatable {
         // before any thread exists, so every thread inherits the mask.
         let signalFD = SignalForwarding.setUp()
         if let remote = RunOptions.remote {
+            if let workspaceSize {
+                throw UserError("--workspace-size \(workspaceSize) is not available through --connect: a session's workspace is made with its policy's [filesystem] workspace_size; use a policy with the size you want")
+            }
             try remote(self, signalFD)
         }
         if let session {
@@ -142,7 +147,7 @@ public struct RunOptions: Equatable {
         request.runID = runID
         let stateDir = absolute(state)
         let log = OneShotLog(statePath: stateDir, runID: runID, policy: policy, argv: argv, env: env, cwd: cwd, timeout: timeout,
-                             workspace: p.filesystem.workspace ? stateDir + "/workspaces/" + runID : nil)
+                             workspace: p.filesystem.workspace ? workspacePath(stateDir + "/workspaces/" + runID, p) : nil)
         let outcome: RunOutcome
         do {
             outcome = try OneShotRunner.run(request, signalFD: signalFD)
@@ -200,12 +205,28 @@ public struct RunOptions: Equatable {
             }
             p.limits.cpuTime = UInt64(v.rounded(.up))
         }
+        if let workspaceSize {
+            if workspaceSize == "off" { p.filesystem.workspaceSize = nil } else {
+                guard let v = Quantity.parseSize(workspaceSize) else {
+                    throw UserError("--workspace-size \(workspaceSize): invalid size; expected a number with an optional K, M, G or T suffix (e.g. 256M), or off")
+                }
+                guard v >= Policy.Filesystem.minimumWorkspaceSize, v <= 1 << 44 else {
+                    throw UserError("--workspace-size \(workspaceSize): expected between 16M and 16T (the size of the workspace's ext4 image), or off for an unbounded host directory")
+                }
+                p.filesystem.workspaceSize = v
+            }
+        }
         if let fileSize {
             guard let v = Quantity.parseSize(fileSize) else {
                 throw UserError("--file-size \(fileSize): invalid size; expected a number with an optional K, M, G or T suffix (e.g. 100M)")
             }
             p.limits.fileSize = v
         }
+    }
+
+    /// Where a run's workspace is: its ext4 image with a workspace_size, else a directory.
+    func workspacePath(_ directory: String, _ p: Policy) -> String {
+        p.filesystem.workspaceSize != nil ? WorkspaceImage.path(of: directory) : directory
     }
 
     func bind(_ spec: String, writable: Bool) throws -> Policy.Bind {

@@ -2,7 +2,7 @@
 enum BuiltinPolicies {
     struct Entry: Sendable { let name: String; let path: String; let hash: String; let text: String }
     static let policies: [Entry] = [
-        Entry(name: "default", path: "policies/default.toml", hash: "ceadbe389e085a74", text: ####"""
+        Entry(name: "default", path: "policies/default.toml", hash: "4eb55b4b84f0e6fb", text: ####"""
         # Levain built-in policy "default".
         #
         # Every isolation Levain has is on: all seven namespaces (the command runs as
@@ -48,8 +48,12 @@ enum BuiltinPolicies {
         usr_merge = true
         tmp_size = "256M"
         shm_size = "64M"
-        # A fresh host directory per run, read-write at /workspace; it survives the run.
+        # A fresh workspace per run, read-write at /workspace; it survives the run.
         workspace = true
+        # Its size: an ext4 image of this size (sparse: the host's disk gives only what
+        # is written), loop-mounted inside the jail; writing past it fails with ENOSPC.
+        # "off" makes the workspace a plain host directory with no bound.
+        workspace_size = "1G"
         
         [limits]
         memory = "512M"       # memory.max / memory.limit_in_bytes; swap is off
@@ -117,7 +121,7 @@ enum BuiltinPolicies {
         LANG = "C.UTF-8"
         TMPDIR = "/tmp"
         """####),
-        Entry(name: "strict", path: "policies/strict.toml", hash: "d8523d3b5ef96775", text: ####"""
+        Entry(name: "strict", path: "policies/strict.toml", hash: "c5782fd4417dec63", text: ####"""
         # Levain built-in policy "strict".
         #
         # As "default", but with no network at all (not even loopback), tight
@@ -151,6 +155,7 @@ enum BuiltinPolicies {
         tmp_size = "64M"
         shm_size = "16M"
         workspace = true
+        workspace_size = "256M"
         
         [limits]
         memory = "256M"

@@ -96,6 +96,15 @@ public struct Policy: Sendable, Equatable {
         public var shmSize: UInt64 = 64 << 20
         /// A per-run host directory mounted read-write at /workspace.
         public var workspace = true
+        /// The workspace's size: a sparse ext4 image of this size per
+        /// workspace, loop-mounted at /workspace inside the jail, so the kernel
+        /// stops a run that fills it (ENOSPC) and the host's disk gives at most
+        /// this much. nil ("off"): a plain host directory, unbounded.
+        public var workspaceSize: UInt64? = Self.defaultWorkspaceSize
+        public static let defaultWorkspaceSize: UInt64 = 1 << 30
+        /// ext4 needs room for its journal and tables; below this a
+        /// workspace would be mostly metadata.
+        public static let minimumWorkspaceSize: UInt64 = 16 << 20
         public init() {}
     }
 

@@ -104,6 +104,10 @@ public enum PolicyLoader {
             if let v = try t.size("tmp_size") { policy.filesystem.tmpSize = v }
             if let v = try t.size("shm_size") { policy.filesystem.shmSize = v }
             policy.filesystem.workspace = try t.bool("workspace") ?? true
+            policy.filesystem.workspaceSize = try t.optionalSize("workspace_size", default: policy.filesystem.workspaceSize)
+            if let v = policy.filesystem.workspaceSize, v < Policy.Filesystem.minimumWorkspaceSize || v > 1 << 44 {
+                throw t.invalid("workspace_size", "workspace_size must be between 16M and 16T (it is the size of the workspace's ext4 image), or \"off\" for an unbounded host directory")
+            }
             try t.finish()
         }
 

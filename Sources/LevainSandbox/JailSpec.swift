@@ -7,6 +7,9 @@ public enum MountOp: Sendable, Equatable {
     /// Recursive bind of a canonical host path.
     case bind(source: String, target: String, readOnly: Bool, optional: Bool, devices: Bool = false)
     case tmpfs(target: String, options: String, readOnly: Bool = false, noexec: Bool = false)
+    /// The ext4 filesystem on a block device (a workspace image's loop
+    /// device, which the parent holds open until the jail runs).
+    case ext4(device: String, target: String, options: String)
     case proc(target: String)
     case devpts(target: String, options: String)
     case directory(target: String, mode: UInt32)

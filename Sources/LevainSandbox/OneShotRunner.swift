@@ -91,13 +91,29 @@ public enum OneShotRunner {
                 throw SandboxError(.invalidInput, "--rw \(bind.host): \(problem)")
             }
         }
+        var workspaceMount: WorkspaceMount? = nil
+        var loop: LoopDevice? = nil
+        // Held until the jail has mounted it (spawn returns after the exec).
+        defer { loop?.release() }
         if policy.filesystem.workspace {
-            // Created while the jail builds its root (see placement below).
             try Directories.make(state + "/workspaces", mode: 0o711)
-            workspace = state + "/workspaces/" + runID
+            if let size = policy.filesystem.workspaceSize {
+                // A size the kernel enforces: an ext4 image, mounted in the jail.
+                let image = WorkspaceImage.path(of: state + "/workspaces/" + runID)
+                try WorkspaceImage.prepare(image, size: size, uid: hostUID, gid: hostGID, templates: state + "/cache/workspaces")
+                let device = try WorkspaceImage.attach(image, fresh: true)
+                loop = device
+                workspace = image
+                workspaceMount = .image(device: device.path)
+            } else {
+                // A plain directory, created while the jail builds its root
+                // (see placement below).
+                workspace = state + "/workspaces/" + runID
+                workspaceMount = .directory(state + "/workspaces/" + runID)
+            }
         }
         func makeWorkspace() throws(SandboxError) {
-            guard let ws = workspace else { return }
+            guard case .directory(let ws) = workspaceMount else { return }
             guard mkdir(ws, 0o700) == 0 else {
                 throw SandboxError(.io, "cannot create the workspace \(ws): \(String(cString: strerror(errno)))")
             }
@@ -108,7 +124,7 @@ public enum OneShotRunner {
 
         timer.mark("state-dirs")
         // 4. The root filesystem plan (bind sources resolved now).
-        let planner = RootfsPlanner(policy: policy, extraBinds: request.extraBinds, workspaceHostPath: workspace)
+        let planner = RootfsPlanner(policy: policy, extraBinds: request.extraBinds, workspace: workspaceMount)
         let (mounts, afterPlacement) = try planner.planWithSplit()
         let landlock: LandlockPlan? = policy.landlock == .off ? nil : planner.landlock(abi: landlockABI)
 
@@ -224,6 +240,10 @@ public enum OneShotRunner {
         }
         if dirFD >= 0 { close(dirFD) }
         defer { jail.close() }
+        // The jail has mounted its workspace (or failed): its mount holds the
+        // loop device from here on.
+        loop?.release()
+        loop = nil
 
         timer.mark("spawn")
         // 8. Wait: the timeout, and signals forwarded to the command. A
@@ -310,6 +330,7 @@ public enum OneShotRunner {
                 hit: !which.isEmpty, which: which, memoryBytes: policy.limits.memory, cpus: policy.limits.cpus,
                 pids: policy.limits.pids, timeoutSeconds: policy.limits.timeout, cpuTimeSeconds: policy.limits.cpuTime,
                 fileSizeBytes: policy.limits.fileSize, openFiles: policy.limits.openFiles,
+                workspaceBytes: workspaceMount.flatMap { if case .image = $0 { workspace.flatMap(WorkspaceImage.size(of:)) } else { nil } },
                 oomKills: usage?.oomKills ?? 0, pidsLimitHits: usage?.pidsLimitHits ?? 0,
                 cpuThrottledMs: usage?.cpuThrottledMicros.map { Double($0) / 1000 }),
             isolation: RunReport.Isolation(

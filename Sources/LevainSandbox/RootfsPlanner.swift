@@ -5,6 +5,14 @@ import LevainPolicy
 /// minimal /dev, a fresh /proc with the dangerous entries masked, a capped
 /// /tmp, the workspace, then the user's binds; the root is made read-only
 /// last (by the spawn core).
+/// What a jail gets at /workspace.
+public enum WorkspaceMount: Sendable, Equatable {
+    /// A host directory, bound read-write (no size limit).
+    case directory(String)
+    /// The loop device of a workspace image (WorkspaceImage), mounted as ext4.
+    case image(device: String)
+}
+
 public struct RootfsPlanner: Sendable {
     /// /proc entries hidden entirely (/dev/null over files, an empty read-only
     /// tmpfs over directories): kernel memory, keys, timers, hardware knobs.
@@ -26,13 +34,13 @@ public struct RootfsPlanner: Sendable {
     public var policy: Policy
     /// Extra binds of this run (--ro/--rw), after the policy's.
     public var extraBinds: [Policy.Bind]
-    /// The host directory mounted at /workspace, if any.
-    public var workspaceHostPath: String?
+    /// What is mounted at /workspace, if anything.
+    public var workspace: WorkspaceMount?
 
-    public init(policy: Policy, extraBinds: [Policy.Bind] = [], workspaceHostPath: String?) {
+    public init(policy: Policy, extraBinds: [Policy.Bind] = [], workspace: WorkspaceMount?) {
         self.policy = policy
         self.extraBinds = extraBinds
-        self.workspaceHostPath = workspaceHostPath
+        self.workspace = workspace
     }
 
     /// The plan. Bind sources are resolved here (see HostPath); a missing
@@ -97,8 +105,13 @@ public struct RootfsPlanner: Sendable {
 
         ops.append(.tmpfs(target: "/tmp", options: "size=\(fs.tmpSize),mode=1777"))
         split = ops.count
-        if let ws = workspaceHostPath {
-            ops.append(.bind(source: ws, target: "/workspace", readOnly: false, optional: false))
+        switch workspace {
+        case .directory(let path):
+            ops.append(.bind(source: path, target: "/workspace", readOnly: false, optional: false))
+        case .image(let device):
+            ops.append(.ext4(device: device, target: "/workspace", options: WorkspaceImage.mountOptions))
+        case nil:
+            break
         }
         // The policy's binds (/usr among them) and the run's, last so nothing
         // above hides them.
@@ -157,7 +170,7 @@ public struct RootfsPlanner: Sendable {
             LandlockRule(path: "/tmp", access: write, optional: false),
             LandlockRule(path: "/dev/shm", access: write, optional: false),
         ]
-        if workspaceHostPath != nil {
+        if workspace != nil {
             rules.append(LandlockRule(path: "/workspace", access: write, optional: false))
         }
         for bind in policy.filesystem.binds + extraBinds where bind.writable {

@@ -49,6 +49,8 @@ public struct RunReport: Codable, Sendable {
         public var cpuTimeSeconds: UInt64?
         public var fileSizeBytes: UInt64?
         public var openFiles: UInt64?
+        /// The workspace's size (its ext4 image), when it has one.
+        public var workspaceBytes: UInt64?
         public var oomKills: Int
         public var pidsLimitHits: Int
         public var cpuThrottledMs: Double?

@@ -358,6 +358,11 @@ public enum Spawner {
             m.data = arena.string(options)
             if readOnly { m.flags |= LV_MF_RDONLY }
             if noexec { m.flags |= LV_MF_NOEXEC }
+        case let .ext4(device, target, options):
+            m.kind = LV_MOUNT_EXT4.rawValue
+            m.source = arena.string(device)
+            m.target = arena.string(target)
+            m.data = arena.string(options)
         case let .proc(target):
             m.kind = LV_MOUNT_PROC.rawValue
             m.target = arena.string(target)
@@ -416,6 +421,7 @@ public enum Spawner {
         switch op {
         case let .bind(s, t, ro, _, _): "bind \(s) -> \(t)\(ro ? " ro" : " rw")"
         case let .tmpfs(t, _, _, _): "tmpfs \(t)"
+        case let .ext4(d, t, _): "ext4 \(d) -> \(t)"
         case let .proc(t): "proc \(t)"
         case let .devpts(t, _): "devpts \(t)"
         case let .directory(t, _): "mkdir \(t)"

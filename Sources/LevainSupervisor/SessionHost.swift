@@ -181,12 +181,42 @@ actor SessionHost {
                 throw SupervisorError(.invalid, "binds: rw \(bind.host): \(problem)", field: "binds")
             }
         }
+        let workspaceMount: WorkspaceMount
+        // An image's loop device, held until the jail has mounted it.
+        var loop: LoopDevice? = nil
+        do throws(SandboxError) {
+            let uid = ctx.hostIDBase + policy.user.uid, gid = ctx.hostIDBase + policy.user.gid
+            if workspace.hasSuffix(".img") {
+                let image = workspace
+                let size = policy.filesystem.workspaceSize ?? Policy.Filesystem.defaultWorkspaceSize
+                let templates = ctx.config.stateDirectory + "/cache/workspaces"
+                try await ctx.spawnThread.run { () throws(SandboxError) in
+                    try WorkspaceImage.prepare(image, size: size, uid: uid, gid: gid, templates: templates)
+                }
+                // A previous jail of this session (reopen, restart) lets go of
+                // the image when its mount namespace goes: wait for that.
+                let deadline = ContinuousClock.now + .seconds(10)
+                while WorkspaceImage.holder(of: image) != nil && ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(10))
+                }
+                let device = try WorkspaceImage.attach(image)
+                loop = device
+                workspaceMount = .image(device: device.path)
+            } else {
+                try Directories.make(workspace, mode: 0o700)
+                _ = chown(workspace, uid, gid)
+                workspaceMount = .directory(workspace)
+            }
+        } catch {
+            for fd in protocolPair + descriptorPair { Glibc.close(fd) }
+            phase = .failed(error.message)
+            throw SupervisorError(.spawnFailed, "the session's workspace: \(error.message)")
+        }
+        defer { loop?.release() }
         let spec: JailSpec
         do {
-            try Directories.make(workspace, mode: 0o700)
-            _ = chown(workspace, ctx.hostIDBase + policy.user.uid, ctx.hostIDBase + policy.user.gid)
             spec = try SessionJail.spec(
-                policy: policy, harnessHostPath: harness, workspace: workspace, extraBinds: self.spec.binds,
+                policy: policy, harnessHostPath: harness, workspace: workspaceMount, extraBinds: self.spec.binds,
                 landlockABI: ctx.landlockABI, seccomp: seccomp, runUID: policy.user.uid, runGID: policy.user.gid,
                 hostIDBase: ctx.hostIDBase, protocolFD: protocolPair[1], descriptorFD: descriptorPair[1])
         } catch {
@@ -236,6 +266,10 @@ actor SessionHost {
         }
         Glibc.close(protocolPair[1])
         Glibc.close(descriptorPair[1])
+        // The jail has mounted its workspace (or failed): from here on its
+        // mount holds the loop device.
+        loop?.release()
+        loop = nil
         switch result {
         case .failure(let e):
             Glibc.close(protocolPair[0])

@@ -27,10 +27,10 @@ enum SessionJail {
         ]
     }
 
-    static func spec(policy: Policy, harnessHostPath: String, workspace: String, extraBinds: [Policy.Bind],
+    static func spec(policy: Policy, harnessHostPath: String, workspace: WorkspaceMount, extraBinds: [Policy.Bind],
                      landlockABI: Int, seccomp: CompiledSeccomp, runUID: UInt32, runGID: UInt32,
                      hostIDBase: UInt32, protocolFD: Int32, descriptorFD: Int32) throws(SandboxError) -> JailSpec {
-        let planner = RootfsPlanner(policy: policy, extraBinds: extraBinds, workspaceHostPath: workspace)
+        let planner = RootfsPlanner(policy: policy, extraBinds: extraBinds, workspace: workspace)
         var (mounts, afterPlacement) = try planner.planWithSplit()
         // The harness: one file, read-only, after everything else.
         mounts.append(.bind(source: harnessHostPath, target: harnessPath, readOnly: true, optional: false))

@@ -167,19 +167,22 @@ public actor Supervisor {
         }
         let policy = try resolvePolicy(spec)
         let id = SessionID.make()
+        // With a workspace_size, the workspace is an ext4 image (kept for the
+        // session's life, whatever the policy says when it is reopened).
+        let workspace = policy.filesystem.workspaceSize != nil ? WorkspaceImage.path(of: workspacePath(id)) : workspacePath(id)
         let record = SessionRecord(id: id, tenant: spec.tenant, kind: .session, policy: spec.policy, labels: spec.labels,
-                                   status: .open, workspace: workspacePath(id), limits: spec.limitsJSON,
+                                   status: .open, workspace: workspace, limits: spec.limitsJSON,
                                    supervisor: context.instanceID)
         do {
             _ = try await log.record(
                 [NewEvent(sessionID: id, tenant: spec.tenant, type: "session.opened",
                           payload: ["policy": .string(spec.policy), "labels": .object(spec.labels.mapValues { .string($0) }),
-                                    "limits": .object(spec.limitsJSON), "workspace": .string(workspacePath(id))])],
+                                    "limits": .object(spec.limitsJSON), "workspace": .string(workspace)])],
                 and: [.insertSession(record)])
         } catch {
             throw logWriteError(error, "the session log")
         }
-        let host = SessionHost(id: id, tenant: spec.tenant, spec: spec, policy: policy, workspace: workspacePath(id), context: context)
+        let host = SessionHost(id: id, tenant: spec.tenant, spec: spec, policy: policy, workspace: workspace, context: context)
         hosts[id] = host
         // Requests for the new session while its jail starts wait for it.
         let task = Task { () -> Result<SessionHost, SupervisorError> in

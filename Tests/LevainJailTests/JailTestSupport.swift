@@ -166,3 +166,24 @@ func eventually(within seconds: Double, _ condition: () -> Bool) -> Bool {
     }
     return condition()
 }
+
+/// What a workspace image holds, read on the host without mounting it
+/// (debugfs, from e2fsprogs): a file's content, or nil when it is missing.
+func workspaceImageFile(_ image: String, _ path: String) -> String? {
+    guard let r = try? runProcess(["/sbin/debugfs", "-R", "cat \(path)", image]), r.status == 0,
+          !r.stderr.contains("File not found") else { return nil }
+    return r.stdout
+}
+
+/// A file's owner (host uid) in a workspace image, from debugfs's stat.
+func workspaceImageOwner(_ image: String, _ path: String) -> UInt32? {
+    guard let r = try? runProcess(["/sbin/debugfs", "-R", "stat \(path)", image]), r.status == 0,
+          let range = r.stdout.range(of: "User:") else { return nil }
+    return UInt32(r.stdout[range.upperBound...].drop { $0 == " " }.prefix { $0.isNumber })
+}
+
+/// The loop devices that have `image` attached now (losetup -j).
+func loopDevices(attachedTo image: String) -> [String] {
+    guard let r = try? runProcess(["/sbin/losetup", "-j", image]), r.status == 0 else { return [] }
+    return r.stdout.split(separator: "\n").map { String($0.prefix { $0 != ":" }) }
+}

@@ -130,15 +130,19 @@ struct LimitTests {
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
-        // Wait until the jail runs: its workspace gets the marker file.
+        // Wait until the jail runs: its sleepers are up (the workspace is an
+        // image, `<run>.img`, whose files the host does not see).
         var runID: String?
         let started = eventually(within: 20) {
-            guard let ws = try? FileManager.default.contentsOfDirectory(atPath: state + "/workspaces"), let id = ws.first else { return false }
-            runID = id
-            return FileManager.default.fileExists(atPath: "\(state)/workspaces/\(id)/started")
+            guard let ws = try? FileManager.default.contentsOfDirectory(atPath: state + "/workspaces"),
+                  let image = ws.first(where: { $0.hasSuffix(".img") }) else { return false }
+            runID = String(image.dropLast(4))
+            return jailProcesses(containing: marker).count >= 3
         }
         try #require(started, "the jail started")
         let id = try #require(runID)
+        let image = "\(state)/workspaces/\(id).img"
+        #expect(loopDevices(attachedTo: image).count == 1, "the jail's mount holds one loop device: \(loopDevices(attachedTo: image))")
         #expect(jailProcesses(containing: marker).count >= 3, "the sleepers and their shell: \(jailProcesses(containing: marker))")
         #expect(!cgroupDirectories(ofRun: id).isEmpty, "the run has its cgroups")
         kill(p.processIdentifier, SIGKILL)
@@ -146,7 +150,8 @@ struct LimitTests {
         // No jail process may remain, and the sentinel removes the cgroups.
         #expect(eventually(within: 5) { jailProcesses(containing: marker).isEmpty }, "\(jailProcesses(containing: marker))")
         #expect(eventually(within: 10) { cgroupDirectories(ofRun: id).isEmpty }, "\(cgroupDirectories(ofRun: id))")
-        // The workspace survives.
-        #expect(FileManager.default.fileExists(atPath: "\(state)/workspaces/\(id)/started"))
+        // The workspace survives, and no loop device or mount keeps its image.
+        #expect(workspaceImageFile(image, "/started") == "")
+        #expect(eventually(within: 10) { loopDevices(attachedTo: image).isEmpty }, "\(loopDevices(attachedTo: image))")
     }
 }

@@ -97,11 +97,24 @@ struct RunCommandTests {
         #expect(r.reportValue("isolation.seccomp.filters") as? Int == 2)
         #expect(r.reportValue("isolation.rootfs.read_only") as? Bool == true)
         #expect(r.reportValue("isolation.cgroup.version") as? Int != nil)
-        // The workspace survives the run, owned by the jail user's host id.
+        // The workspace survives the run: an image of the policy's
+        // workspace_size (1G), the file in it owned by the jail user's host id.
+        let ws = try #require(r.reportValue("workspace") as? String)
+        #expect(ws.hasSuffix(".img"), "\(ws)")
+        #expect(r.reportValue("limits.workspace_bytes") as? Int == 1 << 30)
+        #expect(workspaceImageFile(ws, "/out.txt") == "hi\n")
+        #expect(workspaceImageOwner(ws, "/out.txt") == jailHostIDBase + 1000)
+        #expect(loopDevices(attachedTo: ws).isEmpty, "no loop device stays attached after the run")
+    }
+
+    @Test func workspaceSizeOffGivesAHostDirectory() throws {
+        let r = try jail(["/bin/sh", "-c", "echo hi > /workspace/out.txt"], ["--workspace-size", "off"])
+        #expect(r.status == 0, "\(r)")
         let ws = try #require(r.reportValue("workspace") as? String)
         #expect((try? String(contentsOfFile: ws + "/out.txt", encoding: .utf8)) == "hi\n")
         var st = stat()
         #expect(stat(ws + "/out.txt", &st) == 0 && st.st_uid == jailHostIDBase + 1000)
+        #expect(r.reportValue("limits.workspace_bytes") == nil || r.reportValue("limits.workspace_bytes") is NSNull)
     }
 
     @Test func landlockIsAppliedWhereTheKernelHasIt() throws {

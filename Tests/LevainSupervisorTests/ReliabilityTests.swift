@@ -92,20 +92,19 @@ struct ReliabilityTests {
         try FileManager.default.createDirectory(atPath: counts, withIntermediateDirectories: true)
         chmod(counts, 0o777)
         let session = try await sv.openSession(["binds": ["rw": [.string(counts + ":/counts")]]])
-        let workspace = sv.state + "/workspaces/" + session
         // Control: the log works.
         let before = try await sv.startRun(session, ["command": "echo before", "wait": true])
         #expect(before["status"]?.stringValue == "succeeded")
 
         // Two runs that end while the disk is full: one prints 3 MB then and
         // exits 3; one, with retry "retry", counts its executions.
-        let gate = "while [ ! -e /workspace/go ]; do sleep 0.05; done; "
+        let gate = "while [ ! -e /counts/go ]; do sleep 0.05; done; "
         let loud = try #require(try await sv.startRun(session, ["command": .string(gate + "head -c 3000000 /dev/zero; exit 3")])["id"]?.stringValue)
         let once = try #require(try await sv.startRun(session, ["command": .string(gate + "echo x >> /counts/once; echo done"),
                                                                 "retry": "retry", "idempotency_key": "once"])["id"]?.stringValue)
         // The gate's file, made now and renamed in once the disk is full
         // (a rename needs no space).
-        #expect(FileManager.default.createFile(atPath: workspace + "/go.ready", contents: nil))
+        #expect(FileManager.default.createFile(atPath: counts + "/go.ready", contents: nil))
         try await Task.sleep(nanoseconds: 300_000_000)
 
         // Fill the state directory.
@@ -124,7 +123,7 @@ struct ReliabilityTests {
         let health = try await sv.request("GET", "/v1/health")
         #expect(health.status == 503 && health.json?["status"]?.stringValue == "log_unwritable", "\(health.status) \(health.text)")
 
-        #expect(rename(workspace + "/go.ready", workspace + "/go") == 0)
+        #expect(rename(counts + "/go.ready", counts + "/go") == 0)
         // Both end now, and neither end can be recorded: every client sees
         // what the log holds (running), never the status it cannot record.
         #expect(await eventually(within: 20) { FileManager.default.fileExists(atPath: counts + "/once") })

@@ -37,6 +37,9 @@ enum lv_mount_kind {
     LV_MOUNT_MASK = 8,     // hide target: /dev/null over a file, empty ro tmpfs over a dir
     LV_MOUNT_READONLY = 9, // bind target onto itself read-only (recursive)
     LV_MOUNT_REMOUNT_RO = 10, // make the mount at target read-only (that mount only)
+    LV_MOUNT_EXT4 = 11,    // the ext4 filesystem on block device source (a loop device the
+                           // parent attached) at target, data = mount options; an empty
+                           // lost+found is removed after the mount
 };
 
 // lv_mount.flags
@@ -323,6 +326,16 @@ int lv_close_range(unsigned first, unsigned last);
 // setns(2) into the network namespace of the process behind a pidfd, for
 // the calling thread only (Glibc's Swift module does not export setns).
 int lv_setns_net(int pidfd);
+
+// Attaches the open regular file backing_fd to a free loop device with
+// LO_FLAGS_AUTOCLEAR (the device detaches when its last opener closes and no
+// mount uses it). Returns the loop device's fd (O_CLOEXEC) and its number in
+// *index, or -errno. Parent-side; not for the child.
+int lv_loop_attach(int backing_fd, int read_only, int *index);
+
+// The loop device number whose backing file is (dev, ino), or -1 if none is.
+// Parent-side: reads /sys/block/loop*/loop/backing_file's device numbers.
+int lv_loop_find(uint64_t dev, uint64_t ino);
 
 #ifdef __cplusplus
 }
