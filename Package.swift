@@ -97,10 +97,22 @@ let package = Package(
         // pure logic, driven by the supervisor through two protocols (the
         // model behind the gateway, the tools behind the tool service).
         .target(name: "LevainAgent", dependencies: ["LevainPolicy", "LevainSessionLog"]),
+        // The control API's contract as values: the request and response
+        // types with one reader and one writer each, the errors, and the
+        // client. No server: `levain-ctl` needs the supervisor only for serve.
+        .target(
+            name: "LevainAPI",
+            dependencies: [
+                "LevainPolicy", "LevainProtocol", "LevainSessionLog",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "LevainSupervisor",
             dependencies: [
-                "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainProtocol", "LevainProtocolNIO",
+                "LevainAPI", "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainProtocol", "LevainProtocolNIO",
                 "LevainSessionLog", "LevainProxy", "LevainAgent", "CLevainSpawn",
                 .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -134,13 +146,13 @@ let package = Package(
         .executableTarget(
             name: "levain-ctl",
             dependencies: [
-                "LevainCLI", "LevainSupervisor", "LevainSessionLog", "LevainPolicy",
+                "LevainCLI", "LevainAPI", "LevainSupervisor", "LevainSessionLog", "LevainPolicy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Benchmarks (make bench): the supervisor against plain references,
         // and durable session-log appends.
-        .executableTarget(name: "levain-bench-supervisor", dependencies: ["LevainSupervisor", "LevainSessionLog"],
+        .executableTarget(name: "levain-bench-supervisor", dependencies: ["LevainAPI", "LevainSupervisor", "LevainSessionLog"],
                           path: "benchmarks/Supervisor"),
         .executableTarget(name: "levain-log-bench", dependencies: ["LevainSessionLog"], path: "benchmarks/LogAppends"),
         .testTarget(name: "LevainPolicyTests", dependencies: ["LevainPolicy"]),
@@ -154,6 +166,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "LevainSessionLogTests", dependencies: ["LevainSessionLog"]),
+        .testTarget(name: "LevainAPITests", dependencies: ["LevainAPI", "LevainSessionLog", "LevainPolicy"]),
         .testTarget(
             name: "LevainProxyTests",
             dependencies: [
@@ -165,7 +178,7 @@ let package = Package(
         // Need root and a real kernel; every test checks getuid() == 0.
         .testTarget(name: "LevainJailTests", dependencies: ["LevainSandbox", "LevainPolicy", "LevainSystem"],
                     exclude: ["Payloads"]),
-        .testTarget(name: "LevainSupervisorTests", dependencies: ["LevainSupervisor", "LevainSessionLog", "LevainProtocol", "LevainAgent"]),
+        .testTarget(name: "LevainSupervisorTests", dependencies: ["LevainAPI", "LevainSupervisor", "LevainSessionLog", "LevainProtocol", "LevainAgent"]),
         .testTarget(name: "LevainAgentTests", dependencies: ["LevainAgent", "LevainPolicy", "LevainSessionLog"]),
     ]
 )

@@ -1,57 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LevainAPI
 import LevainSessionLog
 import Synchronization
-
-/// What a client asks a run to do (`POST /v1/sessions/{id}/runs`).
-public struct RunSpec: Sendable, Equatable {
-    public var argv: [String]
-    /// Added to (and over) the policy's environment.
-    public var env: [String: String] = [:]
-    public var cwd: String?
-    /// Bytes for the run's stdin, all at once; nil and no `stdinStream`:
-    /// /dev/null.
-    public var stdin: [UInt8]?
-    /// Stdin comes through `PUT /v1/runs/{id}/stdin` instead.
-    public var stdinStream = false
-    /// Wall-clock limit in seconds; nil: the policy's.
-    public var timeout: Double?
-    /// CPU-time limit in seconds (RLIMIT_CPU); nil: the policy's.
-    public var cpuTime: UInt64?
-    /// Largest file the run may write, in bytes (RLIMIT_FSIZE); nil: the policy's.
-    public var fileSize: UInt64?
-    public var idempotencyKey: String?
-    /// What recovery does with the run when a supervisor restart
-    /// interrupts it.
-    public var retry: RetryPolicy = .fail
-
-    public init(argv: [String]) { self.argv = argv }
-
-    /// The request as stored with the run (stdin content is not: only its size).
-    var json: JSONObject {
-        var o: JSONObject = ["argv": JSONValue(argv)]
-        if !env.isEmpty { o["env"] = .object(env.mapValues { .string($0) }) }
-        if let cwd { o["cwd"] = .string(cwd) }
-        if let stdin { o["stdin_bytes"] = JSONValue(stdin.count) }
-        if stdinStream { o["stdin_stream"] = true }
-        if let timeout { o["timeout"] = .double(timeout) }
-        if let cpuTime { o["cpu_time"] = .int(Int64(cpuTime)) }
-        if let fileSize { o["file_size"] = .int(Int64(fileSize)) }
-        return o
-    }
-
-    static func from(_ o: JSONObject) -> RunSpec? {
-        guard let argv = o["argv"]?.arrayValue?.compactMap(\.stringValue), !argv.isEmpty else { return nil }
-        var s = RunSpec(argv: argv)
-        if let env = o["env"]?.objectValue { s.env = env.compactMapValues(\.stringValue) }
-        s.cwd = o["cwd"]?.stringValue
-        s.timeout = o["timeout"]?.doubleValue
-        s.cpuTime = o["cpu_time"]?.intValue.flatMap { $0 > 0 ? UInt64($0) : nil }
-        s.fileSize = o["file_size"]?.intValue.flatMap { $0 >= 0 ? UInt64($0) : nil }
-        return s
-    }
-}
 
 /// How a run's process ended, as the harness reported it.
 public struct ProcessOutcome: Sendable, Equatable {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import AsyncHTTPClient
+import LevainAPI
 import LevainPolicy
 import LevainProxy
 import LevainSessionLog

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLevainSpawn
+import LevainAPI
 import LevainPolicy
 import LevainProtocol
 import LevainSandbox
@@ -9,35 +10,6 @@ import LevainSessionLog
 import LevainSystem
 import NIOCore
 import Synchronization
-
-/// What a session is made from (`POST /v1/sessions`).
-public struct SessionSpec: Sendable, Equatable {
-    public var policy: String
-    public var tenant = ""
-    public var labels: [String: String] = [:]
-    public var memory: UInt64?
-    public var cpus: Double?
-    public var pids: Int?
-    /// Default per-run wall-clock limit, in seconds.
-    public var timeout: Double?
-    public var binds: [Policy.Bind] = []
-    /// A different harness binary (only when the supervisor allows it: tests).
-    public var harness: String?
-
-    public init(policy: String) { self.policy = policy }
-
-    var limitsJSON: JSONObject {
-        var o: JSONObject = [:]
-        if let memory { o["memory"] = .int(Int64(memory)) }
-        if let cpus { o["cpus"] = .double(cpus) }
-        if let pids { o["pids"] = JSONValue(pids) }
-        if let timeout { o["timeout"] = .double(timeout) }
-        if !binds.isEmpty {
-            o["binds"] = .array(binds.map { ["host": .string($0.host), "jail": .string($0.jail), "mode": .string($0.writable ? "rw" : "ro")] })
-        }
-        return o
-    }
-}
 
 /// Why a run attempt did not get its process started.
 enum StartFailure: Error {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LevainAPI
 import LevainPolicy
 import LevainProtocol
 import LevainProxy
@@ -112,20 +113,24 @@ public actor Supervisor {
         }
         if swept > 0 { Self.say("levain: removed \(swept) cgroup(s) of this log's sessions left by an earlier supervisor") }
         for r in inFlight {
-            let retry = r.retryPolicy == .retry && RunSpec.from(r.request) != nil
+            // What was stored, read back exactly; a request that does not
+            // read (a damaged record) is not retried: it fails, saying why.
+            let stored = Result { () throws(SupervisorError) in try RunSpec(record: r) }
+            let retry = r.retryPolicy == .retry && (try? stored.get()) != nil
             var changes: [StateChange] = []
             var payload: JSONObject = ["previous_status": .string(r.status.rawValue), "attempt": JSONValue(r.attempt),
                                        "action": .string(retry ? "retry" : "fail")]
             if retry {
                 changes.append(.updateRun(RunUpdate(id: r.id, status: .queued, attempt: r.attempt + 1)))
             } else {
-                changes.append(.updateRun(RunUpdate(id: r.id, status: .interrupted, error: "the supervisor stopped while the run was \(r.status.rawValue)",
-                                                    finishedAt: .now())))
+                var error = "the supervisor stopped while the run was \(r.status.rawValue)"
+                if r.retryPolicy == .retry, case .failure(let e) = stored { error += "; not retried: \(e.message)" }
+                changes.append(.updateRun(RunUpdate(id: r.id, status: .interrupted, error: error, finishedAt: .now())))
                 payload["status"] = "interrupted"
             }
             try await recordRecovery([NewEvent(sessionID: r.sessionID, runID: r.id, tenant: r.tenant, type: "run.interrupted", payload: payload)],
                                      changes)
-            if retry, let spec = RunSpec.from(r.request) {
+            if retry, case .success(let spec) = stored {
                 var record = r
                 record.status = .queued
                 record.attempt = r.attempt + 1
@@ -171,13 +176,13 @@ public actor Supervisor {
         // session's life, whatever the policy says when it is reopened).
         let workspace = policy.filesystem.workspaceSize != nil ? WorkspaceImage.path(of: workspacePath(id)) : workspacePath(id)
         let record = SessionRecord(id: id, tenant: spec.tenant, kind: .session, policy: spec.policy, labels: spec.labels,
-                                   status: .open, workspace: workspace, limits: spec.limitsJSON,
+                                   status: .open, workspace: workspace, limits: spec.storedLimits,
                                    supervisor: context.instanceID)
         do {
             _ = try await log.record(
                 [NewEvent(sessionID: id, tenant: spec.tenant, type: "session.opened",
                           payload: ["policy": .string(spec.policy), "labels": .object(spec.labels.mapValues { .string($0) }),
-                                    "limits": .object(spec.limitsJSON), "workspace": .string(workspace)])],
+                                    "limits": .object(spec.storedLimits), "workspace": .string(workspace)])],
                 and: [.insertSession(record)])
         } catch {
             throw logWriteError(error, "the session log")
@@ -301,21 +306,7 @@ public actor Supervisor {
         }
         guard record.status != .closed else { throw SupervisorError(.conflict, "session \(id) is closed", field: "session") }
         try admit()
-        var spec = SessionSpec(policy: record.policy)
-        spec.tenant = record.tenant
-        spec.labels = record.labels
-        if let m = record.limits["memory"]?.intValue { spec.memory = UInt64(m) }
-        spec.cpus = record.limits["cpus"]?.doubleValue
-        if let p = record.limits["pids"]?.intValue { spec.pids = Int(p) }
-        spec.timeout = record.limits["timeout"]?.doubleValue
-        if let binds = record.limits["binds"]?.arrayValue {
-            for b in binds {
-                guard let host = b["host"]?.stringValue, let jail = b["jail"]?.stringValue else {
-                    throw SupervisorError(.internalError, "session \(id) has a bind the log cannot describe: \(b)")
-                }
-                spec.binds.append(Policy.Bind(host: host, jail: jail, writable: b["mode"]?.stringValue == "rw"))
-            }
-        }
+        var spec = try SessionSpec(record: record)
         if let old = hosts[id] {
             spec.harness = old.spec.harness
             // The failed jail must be gone first: the new one takes the
@@ -381,7 +372,7 @@ public actor Supervisor {
         }
         let tSession = RunState.tracing ? RunState.now() : 0
         let runID = LevainSandbox.RunID.make()
-        let record = RunRecord(id: runID, sessionID: id, tenant: tenant, status: .queued, request: spec.json,
+        let record = RunRecord(id: runID, sessionID: id, tenant: tenant, status: .queued, request: spec.stored,
                                idempotencyKey: spec.idempotencyKey, retryPolicy: spec.retry)
         let tLog = RunState.tracing ? RunState.now() : 0
         // Known in memory before the log write ends: a concurrent submit
@@ -389,7 +380,7 @@ public actor Supervisor {
         // and must then find it live here too (to wait for it).
         let state = makeRunState(record, spec: spec)
         do {
-            _ = try await log.record([NewEvent(sessionID: id, runID: runID, tenant: tenant, type: "run.queued", payload: spec.json)],
+            _ = try await log.record([NewEvent(sessionID: id, runID: runID, tenant: tenant, type: "run.queued", payload: spec.stored)],
                                      and: [.insertRun(record)])
         } catch where error.code == .duplicateIdempotencyKey {
             runs[runID] = nil
@@ -594,12 +585,7 @@ public actor Supervisor {
 
     /// The status `levain run` exits with for such an end.
     static func exitStatus(status: RunStatus, outcome: ProcessOutcome?) -> Int32 {
-        if let code = outcome?.code { return code }
-        if let sig = outcome?.signal { return 128 + sig }
-        switch status {
-        case .cancelled, .timedOut: return 128 + SIGKILL
-        default: return 125
-        }
+        APIJSON.exitStatus(status: status, code: outcome?.code, signal: outcome?.signal)
     }
 
     public func run(_ id: String) throws(SupervisorError) -> RunRecord {
@@ -621,7 +607,7 @@ public actor Supervisor {
             throw SupervisorError(.conflict, "run \(id) is not this supervisor's live run (a one-shot levain run's); follow it with GET /v1/log/events?run=\(id)", field: "run")
         }
         // A run from an earlier supervisor: its output, finished, from disk.
-        let spec = RunSpec.from(record.request) ?? RunSpec(argv: ["?"])
+        let spec = try RunSpec(record: record)
         let state = RunState(record: record, spec: spec, outputDirectory: config.stateDirectory + "/runs/" + id, maxOutput: config.maxOutputBytes)
         state.stdout.adoptExisting()
         state.stderr.adoptExisting()

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LevainAPI
 import LevainPolicy
 
 /// The supervisor's settings: `levain serve --config FILE` (TOML), then
@@ -8,7 +9,7 @@ import LevainPolicy
 /// lists them.
 public struct SupervisorConfig: Sendable, Equatable {
     /// The control API's Unix socket.
-    public var socketPath = "/run/levain/levain.sock"
+    public var socketPath = APIClient.Address.defaultSocketPath
     /// Its mode: 0600 (root only) unless a group is granted (0660).
     public var socketGroup: String?
     /// Optional TCP listener ("127.0.0.1:7480"); it requires a bearer token.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Dispatch
+import LevainAPI
 import LevainProxy
 import LevainSandbox
 import LevainSessionLog

@@ -3,10 +3,10 @@ import Glibc
 #endif
 import ArgumentParser
 import CLevainSpawn
+import LevainAPI
 import LevainCLI
 import LevainPolicy
 import LevainSessionLog
-import LevainSupervisor
 
 struct AgentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

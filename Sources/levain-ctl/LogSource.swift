@@ -1,9 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LevainAPI
 import LevainCLI
 import LevainSessionLog
-import LevainSupervisor
 
 /// Where `levain sessions`, `runs` and `log` read from: a supervisor
 /// (`--connect`) or the session log file in a state directory, opened

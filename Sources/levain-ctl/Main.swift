@@ -2,8 +2,8 @@
 import Glibc
 #endif
 import ArgumentParser
+import LevainAPI
 import LevainCLI
-import LevainSupervisor
 
 /// `levain-ctl`: the whole `levain` CLI, the supervisor's commands included.
 /// `levain` execs it for `serve`, `sessions`, `runs`, `cancel`, `log` and

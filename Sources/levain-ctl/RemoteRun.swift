@@ -1,11 +1,12 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LevainAPI
 import LevainCLI
+import LevainPolicy
 import CLevainSpawn
 import Dispatch
 import LevainSessionLog
-import LevainSupervisor
 import Synchronization
 
 /// `levain --connect ADDRESS run ...`: the same run through a supervisor.
@@ -28,37 +29,47 @@ extension RunOptions {
                 throw UserError("\(first) applies to the jail of a new session; it cannot change session \(session!) (drop --session to get a new one)")
             }
         }
-        var runBody: JSONObject = ["argv": JSONValue(argv)]
-        var env: JSONObject = [:]
+        // The run as the API's value: checked here with the same bounds the
+        // supervisor applies, and sent as RunRequest writes it.
+        var spec = RunSpec(argv: argv)
         for item in self.env {
             guard let eq = item.firstIndex(of: "="), eq != item.startIndex else { throw UserError("--env \(item): expected KEY=VALUE") }
-            env[String(item[..<eq])] = .string(String(item[item.index(after: eq)...]))
+            spec.env[String(item[..<eq])] = String(item[item.index(after: eq)...])
         }
-        if !env.isEmpty { runBody["env"] = .object(env) }
         if let cwd {
             guard cwd.hasPrefix("/") else { throw UserError("--cwd \(cwd): give an absolute path inside the jail (e.g. /workspace/src)") }
-            runBody["cwd"] = .string(cwd)
+            spec.cwd = cwd
         }
-        if let timeout { runBody["timeout"] = .string(timeout) }
-        if let cpuTime { runBody["cpu_time"] = .string(cpuTime) }
-        if let fileSize { runBody["file_size"] = .string(fileSize) }
+        if let timeout {
+            guard let v = Quantity.parseDuration(timeout), v > 0, v < 1e7 else {
+                throw UserError("--timeout \(timeout): expected seconds (e.g. 30, 1.5) or a duration (30s, 5m, 1h)")
+            }
+            spec.timeout = v
+        }
+        if let cpuTime {
+            guard let v = Quantity.parseDuration(cpuTime), v >= 1, v < 1e9 else {
+                throw UserError("--cpu-time \(cpuTime): expected at least 1 second (e.g. 10, 10s, 2m)")
+            }
+            spec.cpuTime = UInt64(v.rounded(.up))
+        }
+        if let fileSize {
+            guard let v = Quantity.parseSize(fileSize) else {
+                throw UserError("--file-size \(fileSize): invalid size; expected a number with an optional K, M, G or T suffix (e.g. 100M)")
+            }
+            spec.fileSize = v
+        }
+        do throws(APIError) {
+            try RunSpec.checkArgv(spec.argv)
+            try RunSpec.checkEnv(spec.env)
+        } catch {
+            throw UserError("\(error.field ?? "run"): \(error.message)")
+        }
         let streamStdin = Self.stdinHasData()
-        if streamStdin { runBody["stdin_stream"] = true }
+        spec.stdinStream = streamStdin
+        let runBody = RunRequest(spec: spec).json
 
-        var sessionBody: JSONObject = ["policy": .string(policyArgument(policy)), "labels": ["levain.cli": "run"]]
-        var limits: JSONObject = [:]
-        if let memory { limits["memory"] = .string(memory) }
-        if let cpus {
-            guard let v = Double(cpus) else { throw UserError("--cpus \(cpus): a number of cores, e.g. 0.5 or 2") }
-            limits["cpus"] = .double(v)
-        }
-        if let pids {
-            guard let v = Int(pids) else { throw UserError("--pids \(pids): a whole number") }
-            limits["pids"] = JSONValue(v)
-        }
-        if !limits.isEmpty { sessionBody["limits"] = .object(limits) }
-        let binds = bindsJSON(readOnly: readOnlyBinds, readWrite: readWriteBinds)
-        if !binds.isEmpty { sessionBody["binds"] = .object(binds) }
+        let sessionBody = try sessionSpec(policy: policyArgument(policy), labels: ["levain.cli=run"], memory: memory, cpus: cpus, pids: pids,
+                                          readOnly: readOnlyBinds, readWrite: readWriteBinds).request
 
         let existing = session
         let quiet = self.quiet

@@ -2,9 +2,9 @@
 import Glibc
 #endif
 import ArgumentParser
+import LevainAPI
 import LevainCLI
 import LevainSessionLog
-import LevainSupervisor
 
 struct RunsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,9 +2,10 @@
 import Glibc
 #endif
 import ArgumentParser
+import LevainAPI
 import LevainCLI
+import LevainPolicy
 import LevainSessionLog
-import LevainSupervisor
 
 /// Options shared by the commands that read the log: where it is.
 struct StateOption: ParsableArguments {
@@ -19,7 +20,7 @@ extension Connection {
     /// The supervisor to talk to: --connect, LEVAIN_CONNECT, or the default socket.
     static func required() throws -> APIClient {
         if let client { return client }
-        let path = SupervisorConfig().socketPath
+        let path = APIClient.Address.defaultSocketPath
         guard access(path, F_OK) == 0 else {
             throw UserError("no supervisor at \(path); start one with `levain serve`, or name it with --connect unix:PATH (before the command)")
         }
@@ -116,23 +117,16 @@ struct SessionsCommand: ParsableCommand {
         @Flag(help: "Print the session as JSON.") var json = false
 
         func run() throws {
-            var body: JSONObject = [:]
-            if let policy { body["policy"] = .string(policyArgument(policy)) }
-            if let tenant { body["tenant"] = .string(tenant) }
-            var labels: JSONObject = [:]
-            for l in label {
-                guard let eq = l.firstIndex(of: "="), eq != l.startIndex else { throw UserError("--label \(l): expected KEY=VALUE") }
-                labels[String(l[..<eq])] = .string(String(l[l.index(after: eq)...]))
+            var spec = try sessionSpec(policy: policy.map(policyArgument) ?? "", labels: label, memory: memory, cpus: cpus.map { String($0) },
+                                       pids: pids.map { String($0) }, readOnly: readOnly, readWrite: readWrite)
+            spec.tenant = tenant ?? ""
+            if let timeout {
+                guard let v = Quantity.parseDuration(timeout), v > 0, v < 1e7 else {
+                    throw UserError("--timeout \(timeout): expected seconds (e.g. 30, 1.5) or a duration (30s, 5m, 1h)")
+                }
+                spec.timeout = v
             }
-            if !labels.isEmpty { body["labels"] = .object(labels) }
-            var limits: JSONObject = [:]
-            if let memory { limits["memory"] = .string(memory) }
-            if let cpus { limits["cpus"] = .double(cpus) }
-            if let pids { limits["pids"] = JSONValue(pids) }
-            if let timeout { limits["timeout"] = .string(timeout) }
-            if !limits.isEmpty { body["limits"] = .object(limits) }
-            let binds = bindsJSON(readOnly: readOnly, readWrite: readWrite)
-            if !binds.isEmpty { body["binds"] = .object(binds) }
+            let body = spec.request
             let s = try call(try Connection.required(), "POST", "/v1/sessions", .object(body))
             writeStdout(json ? prettyJSON(.object(s)) + "\n" : (s["id"]?.cell ?? "-") + "\n")
         }
@@ -166,15 +160,40 @@ func policyArgument(_ policy: String) -> String {
 }
 
 /// `--ro`/`--rw` values for the API, host sides made absolute.
-func bindsJSON(readOnly: [String], readWrite: [String]) -> JSONObject {
-    func fix(_ spec: String) -> JSONValue {
-        guard !spec.hasPrefix("/") else { return .string(spec) }
-        return .string(absolutePath(spec))
+/// A session's spec from command-line options, checked here as the
+/// supervisor would check it (sizes, numbers, binds with absolute host
+/// paths), and sent as SessionSpec writes it. An empty policy is the
+/// supervisor's default.
+func sessionSpec(policy: String, labels: [String], memory: String?, cpus: String?, pids: String?,
+                 readOnly: [String], readWrite: [String]) throws -> SessionSpec {
+    var spec = SessionSpec(policy: policy)
+    for l in labels {
+        guard let eq = l.firstIndex(of: "="), eq != l.startIndex else { throw UserError("--label \(l): expected KEY=VALUE") }
+        spec.labels[String(l[..<eq])] = String(l[l.index(after: eq)...])
     }
-    var o: JSONObject = [:]
-    if !readOnly.isEmpty { o["ro"] = .array(readOnly.map(fix)) }
-    if !readWrite.isEmpty { o["rw"] = .array(readWrite.map(fix)) }
-    return o
+    if let memory {
+        guard let v = Quantity.parseSize(memory), v >= 4 << 20 else { throw UserError("--memory \(memory): a size of at least 4M (e.g. 256M, 2G)") }
+        spec.memory = v
+    }
+    if let cpus {
+        guard let v = Double(cpus), v >= 0.01, v <= 4096 else { throw UserError("--cpus \(cpus): a number of cores between 0.01 and 4096, e.g. 0.5 or 2") }
+        spec.cpus = v
+    }
+    if let pids {
+        guard let v = Int(pids), v >= 1, v <= 4_194_304 else { throw UserError("--pids \(pids): a whole number, 1 or more") }
+        spec.pids = v
+    }
+    for (option, items, writable) in [("--ro", readOnly, false), ("--rw", readWrite, true)] {
+        for item in items {
+            let absolute = item.hasPrefix("/") ? item : absolutePath(item)
+            do throws(PolicyError) {
+                spec.binds.append(try PolicyLoader.parseBind(absolute, writable: writable, optional: false, file: option, line: nil, key: option))
+            } catch {
+                throw UserError("\(option) \(item): \(error.message)")
+            }
+        }
+    }
+    return spec
 }
 
 func runsTable(_ runs: [JSONValue]) -> String {

@@ -1,7 +1,7 @@
+import LevainAPI
 import ArgumentParser
 import LevainCLI
 import LevainSessionLog
-import LevainSupervisor
 
 /// `levain usage`: tokens and cost of model calls, summed from the log.
 struct UsageCommand: ParsableCommand {

@@ -1,3 +1,4 @@
+import LevainAPI
 import Foundation
 import LevainSessionLog
 import LevainSupervisor

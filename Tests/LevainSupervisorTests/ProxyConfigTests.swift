@@ -1,3 +1,4 @@
+import LevainAPI
 import LevainPolicy
 import LevainProxy
 import Testing

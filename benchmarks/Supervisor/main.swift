@@ -16,6 +16,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LevainAPI
 import LevainSessionLog
 import LevainSupervisor
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import AsyncHTTPClient
 import Foundation
+import LevainAPI
 import LevainAgent
 import LevainPolicy
 import LevainProxy
@@ -31,7 +32,7 @@ extension Supervisor {
         let policy = host.policy
         let tenant = host.tenant
         let spec = RunSpec(argv: ["levain-agent", agent.name])
-        var request: JSONObject = spec.json
+        var request: JSONObject = spec.stored
         request["agent"] = ["name": .string(agent.name), "model": .string(agent.model), "max_steps": JSONValue(agent.maxSteps),
                             "wall_time": .double(agent.wallTime), "tools": JSONValue(agent.tools), "input": .string(ToolService.clip(input))]
         let runID = LevainSandbox.RunID.make()

@@ -1,3 +1,4 @@
+import LevainAPI
 import LevainSessionLog
 
 /// Tool calls waiting for a person. A call waits here until someone

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LevainAPI
 import LevainAgent
 import LevainPolicy
 import LevainProtocol

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import AsyncHTTPClient
 import Foundation
+import LevainAPI
 import LevainAgent
 import LevainPolicy
 import LevainProxy

@@ -1,3 +1,4 @@
+import LevainAPI
 import LevainProtocol
 import Synchronization
 

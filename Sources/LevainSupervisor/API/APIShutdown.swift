@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Hummingbird
+import LevainAPI
 import LevainSandbox
 import NIOCore
 import ServiceLifecycle

@@ -22,6 +22,9 @@ public struct APIClient: Sendable {
             }
         }
 
+        /// Where `levain serve` listens unless its config says otherwise.
+        public static let defaultSocketPath = "/run/levain/levain.sock"
+
         /// "unix:/run/levain/levain.sock", "unix:PATH", "tcp:HOST:PORT", or a bare path.
         public static func parse(_ text: String) -> Address? {
             if text.hasPrefix("unix:") { return .unix(String(text.dropFirst(5))) }

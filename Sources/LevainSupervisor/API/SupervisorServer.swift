@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Hummingbird
+import LevainAPI
 import Logging
 import ServiceLifecycle
 import Synchronization

@@ -1,0 +1,107 @@
+import LevainSessionLog
+
+/// `POST /v1/sessions/{id}/runs`: a run and whether to answer at its end.
+public struct RunRequest: Sendable, Equatable {
+    public var spec: RunSpec
+    /// Answer when the run has ended instead of when it is queued.
+    public var wait: Bool
+
+    public init(spec: RunSpec, wait: Bool = false) {
+        self.spec = spec
+        self.wait = wait
+    }
+
+    public init(json o: JSONObject) throws(APIError) {
+        spec = try RunSpec(request: o)
+        wait = o["wait"]?.boolValue ?? false
+    }
+
+    public var json: JSONObject {
+        var o = spec.request
+        if wait { o["wait"] = true }
+        return o
+    }
+}
+
+/// `POST /v1/runs/{id}/signal`: a number 1-64 or a name ("TERM", "SIGINT").
+public struct SignalRequest: Sendable, Equatable {
+    public var signal: Int32
+
+    public init(signal: Int32) { self.signal = signal }
+
+    public init(json o: JSONObject) throws(APIError) {
+        try Fields(o, allowed: ["signal"]).check()
+        if let n = o["signal"]?.intValue, (1...64).contains(n) {
+            signal = Int32(n)
+        } else if let name = o["signal"]?.stringValue, let n = SignalNames.number(name) {
+            signal = n
+        } else {
+            throw APIError(.invalid, "signal must be a number 1-64 or a name like \"TERM\" or \"SIGINT\"", field: "signal")
+        }
+    }
+
+    public var json: JSONObject { ["signal": .int(Int64(signal))] }
+}
+
+/// `POST /v1/approvals/{id}`: allow or deny a tool call that waits.
+public struct ApprovalDecisionRequest: Sendable, Equatable {
+    public var allow: Bool
+    public var reason: String
+    /// Who decided (self-declared; at most 128 characters are kept).
+    public var by: String
+
+    public init(allow: Bool, reason: String = "", by: String = "api") {
+        self.allow = allow
+        self.reason = reason
+        self.by = by
+    }
+
+    public init(json o: JSONObject) throws(APIError) {
+        try Fields(o, allowed: ["decision", "reason", "by"]).check()
+        guard let d = o["decision"]?.stringValue, d == "allow" || d == "deny" else {
+            throw APIError(.invalid, "decision must be \"allow\" or \"deny\"", field: "decision")
+        }
+        allow = d == "allow"
+        reason = o["reason"]?.stringValue ?? ""
+        guard reason.utf8.count <= 4096 else { throw APIError(.invalid, "reason is at most 4 KiB", field: "reason") }
+        by = String((o["by"]?.stringValue ?? "api").prefix(128))
+    }
+
+    public var decision: String { allow ? "allow" : "deny" }
+
+    public var json: JSONObject { ["decision": .string(decision), "reason": .string(reason), "by": .string(by)] }
+}
+
+/// `POST /v1/sessions/{id}/agent-runs`: an agent file's text and the input.
+/// The agent file itself is read by the supervisor (LevainAgent's AgentSpec),
+/// which names its file, line and key.
+public struct AgentRunRequest: Sendable, Equatable {
+    /// The agent file (TOML), as text.
+    public var agent: String
+    /// The name its errors are reported under.
+    public var agentFile: String
+    public var input: String
+    public var wait: Bool
+
+    public init(agent: String, agentFile: String = "agent.toml", input: String, wait: Bool = false) {
+        self.agent = agent
+        self.agentFile = agentFile
+        self.input = input
+        self.wait = wait
+    }
+
+    public init(json o: JSONObject) throws(APIError) {
+        try Fields(o, allowed: ["agent", "agent_file", "input", "wait"]).check()
+        guard let text = o["agent"]?.stringValue else {
+            throw APIError(.invalid, "agent must be the text of an agent file (TOML)", field: "agent")
+        }
+        guard let input = o["input"]?.stringValue else { throw APIError(.invalid, "input must be a string", field: "input") }
+        self.init(agent: text, agentFile: o["agent_file"]?.stringValue ?? "agent.toml", input: input, wait: o["wait"]?.boolValue == true)
+    }
+
+    public var json: JSONObject {
+        var o: JSONObject = ["agent": .string(agent), "agent_file": .string(agentFile), "input": .string(input)]
+        if wait { o["wait"] = true }
+        return o
+    }
+}

@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HTTPTypes
+import Hummingbird
+import LevainAPI
+import LevainProtocol
+import LevainSessionLog
+import NIOCore
+
+extension APIServer {
+    /// Runs: submit, list, read, wait, cancel, signal, output, stdin, events.
+    func addRunRoutes(_ router: Router<BasicRequestContext>, _ s: some RunsBackend & EventsBackend) {
+        let api = self
+        router.post("/v1/sessions/:id/runs") { request, context in
+            let arrival = RunState.tracing ? RunState.now() : nil
+            return await api.respond {
+                let id = try api.param(context, "id")
+                let body = try await api.jsonBody(request)
+                let run = try RunRequest(json: body)
+                let (record, created) = try await s.submitRun(session: id, run.spec, arrival: arrival)
+                if run.wait {
+                    let done = await (try await s.runState(record.id)).wait(timeout: nil)
+                    return .json(created ? .created : .ok, await APIServer.json(done, s))
+                }
+                return .json(created ? .created : .ok, await APIServer.json(record, s))
+            }
+        }
+        router.get("/v1/runs") { request, _ in
+            await api.respond {
+                let status = try api.enumQuery(request, "status", RunStatus.self)
+                let list = try await s.runs(session: request.uri.queryParameters["session"].map(String.init), status: status)
+                var out: [JSONValue] = []
+                for r in list { out.append(await APIServer.json(r, s)) }
+                return .json(.ok, ["runs": .array(out)])
+            }
+        }
+        router.get("/v1/runs/:id") { _, context in
+            await api.respond { .json(.ok, await APIServer.json(try await s.run(try api.param(context, "id")), s)) }
+        }
+        router.post("/v1/runs/:id/wait") { request, context in
+            await api.respond {
+                let state = try await s.runState(try api.param(context, "id"))
+                let timeout = try api.doubleQuery(request, "timeout", max: 86_400 * 365)
+                return .json(.ok, await APIServer.json(await state.wait(timeout: timeout), s))
+            }
+        }
+        router.post("/v1/runs/:id/cancel") { _, context in
+            await api.respond {
+                let id = try api.param(context, "id")
+                _ = try await s.cancelRun(id)
+                let state = try await s.runState(id)
+                return .json(.ok, await APIServer.json(await state.wait(timeout: 5), s))
+            }
+        }
+        router.post("/v1/runs/:id/signal") { request, context in
+            await api.respond {
+                let body = try await api.jsonBody(request)
+                let signal = try SignalRequest(json: body).signal
+                return .json(.ok, await APIServer.json(try await s.signalRun(try api.param(context, "id"), signal: signal), s))
+            }
+        }
+        router.get("/v1/runs/:id/output/:stream") { request, context in
+            await api.respond {
+                let state = try await s.runState(try api.param(context, "id"))
+                let name = try api.param(context, "stream")
+                guard name == "stdout" || name == "stderr" else {
+                    throw SupervisorError(.invalid, "stream must be stdout or stderr, not \(name)", field: "stream")
+                }
+                let spool = name == "stdout" ? state.stdout : state.stderr
+                let offset = UInt64(try api.intQuery(request, "offset", max: 1 << 62) ?? 0)
+                let follow = request.uri.queryParameters["follow"].map { $0 != "false" && $0 != "0" } ?? true
+                return APIServer.outputResponse(spool, offset: offset, follow: follow, gate: api.gate)
+            }
+        }
+        router.put("/v1/runs/:id/stdin") { request, context in
+            await api.respond {
+                let state = try await s.runState(try api.param(context, "id"))
+                guard state.spec.stdinStream else {
+                    throw SupervisorError(.conflict, "run \(state.id) was not started with stdin_stream: true", field: "stdin_stream")
+                }
+                guard let sink = await state.stdinSink() else {
+                    throw SupervisorError(.conflict, "run \(state.id) has ended, or its stdin was sent already (one upload per run)")
+                }
+                var total = 0
+                do {
+                    for try await buffer in request.body {
+                        total += buffer.readableBytes
+                        try await sink(Array(buffer.readableBytesView))
+                    }
+                } catch {
+                    // The upload broke off: the run sees the end of its input.
+                    try? await sink(nil)
+                    throw SupervisorError(.invalid, "the stdin upload broke off after \(total) bytes: \(error)", field: "body")
+                }
+                try await sink(nil)
+                return .json(.ok, ["bytes": JSONValue(total)])
+            }
+        }
+        router.get("/v1/runs/:id/events") { request, context in
+            await api.respond {
+                let record = try await s.run(try api.param(context, "id"))
+                return try api.eventStream(request, session: record.sessionID, run: record.id, s)
+            }
+        }
+    }
+
+    static func outputResponse(_ spool: OutputSpool, offset: UInt64, follow: Bool, gate: APIGate) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: ResponseBody { writer in
+            // At shutdown: what the spool holds is sent, then the end.
+            let stream = gate.streamStarted(waker: { spool.wakeWaiters() })
+            defer { gate.streamEnded(stream) }
+            var offset = offset
+            let reader = spool.reader()
+            let allocator = ByteBufferAllocator()
+            while true {
+                let chunk = reader.read(from: offset, max: 1 << 20, allocator: allocator)
+                if chunk.readableBytes > 0 {
+                    offset += UInt64(chunk.readableBytes)
+                    try await writer.write(chunk)
+                    continue
+                }
+                if !follow || spool.isFinished && offset >= spool.length { break }
+                if gate.isClosing && offset >= spool.length { break }
+                await spool.wait(beyond: offset, batch: 1 << 20, maxDelay: 0.005)
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    /// A run's record as the API shows it, with what its live state adds
+    /// (output sizes, truncation, loss).
+    static func json(_ r: RunRecord, _ runs: some RunsBackend) async -> JSONValue {
+        var o = APIJSON.run(r).objectValue ?? [:]
+        if let state = try? await runs.runState(r.id) {
+            o["stdout_bytes"] = .int(Int64(state.stdout.length))
+            o["stderr_bytes"] = .int(Int64(state.stderr.length))
+            // Kept output is not the whole output: the cap, or a state
+            // directory that could not take it.
+            if state.stdout.isTruncated || state.stderr.isTruncated { o["output_truncated"] = true }
+            for (name, spool) in [("stdout", state.stdout), ("stderr", state.stderr)] {
+                if let loss = spool.loss { o["\(name)_lost_bytes"] = .int(Int64(clamping: loss.bytes)) }
+            }
+        }
+        return .object(o)
+    }
+}

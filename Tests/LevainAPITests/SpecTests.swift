@@ -1,0 +1,213 @@
+import LevainAPI
+import LevainPolicy
+import LevainSessionLog
+import Testing
+
+/// The API's contract as values: every request type reads what its writer
+/// wrote, the stored forms read back exactly, and bad input is refused with
+/// the field named. No server, no root.
+@Suite struct RunSpecTests {
+    static func decode(_ text: String) throws -> RunSpec { try RunSpec(request: JSONValue.parseObject(text)) }
+
+    static func field(_ text: String) -> String? {
+        do { _ = try decode(text); return nil } catch let e as APIError { return e.field } catch { return "not an APIError: \(error)" }
+    }
+
+    @Test func aFullRequestRoundTrips() throws {
+        var spec = RunSpec(argv: ["/bin/sh", "-c", "echo hi"])
+        spec.env = ["A": "1", "B_2": "two words"]
+        spec.cwd = "/workspace/src"
+        spec.stdin = Array("hello\n".utf8)
+        spec.timeout = 2.5
+        spec.cpuTime = 10
+        spec.fileSize = 1 << 20
+        spec.idempotencyKey = "key-1"
+        let back = try RunSpec(request: spec.request)
+        #expect(back == spec)
+        // Binary stdin goes as base64, and comes back byte for byte.
+        spec.stdin = [0, 255, 128, 10, 0xC3]
+        #expect(spec.request["stdin_base64"] != nil && spec.request["stdin"] == nil)
+        #expect(try RunSpec(request: spec.request) == spec)
+        // A streamed stdin and a retried run.
+        var streamed = RunSpec(argv: ["cat"])
+        streamed.stdinStream = true
+        #expect(try RunSpec(request: streamed.request) == streamed)
+        var retried = RunSpec(argv: ["true"])
+        retried.retry = .retry
+        #expect(try RunSpec(request: retried.request) == retried)
+        // RunRequest carries wait beside the spec.
+        let request = RunRequest(spec: retried, wait: true)
+        #expect(try RunRequest(json: request.json) == request)
+        #expect(try RunRequest(json: retried.request).wait == false)
+    }
+
+    @Test func aCommandIsAShellLine() throws {
+        #expect(try Self.decode(#"{"command": "echo hi"}"#).argv == ["/bin/sh", "-c", "echo hi"])
+        #expect(try Self.decode(#"{"argv": ["true"], "timeout": "1m", "cpu_time": "1.5s", "file_size": "1K"}"#).timeout == 60)
+        let s = try Self.decode(#"{"argv": ["true"], "cpu_time": 1.5, "file_size": "1K"}"#)
+        #expect(s.cpuTime == 2 && s.fileSize == 1024)
+    }
+
+    @Test func badInputNamesTheField() {
+        let cases: [(String, String)] = [
+            (#"{}"#, "argv"),
+            (#"{"argv": []}"#, "argv"),
+            (#"{"argv": ["a", 1]}"#, "argv"),
+            (#"{"argv": ["a"], "command": "b"}"#, "command"),
+            (#"{"command": ""}"#, "command"),
+            (#"{"command": 3}"#, "command"),
+            (#"{"argv": ["a\u0000b"]}"#, "argv"),
+            (#"{"argv": ["a"], "stdin": "x", "stdin_base64": "eA=="}"#, "stdin_base64"),
+            (#"{"argv": ["a"], "stdin_base64": "*"}"#, "stdin_base64"),
+            (#"{"argv": ["a"], "stdin": "x", "stdin_stream": true}"#, "stdin_stream"),
+            (#"{"argv": ["a"], "stdin_stream": "yes"}"#, "stdin_stream"),
+            (#"{"argv": ["a"], "env": []}"#, "env"),
+            (#"{"argv": ["a"], "env": {"1A": "x"}}"#, "env.1A"),
+            (#"{"argv": ["a"], "env": {"A": 1}}"#, "env.A"),
+            (#"{"argv": ["a"], "cwd": "rel"}"#, "cwd"),
+            (#"{"argv": ["a"], "timeout": 0}"#, "timeout"),
+            (#"{"argv": ["a"], "timeout": "soon"}"#, "timeout"),
+            (#"{"argv": ["a"], "cpu_time": 0.5}"#, "cpu_time"),
+            (#"{"argv": ["a"], "file_size": -1}"#, "file_size"),
+            (#"{"argv": ["a"], "idempotency_key": ""}"#, "idempotency_key"),
+            (#"{"argv": ["a"], "retry": "always"}"#, "retry"),
+            (#"{"argv": ["a"], "retry": "retry", "stdin": "x"}"#, "retry"),
+            (#"{"argv": ["a"], "wait": 1}"#, "wait"),
+            (#"{"argv": ["a"], "colour": "red"}"#, "colour"),
+        ]
+        for (body, field) in cases {
+            #expect(Self.field(body) == field, "\(body)")
+        }
+        // Controls: the same fields, good.
+        #expect(Self.field(#"{"argv": ["a"], "env": {"A": "x"}, "cwd": "/w", "timeout": 1, "wait": true, "retry": "fail"}"#) == nil)
+    }
+
+    @Test func theStoredFormReadsBackExactly() throws {
+        var spec = RunSpec(argv: ["python3", "-c", "print(1)"])
+        spec.env = ["K": "v"]
+        spec.cwd = "/workspace"
+        spec.timeout = 30
+        spec.cpuTime = 5
+        spec.fileSize = 0
+        spec.idempotencyKey = "k"
+        spec.retry = .retry
+        let record = RunRecord(id: "r-1", sessionID: "s-1", request: spec.stored, idempotencyKey: spec.idempotencyKey, retryPolicy: spec.retry)
+        #expect(try RunSpec(record: record) == spec)
+        // Through the log's own JSON text, as recovery reads it.
+        let text = JSONValue.object(spec.stored).encoded()
+        #expect(try RunSpec(stored: JSONValue.parseObject(text), idempotencyKey: "k", retry: .retry) == spec)
+        // Stdin's content is not kept: only its size.
+        var withStdin = RunSpec(argv: ["cat"])
+        withStdin.stdin = Array("abc".utf8)
+        #expect(withStdin.stored["stdin_bytes"]?.intValue == 3)
+        #expect(withStdin.stored["stdin"] == nil)
+        #expect(try RunSpec(stored: withStdin.stored).stdin == nil)
+        #expect(RunSpec.storedHadStdin(withStdin.stored))
+    }
+
+    @Test func aDamagedStoredRequestIsRefusedNotGuessed() {
+        func field(_ o: JSONObject) -> String? {
+            do { _ = try RunSpec(stored: o); return nil } catch { return error.field }
+        }
+        #expect(field([:]) == "request.argv")
+        #expect(field(["argv": []]) == "request.argv")
+        #expect(field(["argv": ["a", 1]]) == "request.argv")
+        #expect(field(["argv": ["a"], "timeout": "30s"]) == "request.timeout")
+        #expect(field(["argv": ["a"], "env": ["A": 1]]) == "request.env")
+        #expect(field(["argv": ["a"], "shell": true]) == "request.shell")
+        // Control: an agent run's record carries its agent beside the spec.
+        #expect(field(["argv": ["levain-agent", "a"], "agent": ["name": "a"]]) == nil)
+    }
+}
+
+@Suite struct SessionSpecTests {
+    @Test func requestAndStoredFormsRoundTrip() throws {
+        var spec = SessionSpec(policy: "strict")
+        spec.tenant = "acme"
+        spec.labels = ["team": "x"]
+        spec.memory = 256 << 20
+        spec.cpus = 0.5
+        spec.pids = 64
+        spec.timeout = 30
+        spec.binds = [Policy.Bind(host: "/srv/data", jail: "/data", writable: false),
+                      Policy.Bind(host: "/srv/out", jail: "/out", writable: true)]
+        #expect(try SessionSpec(request: spec.request, defaultPolicy: "default") == spec)
+        let record = SessionRecord(id: "s-1", tenant: spec.tenant, policy: spec.policy, labels: spec.labels, limits: spec.storedLimits)
+        #expect(try SessionSpec(record: record) == spec)
+        // An empty policy is the supervisor's default.
+        let plain = SessionSpec(policy: "")
+        #expect(plain.request["policy"] == nil)
+        #expect(try SessionSpec(request: plain.request, defaultPolicy: "default").policy == "default")
+    }
+
+    @Test func badInputNamesTheField() {
+        func field(_ text: String) -> String? {
+            do { _ = try SessionSpec(request: JSONValue.parseObject(text), defaultPolicy: "default"); return nil }
+            catch let e as APIError { return e.field } catch { return "not an APIError" }
+        }
+        #expect(field(#"{"policy": 1}"#) == "policy")
+        #expect(field(#"{"tenant": "\#(String(repeating: "t", count: 129))"}"#) == "tenant")
+        #expect(field(#"{"labels": {"a": 1}}"#) == "labels.a")
+        #expect(field(#"{"limits": {"memory": "1K"}}"#) == "limits.memory")
+        #expect(field(#"{"limits": {"cpus": 0}}"#) == "limits.cpus")
+        #expect(field(#"{"limits": {"pids": 0}}"#) == "limits.pids")
+        #expect(field(#"{"limits": {"timeout": "never"}}"#) == "limits.timeout")
+        #expect(field(#"{"limits": {"disk": 1}}"#) == "limits.disk")
+        #expect(field(#"{"binds": {"ro": ["relative/path"]}}"#) == "binds.ro")
+        #expect(field(#"{"binds": {"xx": []}}"#) == "binds.xx")
+        #expect(field(#"{"nope": 1}"#) == "nope")
+        #expect(field(#"{"policy": "strict", "limits": {"memory": "64M", "timeout": "5m"}, "binds": {"ro": ["/etc"]}}"#) == nil)
+    }
+
+    @Test func aDamagedStoredSessionIsRefused() {
+        let record = SessionRecord(id: "s-1", policy: "default", limits: ["memory": "lots"])
+        #expect(throws: APIError.self) { try SessionSpec(record: record) }
+        let bind = SessionRecord(id: "s-2", policy: "default", limits: ["binds": [["host": "/x"]]])
+        #expect(throws: APIError.self) { try SessionSpec(record: bind) }
+    }
+}
+
+@Suite struct RequestTypesTests {
+    @Test func signalApprovalAndAgentRequestsRoundTrip() throws {
+        #expect(try SignalRequest(json: ["signal": "SIGTERM"]).signal == 15)
+        #expect(try SignalRequest(json: ["signal": "int"]).signal == 2)
+        #expect(try SignalRequest(json: SignalRequest(signal: 9).json) == SignalRequest(signal: 9))
+        for bad: JSONObject in [["signal": 0], ["signal": 65], ["signal": "BOGUS"], [:], ["signal": 1, "x": 1]] {
+            #expect(throws: APIError.self) { try SignalRequest(json: bad) }
+        }
+        let d = ApprovalDecisionRequest(allow: false, reason: "no", by: "alice")
+        #expect(try ApprovalDecisionRequest(json: d.json) == d)
+        #expect(try ApprovalDecisionRequest(json: ["decision": "allow"]).by == "api")
+        #expect(try ApprovalDecisionRequest(json: ["decision": "allow", "by": .string(String(repeating: "b", count: 300))]).by.count == 128)
+        do { _ = try ApprovalDecisionRequest(json: ["decision": "maybe"]); Issue.record("accepted") } catch { #expect(error.field == "decision") }
+        do { _ = try ApprovalDecisionRequest(json: ["decision": "deny", "reason": .string(String(repeating: "r", count: 5000))]); Issue.record("accepted") } catch { #expect(error.field == "reason") }
+        let a = AgentRunRequest(agent: "name = \"a\"", agentFile: "a.toml", input: "hi", wait: true)
+        #expect(try AgentRunRequest(json: a.json) == a)
+        do { _ = try AgentRunRequest(json: ["input": "x"]); Issue.record("accepted") } catch { #expect(error.field == "agent") }
+        do { _ = try AgentRunRequest(json: ["agent": "x"]); Issue.record("accepted") } catch { #expect(error.field == "input") }
+    }
+
+    @Test func errorsReadBackAsSent() throws {
+        let e = APIError(.conflict, "session s-1 is closed", field: "session")
+        let sent = try JSONValue.parseObject(e.json.encoded())
+        let back = try #require(APIError(status: 409, json: sent))
+        #expect(back.code == .conflict && back.message == e.message && back.field == "session")
+        // A body without the error shape is not an error.
+        #expect(APIError(status: 500, json: ["x": 1]) == nil)
+        // An unknown code falls back to the status's.
+        #expect(APIError(status: 404, json: ["error": ["code": "new_code", "message": "m"]])?.code == .notFound)
+        for code in APIError.Code.allCases { #expect(APIError.code(forStatus: APIError(code, "").httpStatus) == code) }
+    }
+
+    @Test func base64AndExitStatus() {
+        for bytes: [UInt8] in [[], [0], [1, 2], [1, 2, 3], Array(0...255)] {
+            #expect(Base64.decode(Base64.encode(bytes)) == bytes)
+        }
+        #expect(Base64.encode(Array("hi!".utf8)) == "aGkh")
+        #expect(Base64.decode("a*") == nil)
+        #expect(APIJSON.exitStatus(status: .succeeded, code: 0, signal: nil) == 0)
+        #expect(APIJSON.exitStatus(status: .failed, code: nil, signal: 15) == 143)
+        #expect(APIJSON.exitStatus(status: .cancelled, code: nil, signal: nil) == 137)
+        #expect(APIJSON.exitStatus(status: .error, code: nil, signal: nil) == 125)
+    }
+}
