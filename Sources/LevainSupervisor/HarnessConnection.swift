@@ -37,6 +37,12 @@ public final class HarnessConnection: @unchecked Sendable {
         let limit = ProtocolFrameLimit()
         let welcome = Welcome(protocolVersion: ProtocolLimits.protocolVersion, maxFrame: maxFrame,
                               heartbeatMillis: heartbeatMillis, window: UInt32(window), session: session)
+        // The handler is kept as it is made, not looked up in the pipeline
+        // afterwards: a harness that breaks the protocol at once (an
+        // oversized HELLO) has its channel closed and its handlers removed
+        // before a lookup could run, and the lookup's `notFound` would hide
+        // the violation the handler recorded.
+        let made = MadeHandler()
         let channel = try await ClientBootstrap(group: group)
             .channelOption(.allowRemoteHalfClosure, value: false)
             // Bulk output comes in frames of up to max_frame: read big.
@@ -44,15 +50,22 @@ public final class HarnessConnection: @unchecked Sendable {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addLevainProtocolHandlers(limit: limit, largestMaxFrame: maxFrame)
-                    try channel.pipeline.syncOperations.addHandler(
-                        HarnessHandler(limit: limit, welcome: welcome, onEvent: onEvent, onEnd: onEnd))
+                    let handler = HarnessHandler(limit: limit, welcome: welcome, onEvent: onEvent, onEnd: onEnd)
+                    made.handler = handler
+                    try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
             .withConnectedSocket(fd).get()
-        let handler = try await channel.pipeline.handler(type: HarnessHandler.self).get()
+        guard let handler = made.handler else { throw HarnessError(message: "the protocol handler was not installed") }
         let connection = HarnessConnection(channel: channel, handler: handler)
         try await connection.awaitHandshake(timeoutMillis: ProtocolLimits.handshakeTimeoutMillis)
         return connection
+    }
+
+    /// The handler made by the channel initializer (on the event loop),
+    /// read after the bootstrap's future completed (which orders the two).
+    private final class MadeHandler: @unchecked Sendable {
+        var handler: HarnessHandler?
     }
 
     private init(channel: Channel, handler: HarnessHandler) {

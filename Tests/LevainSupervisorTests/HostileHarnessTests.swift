@@ -118,4 +118,46 @@ struct HostileHarnessTests {
         #expect(try await sv.output(longID).split(separator: "\n").count == 200)
         #expect(try await sv.request("GET", "/v1/log/verify").json?["ok"]?.boolValue == true)
     }
+
+    /// The race behind a CI failure: a harness whose HELLO is oversized has
+    /// its channel closed before the supervisor had looked its handler up,
+    /// and the answer was 502 "did not answer: notFound" (an infrastructure
+    /// failure, no violation logged) instead of 503 and protocol.violation.
+    @Test("a harness that breaks the protocol in its handshake is answered 503 and logged every time, however fast it breaks")
+    func handshakeViolationUnderLoad() async throws {
+        let sv = try await TestSupervisor.start("hello-race", config: "[retries]\nattempts = 1\n", environment: ["LEVAIN_ALLOW_HARNESS_OVERRIDE": "1"])
+        defer { sv.cleanUp() }
+        let dir = sv.directory + "/hostile"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o755)
+        let attack = try #require(Self.attacks.first { $0.name == "oversized-hello" })
+        let path = dir + "/hello.py"
+        try Self.script(attack).write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o755)
+        // Control: a session with the real harness opens.
+        let control = try await sv.request("POST", "/v1/sessions", [:])
+        #expect(control.status == 201, "\(control.text)")
+        let statuses = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            for _ in 0..<16 {
+                group.addTask {
+                    let r = try await sv.request("POST", "/v1/sessions", ["harness": .string(path)])
+                    return (r.status, r.text)
+                }
+            }
+            var out: [(Int, String)] = []
+            for try await r in group { out.append(r) }
+            return out
+        }
+        for (status, text) in statuses { #expect(status == 503, "\(status) \(text)") }
+        let failed = try await sv.request("GET", "/v1/sessions?status=failed").json?["sessions"]?.arrayValue ?? []
+        var violations = 0
+        for id in failed.compactMap({ $0["id"]?.stringValue }) {
+            let events = try await sv.events(session: id)
+            if events.contains(where: { $0["type"]?.stringValue == "protocol.violation" && $0["payload"]?["phase"]?.stringValue == "handshake" }) {
+                violations += 1
+            }
+        }
+        #expect(violations == 16)
+        #expect(await eventually(within: 10) { processes(containing: "/hello.py").isEmpty })
+    }
 }
