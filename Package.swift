@@ -33,10 +33,13 @@ let package = Package(
                        providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap",
                        providers: [.apt(["libcap-dev"])]),
+        // The one monotonic clock: no dependencies, so every target (the
+        // harness included) reads time the same way.
+        .target(name: "LevainClock"),
         .target(
             name: "LevainSystem",
             dependencies: [
-                "CLevainSpawn",
+                "CLevainSpawn", "LevainClock",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -46,7 +49,7 @@ let package = Package(
         ),
         .target(
             name: "LevainSandbox",
-            dependencies: ["CLevainSpawn", "CCap", "LevainSystem", "LevainPolicy"]
+            dependencies: ["CLevainSpawn", "CCap", "LevainClock", "LevainSystem", "LevainPolicy"]
         ),
         // Frame format and messages shared by supervisor and harness: no
         // privileged code, no NIO (the harness stays small).
@@ -55,14 +58,16 @@ let package = Package(
         .target(
             name: "LevainProtocolNIO",
             dependencies: [
-                "LevainProtocol",
+                "LevainProtocol", "LevainClock",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
             ]
         ),
         .target(
             name: "LevainSessionLog",
             dependencies: [
+                "LevainClock",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -70,7 +75,7 @@ let package = Package(
         ),
         .target(
             name: "LevainHarness",
-            dependencies: ["LevainProtocol", "CLevainSpawn"]
+            dependencies: ["LevainProtocol", "LevainClock", "CLevainSpawn"]
         ),
         .executableTarget(
             name: "levain-harness",
@@ -86,7 +91,7 @@ let package = Package(
         .target(
             name: "LevainProxy",
             dependencies: [
-                "LevainPolicy",
+                "LevainPolicy", "LevainClock",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -112,7 +117,7 @@ let package = Package(
         .target(
             name: "LevainSupervisor",
             dependencies: [
-                "LevainAPI", "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainProtocol", "LevainProtocolNIO",
+                "LevainAPI", "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainClock", "LevainProtocol", "LevainProtocolNIO",
                 "LevainSessionLog", "LevainProxy", "LevainAgent", "CLevainSpawn",
                 .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -132,7 +137,7 @@ let package = Package(
         .target(
             name: "LevainCLI",
             dependencies: [
-                "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainSessionLog", "CLevainSpawn",
+                "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainClock", "LevainSessionLog", "CLevainSpawn",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -154,9 +159,9 @@ let package = Package(
         // and durable session-log appends.
         .executableTarget(name: "levain-bench-supervisor", dependencies: ["LevainAPI", "LevainSupervisor", "LevainSessionLog"],
                           path: "benchmarks/Supervisor"),
-        .executableTarget(name: "levain-log-bench", dependencies: ["LevainSessionLog"], path: "benchmarks/LogAppends"),
+        .executableTarget(name: "levain-log-bench", dependencies: ["LevainClock", "LevainSessionLog"], path: "benchmarks/LogAppends"),
         .testTarget(name: "LevainPolicyTests", dependencies: ["LevainPolicy"]),
-        .testTarget(name: "LevainSystemTests", dependencies: ["LevainSystem"]),
+        .testTarget(name: "LevainSystemTests", dependencies: ["LevainClock", "LevainSystem"]),
         .testTarget(
             name: "LevainProtocolTests",
             dependencies: [

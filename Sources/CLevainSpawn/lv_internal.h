@@ -21,6 +21,11 @@ int lv_default_signals(void);
 // Descriptors sent over a socket (SCM_RIGHTS) with `len` bytes of data.
 #define LV_MAX_SEND_FDS 8
 int lv_sendmsg_fds(int sock, const void *data, size_t len, const int *fds, size_t count);
+// Receives one message of up to `len` bytes and up to `max_fds` descriptors
+// (SCM_RIGHTS, close-on-exec); descriptors beyond max_fds are closed.
+// Retries EINTR. Returns the bytes received (0 at EOF) or -1 with errno.
+// Async-signal-safe: the post-clone child uses it.
+ssize_t lv_recvmsg_fds(int sock, void *data, size_t len, int *fds, size_t max_fds, size_t *count);
 // execve argv[0], searching search_path when it has no '/'; returns the
 // errno of the failure (ENOENT when not found, EACCES when not executable).
 int lv_exec_search(const char *const *argv, const char *const *envp, const char *search_path);

@@ -142,33 +142,9 @@ int lv_send_descriptors(int sock, const char *label, const int *fds, size_t coun
 }
 
 int lv_recv_descriptors(int sock, char *label, size_t label_size, int *fds, size_t max_fds) {
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * 8)];
-        struct cmsghdr align;
-    } u;
-    struct iovec iov = {label, label_size - 1};
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = u.buf;
-    msg.msg_controllen = sizeof u.buf;
-    ssize_t n;
-    do {
-        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
+    size_t got = 0;
+    ssize_t n = lv_recvmsg_fds(sock, label, label_size - 1, fds, max_fds, &got);
     if (n < 0) return -1;
     label[n] = 0;
-    size_t got = 0;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < k; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-            if (got < max_fds) fds[got++] = fd;
-            else close(fd);
-        }
-    }
     return (int)got;
 }

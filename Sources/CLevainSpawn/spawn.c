@@ -668,32 +668,7 @@ struct lv_child_fds {
 
 // Receives one byte and up to LV_MAX_CGROUP_FDS fds (SCM_RIGHTS).
 static ssize_t lv_recv_fds(int sock, char *byte, int *fds, size_t *count) {
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * LV_MAX_CGROUP_FDS)];
-        struct cmsghdr align;
-    } u;
-    struct iovec iov = {byte, 1};
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = u.buf;
-    msg.msg_controllen = sizeof u.buf;
-    ssize_t n;
-    do {
-        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
-    *count = 0;
-    if (n <= 0) return n;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < k && *count < LV_MAX_CGROUP_FDS; i++) {
-            memcpy(&fds[*count], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-            (*count)++;
-        }
-    }
-    return n;
+    return lv_recvmsg_fds(sock, byte, 1, fds, LV_MAX_CGROUP_FDS, count);
 }
 
 static int lv_send_fds(int sock, char byte, const int *fds, size_t count) {

@@ -174,6 +174,39 @@ int lv_sendmsg_fds(int sock, const void *data, size_t len, const int *fds, size_
     return n == (ssize_t)len ? 0 : -1;
 }
 
+ssize_t lv_recvmsg_fds(int sock, void *data, size_t len, int *fds, size_t max_fds, size_t *count) {
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * LV_MAX_SEND_FDS)];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {data, len};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = u.buf;
+    msg.msg_controllen = sizeof u.buf;
+    ssize_t n;
+    do {
+        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    *count = 0;
+    if (n < 0) return n;
+    // Every descriptor that arrived is either handed out or closed: one
+    // past max_fds (or past the control buffer: MSG_CTRUNC) leaks nothing.
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (*count < max_fds) fds[(*count)++] = fd;
+            else close(fd);
+        }
+    }
+    return n;
+}
+
 int lv_setns_net(int pidfd) {
     return setns(pidfd, CLONE_NEWNET);
 }

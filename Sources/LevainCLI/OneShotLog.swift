@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Dispatch
+import LevainClock
 import LevainSandbox
 import LevainSessionLog
 import Synchronization
@@ -36,15 +37,15 @@ final class OneShotLog: Sendable {
         let warning = self.warning
         opening = Task.detached(priority: .userInitiated) {
             do {
-                let t0 = Clock.monotonicNanos()
+                let t0 = Monotonic.nanos()
                 let path = statePath + "/log.sqlite"
                 // The direct writer (SQLite's C API: no GRDB start-up); a
                 // log that does not exist yet is made by SessionLog first.
                 let log = try OneShotLog.openWriter(path)
-                let t1 = Clock.monotonicNanos()
+                let t1 = Monotonic.nanos()
                 defer {
                     if getenv("LEVAIN_TIMINGS") != nil {
-                        printError("one-shot log: opened in \(Double(t1 - t0) / 1e6) ms, first events durable after \(Double(Clock.monotonicNanos() - t1) / 1e6) ms")
+                        printError("one-shot log: opened in \(Double(t1 - t0) / 1e6) ms, first events durable after \(Double(Monotonic.nanos() - t1) / 1e6) ms")
                     }
                 }
                 let now = LogTimestamp.now()
@@ -137,10 +138,10 @@ final class OneShotLog: Sendable {
                 warning.set("the end of run \(runID) was not written to the session log: \(error)")
             }
         }
-        let waitStart = Clock.monotonicNanos()
+        let waitStart = Monotonic.nanos()
         done.wait()
         if getenv("LEVAIN_TIMINGS") != nil {
-            printError("one-shot log: waited \(Double(Clock.monotonicNanos() - waitStart) / 1e6) ms for the last events to be durable")
+            printError("one-shot log: waited \(Double(Monotonic.nanos() - waitStart) / 1e6) ms for the last events to be durable")
         }
         if let w = warning.value { printError(w) }
     }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLevainSpawn
+import LevainClock
 import LevainProtocol
 
 /// levain-harness: PID 1 of a session's jail. It speaks docs/PROTOCOL.md on
@@ -79,7 +80,7 @@ public final class Harness {
     /// a bigger piece: fewer frames, more bytes per second.
     static let dataFramesPerSecond = 4000.0
     private var dataTokens = Harness.dataFramesPerSecond / 10
-    private var tokensRefilledAt = Harness.monotonicNanos()
+    private var tokensRefilledAt = Monotonic.nanos()
 
     public init() {
         var sigs: [Int32] = [SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPIPE]
@@ -155,16 +156,10 @@ public final class Harness {
     }
 
     private func refillDataTokens() {
-        let now = Self.monotonicNanos()
+        let now = Monotonic.nanos()
         let burst = Self.dataFramesPerSecond / 10
         dataTokens = min(burst, dataTokens + Double(now &- tokensRefilledAt) * Self.dataFramesPerSecond / 1e9)
         tokensRefilledAt = now
-    }
-
-    static func monotonicNanos() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     enum PollKind {

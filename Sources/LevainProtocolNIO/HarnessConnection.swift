@@ -1,8 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LevainClock
 import LevainProtocol
-import LevainProtocolNIO
 import NIOCore
 import NIOPosix
 
@@ -165,13 +165,7 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.welcome = welcome
         self.onEvent = onEvent
         self.onEnd = onEnd
-        self.state = SupervisorConnectionState(now: Self.now())
-    }
-
-    static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+        self.state = SupervisorConnectionState(now: Monotonic.nanos())
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -211,7 +205,7 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func write(_ message: Message, flush: Bool = true) -> Bool {
         guard let context, !ended else { return false }
         do {
-            try state.willSend(message, now: Self.now())
+            try state.willSend(message, now: Monotonic.nanos())
         } catch {
             return false
         }
@@ -233,7 +227,7 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func arrivalTime() -> UInt64 {
         if let t = readBatchTime { return t }
-        let t = Self.now()
+        let t = Monotonic.nanos()
         readBatchTime = t
         return t
     }
@@ -256,7 +250,7 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
         nextRequestID += 1
         let request = Message.request(Request(id: id, operation: operation))
         do {
-            try state.willSend(request, now: Self.now())
+            try state.willSend(request, now: Monotonic.nanos())
         } catch {
             promise.fail(HarnessError(message: "cannot send \(operation.kind.rawValue): \(error)"))
             return
@@ -345,7 +339,7 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func tick() {
         guard let context, !ended else { return }
         do {
-            if let ping = try state.tick(now: Self.now()) { _ = write(ping) }
+            if let ping = try state.tick(now: Monotonic.nanos()) { _ = write(ping) }
         } catch {
             fail(error, context: context)
         }

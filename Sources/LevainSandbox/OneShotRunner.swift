@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLevainSpawn
+import LevainClock
 import LevainPolicy
 import LevainSystem
 
@@ -48,7 +49,7 @@ public struct RunOutcome: Sendable {
 public enum OneShotRunner {
     public static func run(_ request: RunRequest, signalFD: Int32 = -1) throws(SandboxError) -> RunOutcome {
         let policy = request.policy
-        let started = Clock.monotonicNanos()
+        let started = Monotonic.nanos()
         var timer = PhaseTimer(enabled: getenv("LEVAIN_TIMINGS") != nil)
         defer { timer.mark("cleanup"); timer.print() }
         let startedAt = Timestamp.nowRFC3339()
@@ -213,7 +214,7 @@ public enum OneShotRunner {
         do throws(SandboxError) {
             var trace: [Int32] = [-1, -1]
             if timer.enabled { _ = pipe(&trace); _ = fcntl(trace[1], F_SETFD, FD_CLOEXEC); _ = fcntl(trace[0], F_SETFD, FD_CLOEXEC) }
-            let spawnStart = Clock.monotonicNanos()
+            let spawnStart = Monotonic.nanos()
             jail = try spawnExplaining(policy) { () throws(SandboxError) -> JailProcess in
               try Spawner.spawn(spec, cgroupDirFD: dirFD, stageDir: stage, traceFD: trace[1]) { () throws(SandboxError) -> [Int32] in
                 try makeWorkspace()
@@ -227,7 +228,7 @@ public enum OneShotRunner {
               }
             }
             if trace[1] >= 0 {
-                let returned = Clock.monotonicNanos()
+                let returned = Monotonic.nanos()
                 let note = "spawn-returned \(returned)\n"
                 _ = note.withCString { write(trace[1], $0, strlen($0)) }
                 close(trace[1])
@@ -268,7 +269,7 @@ public enum OneShotRunner {
             _ = jail.reap()
         }
         let record = jail.readExitRecord()
-        let wallNanos = Clock.monotonicNanos() - started
+        let wallNanos = Monotonic.nanos() - started
         let usage = cgroup.group?.usage()
 
         timer.mark("wait+usage")
@@ -463,14 +464,14 @@ public enum Timestamp {
 /// developer's aid for the benchmarks; see docs/DEVELOPING.md).
 struct PhaseTimer {
     let enabled: Bool
-    private var last = Clock.monotonicNanos()
+    private var last = Monotonic.nanos()
     private var phases: [(String, UInt64)] = []
 
     init(enabled: Bool) { self.enabled = enabled }
 
     mutating func mark(_ name: String) {
         guard enabled else { return }
-        let now = Clock.monotonicNanos()
+        let now = Monotonic.nanos()
         phases.append((name, now - last))
         last = now
     }

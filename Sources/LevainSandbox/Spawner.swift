@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CCap
 import CLevainSpawn
+import LevainClock
 import LevainPolicy
 import LevainSystem
 
@@ -93,17 +94,17 @@ public final class JailProcess: @unchecked Sendable {
     /// waiting, reads signals from `signalFD` (a signalfd, or -1) and hands
     /// them to `onSignal`.
     public func wait(timeoutMillis: Int, signalFD: Int32 = -1, onSignal: (Int32) -> Void = { _ in }) -> WaitOutcome {
-        let deadline = timeoutMillis >= 0 ? Clock.monotonicMillis() + Int64(timeoutMillis) : Int64.max
+        let deadline = timeoutMillis >= 0 ? Monotonic.millis() + Int64(timeoutMillis) : Int64.max
         while true {
             var fds = [pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
             if signalFD >= 0 { fds.append(pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)) }
-            let remaining = deadline == Int64.max ? -1 : max(0, deadline - Clock.monotonicMillis())
+            let remaining = deadline == Int64.max ? -1 : max(0, deadline - Monotonic.millis())
             let r = poll(&fds, nfds_t(fds.count), Int32(clamping: remaining))
             if r < 0 {
                 if errno == EINTR { continue }
                 break
             }
-            if r == 0 && remaining >= 0 && Clock.monotonicMillis() >= deadline { return .timedOut }
+            if r == 0 && remaining >= 0 && Monotonic.millis() >= deadline { return .timedOut }
             if fds.count > 1 && fds[1].revents & Int16(POLLIN) != 0 {
                 let sig = lv_read_signal(signalFD)
                 if sig > 0 { onSignal(sig) }
@@ -158,20 +159,6 @@ public struct JailUsage: Sendable, Equatable {
     public var userMicros: UInt64
     public var systemMicros: UInt64
     public var maxRSSBytes: UInt64
-}
-
-public enum Clock {
-    public static func monotonicMillis() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-    }
-
-    public static func monotonicNanos() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
 }
 
 /// The spawn step names, for messages ("mount #3 (/workspace)").

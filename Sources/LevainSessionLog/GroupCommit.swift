@@ -1,5 +1,6 @@
 import Dispatch
 import GRDB
+import LevainClock
 import Synchronization
 
 /// An event ready for the writer: payload encoded, time formatted, ids
@@ -162,9 +163,9 @@ final class GroupCommitter: Sendable {
             }
             if batch.isEmpty { return }
 
-            let started = LogBenchmark.monotonicSeconds()
+            let started = Monotonic.seconds()
             let outcome = commit(batch, db)
-            lastCommitSeconds = LogBenchmark.monotonicSeconds() - started
+            lastCommitSeconds = Monotonic.seconds() - started
             lastBatch = batch.count
             arrivedDuringLast = state.withLock { s in
                 switch outcome.committed {

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import LevainClock
 
 /// `levain log bench`: durable appends per second through group commit.
 public enum LogBenchmark {
@@ -36,9 +37,9 @@ public enum LogBenchmark {
             try await appendConcurrently(log, prefix: prefix, writers: writers, eventsPerWriter: warmUpEventsPerWriter)
         }
         let before = log.statistics.transactions
-        let start = monotonicSeconds()
+        let start = Monotonic.seconds()
         try await appendConcurrently(log, prefix: prefix, writers: writers, eventsPerWriter: eventsPerWriter)
-        let seconds = monotonicSeconds() - start
+        let seconds = Monotonic.seconds() - start
         return (writers * eventsPerWriter, seconds, log.statistics.transactions - before)
     }
 
@@ -65,9 +66,4 @@ public enum LogBenchmark {
     }
 
     /// CLOCK_MONOTONIC in seconds.
-    public static func monotonicSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
 }

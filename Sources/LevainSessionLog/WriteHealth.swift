@@ -1,3 +1,4 @@
+import LevainClock
 import Synchronization
 
 /// Whether the log's writer can write: set by the group committer from the
@@ -48,7 +49,7 @@ final class WriteHealth: Sendable {
                 s.failure = f
                 return (nil, f)
             }
-            let f = LogWriteFailure(message: error.description, sinceNanos: UInt64(LogBenchmark.monotonicSeconds() * 1e9), failures: 1)
+            let f = LogWriteFailure(message: error.description, sinceNanos: Monotonic.nanos(), failures: 1)
             s.failure = f
             return (s.observer, f)
         }

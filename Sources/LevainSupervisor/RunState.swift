@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import LevainAPI
+import LevainClock
 import LevainSessionLog
 import Synchronization
 
@@ -45,14 +46,8 @@ public final class RunState: Sendable {
 
     func mark(_ label: String, at time: UInt64? = nil) {
         guard Self.tracing else { return }
-        let now = time ?? Self.now()
+        let now = time ?? Monotonic.nanos()
         state.withLock { $0.marks.append((label, now)) }
-    }
-
-    static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     func printMarks() {

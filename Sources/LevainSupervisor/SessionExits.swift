@@ -6,6 +6,7 @@ import LevainAPI
 import LevainPolicy
 import LevainProxy
 import LevainSessionLog
+import LevainSystem
 import NIOCore
 import Synchronization
 

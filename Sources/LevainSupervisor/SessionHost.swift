@@ -5,6 +5,7 @@ import CLevainSpawn
 import LevainAPI
 import LevainPolicy
 import LevainProtocol
+import LevainProtocolNIO
 import LevainSandbox
 import LevainSessionLog
 import LevainSystem
@@ -140,11 +141,19 @@ actor SessionHost {
         } catch {
             throw SupervisorError(.invalid, "\(error)")
         }
-        var protocolPair: [Int32] = [-1, -1]
-        var descriptorPair: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &protocolPair) == 0,
-              socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &descriptorPair) == 0 else {
-            throw SupervisorError(.internalError, "socketpair: \(String(cString: strerror(errno)))")
+        let protocolPair: [Int32], descriptorPair: [Int32]
+        do throws(SystemError) {
+            let p = try SocketPair.make(SOCK_STREAM)
+            protocolPair = [p.0, p.1]
+            do throws(SystemError) {
+                let d = try SocketPair.make(SOCK_SEQPACKET)
+                descriptorPair = [d.0, d.1]
+            } catch {
+                for fd in protocolPair { Glibc.close(fd) }
+                throw error
+            }
+        } catch {
+            throw SupervisorError(.internalError, "\(error)", cause: error)
         }
         for bind in self.spec.binds where bind.writable {
             if let problem = HostPath.writeProblem(bind.host, uid: ctx.hostIDBase + policy.user.uid, gid: ctx.hostIDBase + policy.user.gid) {

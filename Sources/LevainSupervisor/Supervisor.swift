@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import LevainAPI
+import LevainClock
 import LevainPolicy
 import LevainProtocol
 import LevainProxy
@@ -351,7 +352,7 @@ public actor Supervisor {
     /// run with the same idempotency key, returned instead of a second one).
     public func submitRun(session id: String, _ spec: RunSpec, arrival: UInt64? = nil) async throws(SupervisorError) -> (RunRecord, Bool) {
         guard isAccepting else { throw SupervisorError(.unavailable, "the supervisor is shutting down") }
-        let tIn = RunState.tracing ? RunState.now() : 0
+        let tIn = RunState.tracing ? Monotonic.nanos() : 0
         // A retried submission returns the first run (whatever became of
         // the session since).
         if let key = spec.idempotencyKey, let existing = try? log.run(session: id, idempotencyKey: key) {
@@ -370,11 +371,11 @@ public actor Supervisor {
             }
             tenant = session.tenant
         }
-        let tSession = RunState.tracing ? RunState.now() : 0
+        let tSession = RunState.tracing ? Monotonic.nanos() : 0
         let runID = LevainSandbox.RunID.make()
         let record = RunRecord(id: runID, sessionID: id, tenant: tenant, status: .queued, request: spec.stored,
                                idempotencyKey: spec.idempotencyKey, retryPolicy: spec.retry)
-        let tLog = RunState.tracing ? RunState.now() : 0
+        let tLog = RunState.tracing ? Monotonic.nanos() : 0
         // Known in memory before the log write ends: a concurrent submit
         // with the same key finds the run in the log once it is written,
         // and must then find it live here too (to wait for it).
@@ -390,7 +391,7 @@ public actor Supervisor {
             runs[runID] = nil
             throw logWriteError(error, "the session log")
         }
-        let tLogged = RunState.tracing ? RunState.now() : 0
+        let tLogged = RunState.tracing ? Monotonic.nanos() : 0
         if RunState.tracing {
             if let arrival { state.mark("http", at: arrival) }
             state.mark("actor", at: tIn)
@@ -655,9 +656,9 @@ public actor Supervisor {
     /// answers; `closeLog()` closes it after them.
     public func shutdown(grace: Double, closeLog: Bool = true) async {
         accepting = false
-        let deadline = Clock.monotonicNanos() + UInt64(min(max(0, grace), 1e9) * 1e9)
+        let deadline = Monotonic.nanos() + UInt64(min(max(0, grace), 1e9) * 1e9)
         // The host tools' servers run until they are stopped: not waited for.
-        while Clock.monotonicNanos() < deadline
+        while Monotonic.nanos() < deadline
                 && runs.values.contains(where: { $0.record.status.isInFlight && !hostToolSessions.contains($0.sessionID) }) {
             try? await Task.sleep(nanoseconds: 50_000_000)
         }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Dispatch
 import LevainAPI
+import LevainClock
 import LevainProxy
 import LevainSandbox
 import LevainSessionLog
@@ -52,7 +53,7 @@ public final class SupervisorContext: Sendable {
         } else {
             layout = CgroupLayout.detect(fs: RealCgroupFileSystem())
         }
-        instanceID = "v-" + String(UInt64(getpid()), radix: 16) + "-" + String(UInt64(Clock.monotonicNanos() & 0xffffff), radix: 16)
+        instanceID = "v-" + String(UInt64(getpid()), radix: 16) + "-" + String(UInt64(Monotonic.nanos() & 0xffffff), radix: 16)
     }
 
     func onSessionFailed(_ handler: @escaping @Sendable (SessionHost, String) async -> Void) {

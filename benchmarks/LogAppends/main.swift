@@ -15,6 +15,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import LevainClock
 import LevainSessionLog
 
 var directory: String?
@@ -66,12 +67,12 @@ func fsyncLatency(_ path: String, count: Int = 300) -> Double {
     let block = [UInt8](repeating: 0x2A, count: 4096)
     _ = block.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, 0) }
     _ = fsync(fd)
-    let start = LogBenchmark.monotonicSeconds()
+    let start = Monotonic.seconds()
     for _ in 0..<count {
         _ = block.withUnsafeBytes { pwrite(fd, $0.baseAddress, 4096, 0) }
         _ = fdatasync(fd)
     }
-    return (LogBenchmark.monotonicSeconds() - start) / Double(count)
+    return (Monotonic.seconds() - start) / Double(count)
 }
 
 var rates: [Int: [Double]] = [:]

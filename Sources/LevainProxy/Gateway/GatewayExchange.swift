@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import LevainClock
 import LevainPolicy
 import NIOCore
 import NIOHTTP1
@@ -12,7 +13,7 @@ struct GatewayExchange {
     let gateway: ModelGateway
     let head: HTTPRequestHead
     let body: ByteBuffer
-    let started = UsageLedger.monotonicSeconds()
+    let started = Monotonic.seconds()
 
     /// Headers never passed upstream: hop-by-hop ones, the jail's placeholder
     /// credentials, what the gateway sets itself, and the account selectors
@@ -173,7 +174,7 @@ struct GatewayExchange {
             if !request.headers.contains(name: "anthropic-version") { request.headers.add(name: "anthropic-version", value: "2023-06-01") }
         }
         request.body = .bytes(p.body)
-        let sent = UsageLedger.monotonicSeconds()
+        let sent = Monotonic.seconds()
         let response: HTTPClientResponse
         do {
             response = try await gateway.client.execute(request, timeout: .milliseconds(Int64(p.provider.timeout * 1000)))
@@ -182,7 +183,7 @@ struct GatewayExchange {
             r.decision = .error
             r.rule = "upstream"
             r.message = "\(p.provider.name) at \(p.provider.baseURL): \(error)"
-            r.latencyMillis = (UsageLedger.monotonicSeconds() - started) * 1000
+            r.latencyMillis = (Monotonic.seconds() - started) * 1000
             gateway.record(r)
             return await write(.upstream("the provider \(p.provider.name) did not answer: \(error)"), kind: p.kind, outbound: outbound, keepAlive: keepAlive)
         }
@@ -199,7 +200,7 @@ struct GatewayExchange {
         do {
             try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers)))
             for try await chunk in response.body {
-                if r.firstTokenMillis == nil { r.firstTokenMillis = (UsageLedger.monotonicSeconds() - sent) * 1000 }
+                if r.firstTokenMillis == nil { r.firstTokenMillis = (Monotonic.seconds() - sent) * 1000 }
                 if ok { scanner.feed(chunk) }
                 // A whole (not streamed) answer: each chunk goes out when the
                 // next arrives and the last waits for the upstream's end, so
@@ -224,7 +225,7 @@ struct GatewayExchange {
         r.status = Int(response.status.code)
         r.responseModel = scanner.model
         r.finishReason = scanner.finishReason
-        r.latencyMillis = (UsageLedger.monotonicSeconds() - started) * 1000
+        r.latencyMillis = (Monotonic.seconds() - started) * 1000
         if ok {
             // Unknown usage (a cut-off stream, an answer too big to read) is
             // charged at the request's worst case.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LevainClock
 import Synchronization
 
 /// Token and spend accounting for budgets, shared by every session's
@@ -90,7 +91,7 @@ public final class UsageLedger: Sendable {
     /// which budget refuses it. `rate` limits requests per minute in the
     /// scope it names.
     public func admit(limits: [Limit], rate: (scope: Scope, perMinute: Int)?, tokens: UInt64, spend: Double) -> Admission {
-        let now = Self.monotonicSeconds()
+        let now = Monotonic.seconds()
         return accounts.withLock { accounts -> Admission in
             for limit in limits {
                 let a = accounts[limit.scope] ?? Account()
@@ -129,10 +130,10 @@ public final class UsageLedger: Sendable {
     /// has been read.
     public func admit(limits: [Limit], rate: (scope: Scope, perMinute: Int)?, tokens: UInt64, spend: Double,
                       waitingUpTo wait: Double) async -> Admission {
-        let deadline = Self.monotonicSeconds() + wait
+        let deadline = Monotonic.seconds() + wait
         while true {
             let admission = admit(limits: limits, rate: rate, tokens: tokens, spend: spend)
-            let left = deadline - Self.monotonicSeconds()
+            let left = deadline - Monotonic.seconds()
             guard case .exhausted(_, _, _, true) = admission, left > 0 else { return admission }
             await nextSettle(timeout: left)
         }
@@ -179,9 +180,4 @@ public final class UsageLedger: Sendable {
         for c in woken { c.resume() }
     }
 
-    static func monotonicSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
 }

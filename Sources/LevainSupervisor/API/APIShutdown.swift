@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Hummingbird
 import LevainAPI
+import LevainClock
 import LevainSandbox
 import NIOCore
 import ServiceLifecycle
@@ -135,8 +136,8 @@ struct ShutdownService: Service {
     }
 
     private func waitForIdle(seconds: Double) async {
-        let deadline = LevainSandbox.Clock.monotonicNanos() + UInt64(seconds * 1e9)
-        while !gate.isIdle && LevainSandbox.Clock.monotonicNanos() < deadline {
+        let deadline = Monotonic.nanos() + UInt64(seconds * 1e9)
+        while !gate.isIdle && Monotonic.nanos() < deadline {
             gate.wakeStreams()
             try? await Task.sleep(nanoseconds: 50_000_000)
         }

@@ -4,6 +4,7 @@ import Glibc
 import HTTPTypes
 import Hummingbird
 import LevainAPI
+import LevainClock
 import LevainSandbox
 import LevainSessionLog
 import Synchronization
@@ -76,7 +77,7 @@ public final class TokenStore: Sendable {
 
     @discardableResult
     func reload(force: Bool = false) -> Bool {
-        let now = LevainSandbox.Clock.monotonicNanos()
+        let now = Monotonic.nanos()
         let due = state.withLock { s in force || now &- s.checkedAt > 1_000_000_000 }
         guard due else { return true }
         var st = stat()

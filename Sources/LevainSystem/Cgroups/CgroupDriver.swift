@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LevainClock
 import SystemPackage
 
 /// The limits of one run's cgroup. A nil limit leaves the kernel default
@@ -194,16 +195,16 @@ public final class RunCgroup: Sendable {
     /// cgroup was seen empty.
     @discardableResult
     public func kill(timeoutMillis: Int = 2000) -> Bool {
-        let deadline = Cgroupfs.monotonicMillis() + Int64(timeoutMillis)
+        let deadline = Monotonic.millis() + Int64(timeoutMillis)
         if let killPath, fs.exists(killPath), (try? fs.writeText(killPath, "1")) != nil {
-            while Cgroupfs.monotonicMillis() < deadline {
+            while Monotonic.millis() < deadline {
                 if pids().isEmpty { return true }
                 Cgroupfs.sleepMillis(2)
             }
             // cgroup.kill did not empty it in time: fall through to the loop.
         }
         var first = true
-        while first || Cgroupfs.monotonicMillis() < deadline {
+        while first || Monotonic.millis() < deadline {
             first = false
             if pids().isEmpty { return true }
             let frozen = freeze(deadline: deadline)
@@ -228,8 +229,8 @@ public final class RunCgroup: Sendable {
         guard let freezePath else { return false }
         let frozenValue = version == 2 ? "1" : "FROZEN"
         guard (try? fs.writeText(freezePath, frozenValue)) != nil else { return false }
-        let waitUntil = min(deadline, Cgroupfs.monotonicMillis() + 100)
-        while Cgroupfs.monotonicMillis() < waitUntil {
+        let waitUntil = min(deadline, Monotonic.millis() + 100)
+        while Monotonic.millis() < waitUntil {
             if isFrozen() { break }
             Cgroupfs.sleepMillis(1)
         }
@@ -289,14 +290,14 @@ enum Cgroupfs {
 
     /// rmdir with EBUSY retried for up to `busyTimeoutMillis`; ENOENT is success.
     static func removeDirectory(_ path: String, fs: any CgroupFileSystem, busyTimeoutMillis: Int) throws(SystemError) {
-        let deadline = Cgroupfs.monotonicMillis() + Int64(busyTimeoutMillis)
+        let deadline = Monotonic.millis() + Int64(busyTimeoutMillis)
         while true {
             do throws(SystemError) {
                 try fs.rmdir(path)
                 return
             } catch {
                 if error.errno == .noSuchFileOrDirectory { return }
-                if error.errno == .resourceBusy, Cgroupfs.monotonicMillis() < deadline {
+                if error.errno == .resourceBusy, Monotonic.millis() < deadline {
                     Cgroupfs.sleepMillis(5)
                     continue
                 }
@@ -344,12 +345,6 @@ enum Cgroupfs {
         guard let start = text.firstIndex(where: { !isSpace($0) }),
               let end = text.lastIndex(where: { !isSpace($0) }) else { return "" }
         return String(text[start...end])
-    }
-
-    static func monotonicMillis() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
     static func sleepMillis(_ millis: Int) {

@@ -13,11 +13,11 @@ import CLevainSpawn
 /// creates and binds them, and ends. The sockets stay in the jail's
 /// namespace; the supervisor accepts on them. Nothing in the jail — the
 /// harness included — holds, relays or can forge this traffic.
-enum JailListeners {
-    struct Failure: Error, CustomStringConvertible {
-        var step: String
-        var errno: Int32
-        var description: String { "\(step): \(String(cString: strerror(errno)))" }
+public enum JailListeners {
+    public struct Failure: Error, CustomStringConvertible {
+        public var step: String
+        public var errno: Int32
+        public var description: String { "\(step): \(String(cString: strerror(errno)))" }
     }
 
     private final class Job {
@@ -33,7 +33,7 @@ enum JailListeners {
 
     /// One listening socket per port on 127.0.0.1 in the network namespace
     /// of the process behind `pidfd` (setns takes a pidfd since Linux 5.8).
-    static func make(pidfd: Int32, ports: [Int]) throws(Failure) -> [Int32] {
+    public static func make(pidfd: Int32, ports: [Int]) throws(Failure) -> [Int32] {
         let job = Job(pidfd: pidfd, ports: ports)
         var thread = pthread_t()
         let box = Unmanaged.passRetained(job)
@@ -77,5 +77,18 @@ enum JailListeners {
             guard bound == 0 else { job.failure = Failure(step: "bind 127.0.0.1:\(port) in the jail", errno: errno); return }
             guard listen(fd, 256) == 0 else { job.failure = Failure(step: "listen", errno: errno); return }
         }
+    }
+}
+
+/// A pair of connected Unix sockets, close-on-exec.
+public enum SocketPair {
+    /// `type` is SOCK_STREAM (the protocol) or SOCK_SEQPACKET (descriptor
+    /// passing, one message per send).
+    public static func make(_ type: __socket_type) throws(SystemError) -> (Int32, Int32) {
+        var fds: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(type.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+            throw SystemError.syscall("socketpair")
+        }
+        return (fds[0], fds[1])
     }
 }

@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import LevainSandbox
 
 /// A thread that lives as long as the supervisor and makes every jail.
 ///
@@ -36,11 +35,11 @@ public final class SpawnThread: @unchecked Sendable {
     }
 
     /// Runs `body` on the spawn thread and returns its result.
-    public func run<T: Sendable>(_ body: @escaping @Sendable () throws(SandboxError) -> T) async throws(SandboxError) -> T {
-        let result: Result<T, SandboxError> = await withCheckedContinuation { continuation in
+    public func run<T: Sendable, E: Error>(_ body: @escaping @Sendable () throws(E) -> T) async throws(E) -> T {
+        let result: Result<T, E> = await withCheckedContinuation { continuation in
             pthread_mutex_lock(&mutex)
             jobs.append {
-                do throws(SandboxError) {
+                do throws(E) {
                     continuation.resume(returning: .success(try body()))
                 } catch {
                     continuation.resume(returning: .failure(error))

@@ -4,6 +4,7 @@ import Glibc
 import HTTPTypes
 import Hummingbird
 import LevainAPI
+import LevainClock
 import LevainProtocol
 import LevainSessionLog
 import NIOCore
@@ -13,7 +14,7 @@ extension APIServer {
     func addRunRoutes(_ router: Router<BasicRequestContext>, _ s: some RunsBackend & EventsBackend) {
         let api = self
         router.post("/v1/sessions/:id/runs") { request, context in
-            let arrival = RunState.tracing ? RunState.now() : nil
+            let arrival = RunState.tracing ? Monotonic.nanos() : nil
             return await api.respond {
                 let id = try api.param(context, "id")
                 let body = try await api.jsonBody(request)
