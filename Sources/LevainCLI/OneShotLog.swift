@@ -60,9 +60,9 @@ final class OneShotLog: Sendable {
                 var opened: JSONObject = ["kind": "one-shot", "policy": .string(policy)]
                 opened["workspace"] = workspace.map { .string($0) } ?? .null
                 try log.record([
-                    NewEvent(sessionID: sessionID, type: "session.opened", payload: opened, time: now),
-                    NewEvent(sessionID: sessionID, runID: runID, type: "run.queued", payload: request, time: now),
-                    NewEvent(sessionID: sessionID, runID: runID, type: "run.started", payload: ["attempt": 1], time: now),
+                    NewEvent(sessionID: sessionID, type: EventType.sessionOpened, payload: opened, time: now),
+                    RunEvents(sessionID: sessionID, runID: runID, time: now).queued(request),
+                    RunEvents(sessionID: sessionID, runID: runID, time: now).started(attempt: 1),
                 ], and: [.insertSession(session), .insertRun(run)])
                 return log
             } catch {
@@ -92,46 +92,40 @@ final class OneShotLog: Sendable {
             defer { done.signal() }
             guard let log = await opening.value else { return }
             let now = LogTimestamp.now()
+            let writer = RunEvents(sessionID: sessionID, runID: runID, time: now)
             var events: [NewEvent] = []
-            let status: RunStatus
-            var finished: JSONObject = [:]
+            let finished: RunEvents.Finished
             var exitCode: Int32? = nil, signal: Int32? = nil
             if let outcome {
                 let r = outcome.report
                 exitCode = r.exit.code
                 signal = r.exit.signal
-                var p: JSONObject = ["user_us": .int(Int64(r.cpu.userMs * 1000)), "system_us": .int(Int64(r.cpu.systemMs * 1000))]
-                p["max_rss_kb"] = r.memory.peakBytes.map { .int(Int64($0 / 1024)) } ?? .null
-                p["exit_code"] = exitCode.map { JSONValue($0) } ?? .null
-                p["signal"] = signal.map { JSONValue($0) } ?? .null
-                events.append(NewEvent(sessionID: sessionID, runID: runID, type: "process.exited", payload: p, time: now))
-                for l in r.limits.which where l != "timeout" {
-                    events.append(NewEvent(sessionID: sessionID, runID: runID, type: "limit.hit", payload: ["limit": .string(l)], time: now))
-                }
+                events.append(writer.processExited(code: exitCode, signal: signal, userMicros: UInt64(max(0, r.cpu.userMs * 1000)),
+                                                   systemMicros: UInt64(max(0, r.cpu.systemMs * 1000)),
+                                                   maxRSSKilobytes: r.memory.peakBytes.map { $0 / 1024 }))
+                for l in r.limits.which where l != "timeout" { events.append(writer.limitHit(l)) }
+                let status: RunStatus
+                var failure: String? = nil
                 if r.limits.which.contains("timeout") {
                     status = .timedOut
                 } else if let e = r.error, !e.isEmpty, r.exit.status >= 125 {
                     status = .failed
-                    finished["error"] = .string(e)
+                    failure = e
                 } else {
                     status = r.exit.status == 0 ? .succeeded : .failed
                 }
-                finished["exit_status"] = JSONValue(outcome.exitStatus)
-                finished["exit_code"] = exitCode.map { JSONValue($0) } ?? .null
-                finished["signal"] = signal.map { JSONValue($0) } ?? .null
-                finished["duration_ms"] = .double(r.wallTimeMs)
+                finished = RunEvents.Finished(status: status, exitStatus: outcome.exitStatus, hadProcess: true, exitCode: exitCode,
+                                              signal: signal, error: failure, durationMillis: r.wallTimeMs)
             } else {
-                status = .error
-                finished["exit_status"] = JSONValue(LevainExit.error)
-                finished["error"] = .string(error ?? "levain failed")
+                finished = RunEvents.Finished(status: .error, exitStatus: LevainExit.error, hadProcess: false, error: error ?? "levain failed")
             }
-            finished["status"] = .string(status.rawValue)
-            events.append(NewEvent(sessionID: sessionID, runID: runID, type: "run.finished", payload: finished, time: now))
-            events.append(NewEvent(sessionID: sessionID, type: "session.closed", payload: [:], time: now))
+            let status = finished.status
+            events.append(writer.finished(finished))
+            events.append(NewEvent(sessionID: sessionID, type: EventType.sessionClosed, payload: [:], time: now))
             do {
                 try log.record(events, and: [
                     .updateRun(RunUpdate(id: runID, status: status, exitCode: exitCode, signal: signal,
-                                         error: error ?? (finished["error"]?.stringValue), finishedAt: now)),
+                                         error: error ?? finished.error, finishedAt: now)),
                     .updateSession(SessionUpdate(id: sessionID, status: .closed, closedAt: now)),
                 ])
             } catch {

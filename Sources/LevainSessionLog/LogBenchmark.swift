@@ -52,11 +52,11 @@ public enum LogBenchmark {
                     for i in 0..<eventsPerWriter {
                         // About the size of a typical process/tool event.
                         try await log.append(NewEvent(
-                            sessionID: session, runID: "\(session)-run", type: "process.exited",
+                            sessionID: session, runID: "\(session)-run", type: EventType.processExited,
                             payload: [
                                 "writer": JSONValue(w), "i": JSONValue(i), "pid": 4242,
                                 "argv": ["/usr/bin/python3", "-c", "print('hello')"],
-                                "exit_code": 0, "duration_ms": 12.5, "gen_ai.tool.name": "exec",
+                                "exit_code": 0, "duration_ms": 12.5, Attribute.genAIToolName: "exec",
                             ]))
                     }
                 }

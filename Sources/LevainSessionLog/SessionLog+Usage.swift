@@ -34,15 +34,15 @@ extension SessionLog {
     public func modelUsage(session: String? = nil, tenant: String? = nil, run: String? = nil,
                            groupBy: UsageGrouping = .model) throws(SessionLogError) -> (total: ModelUsage, rows: [ModelUsageRow]) {
         try read("cannot sum model usage") { db in
-            var conditions = ["type = 'model.response'"]
+            var conditions = ["type = '\(EventType.modelResponse)'"]
             var arguments: StatementArguments = []
             if let session { conditions.append("session_id = ?"); arguments += [session] }
             if let tenant { conditions.append("tenant = ?"); arguments += [tenant] }
             if let run { conditions.append("run_id = ?"); arguments += [run] }
             let sums = """
-                COUNT(*), COALESCE(SUM(json_extract(payload, '$."gen_ai.usage.input_tokens"')), 0),
-                COALESCE(SUM(json_extract(payload, '$."gen_ai.usage.output_tokens"')), 0),
-                COALESCE(SUM(json_extract(payload, '$."levain.cost"')), 0.0)
+                COUNT(*), COALESCE(SUM(json_extract(payload, '$."\(Attribute.genAIUsageInputTokens)"')), 0),
+                COALESCE(SUM(json_extract(payload, '$."\(Attribute.genAIUsageOutputTokens)"')), 0),
+                COALESCE(SUM(json_extract(payload, '$."\(Attribute.cost)"')), 0.0)
                 """
             let whereClause = conditions.joined(separator: " AND ")
             func usage(_ row: Row, from i: Int) -> ModelUsage {

@@ -180,29 +180,29 @@ final class SessionExits: Sendable {
 
     static func event(_ r: ModelExchangeRecord, session: String, tenant: String) -> NewEvent {
         var p: JSONObject = [
-            "gen_ai.operation.name": .string(r.operation),
-            "levain.api": .string(r.api),
-            "levain.decision": .string(r.decision.rawValue),
-            "levain.stream": .bool(r.stream),
+            Attribute.genAIOperationName: .string(r.operation),
+            Attribute.api: .string(r.api),
+            Attribute.decision: .string(r.decision.rawValue),
+            Attribute.stream: .bool(r.stream),
         ]
-        if let k = r.providerKind { p["gen_ai.provider.name"] = .string(k.otelName) }
-        if let v = r.provider { p["levain.provider"] = .string(v) }
-        if let v = r.model { p["gen_ai.request.model"] = .string(v) }
-        if let v = r.maxTokens { p["gen_ai.request.max_tokens"] = JSONValue(v) }
-        if let v = r.rule { p["levain.rule"] = .string(v) }
-        if let v = r.message { p["levain.message"] = .string(v) }
+        if let k = r.providerKind { p[Attribute.genAIProviderName] = .string(k.otelName) }
+        if let v = r.provider { p[Attribute.provider] = .string(v) }
+        if let v = r.model { p[Attribute.genAIRequestModel] = .string(v) }
+        if let v = r.maxTokens { p[Attribute.genAIRequestMaxTokens] = JSONValue(v) }
+        if let v = r.rule { p[Attribute.rule] = .string(v) }
+        if let v = r.message { p[Attribute.message] = .string(v) }
         if r.phase == .response {
             if let v = r.status { p["http.response.status_code"] = JSONValue(v) }
-            if let v = r.responseModel { p["gen_ai.response.model"] = .string(v) }
-            if let v = r.finishReason { p["gen_ai.response.finish_reasons"] = .array([.string(v)]) }
-            if let v = r.inputTokens { p["gen_ai.usage.input_tokens"] = .int(Int64(v)) }
-            if let v = r.outputTokens { p["gen_ai.usage.output_tokens"] = .int(Int64(v)) }
-            if let v = r.cost { p["levain.cost"] = .double(v) }
-            if let v = r.latencyMillis { p["levain.latency_ms"] = .double((v * 1000).rounded() / 1000) }
-            if let v = r.firstTokenMillis { p["levain.ttft_ms"] = .double((v * 1000).rounded() / 1000) }
+            if let v = r.responseModel { p[Attribute.genAIResponseModel] = .string(v) }
+            if let v = r.finishReason { p[Attribute.genAIResponseFinishReasons] = .array([.string(v)]) }
+            if let v = r.inputTokens { p[Attribute.genAIUsageInputTokens] = .int(Int64(v)) }
+            if let v = r.outputTokens { p[Attribute.genAIUsageOutputTokens] = .int(Int64(v)) }
+            if let v = r.cost { p[Attribute.cost] = .double(v) }
+            if let v = r.latencyMillis { p[Attribute.latencyMs] = .double((v * 1000).rounded() / 1000) }
+            if let v = r.firstTokenMillis { p[Attribute.ttftMs] = .double((v * 1000).rounded() / 1000) }
         }
         return NewEvent(sessionID: session, runID: r.caller?.runID, tenant: tenant,
-                        type: r.phase == .request ? "model.request" : "model.response", payload: p)
+                        type: r.phase == .request ? EventType.modelRequest : EventType.modelResponse, payload: p)
     }
 
     static func event(_ r: EgressRecord, session: String, run: String?, tenant: String) -> NewEvent {
@@ -210,18 +210,18 @@ final class SessionExits: Sendable {
             "server.address": .string(r.host),
             "server.port": JSONValue(r.port),
             "http.request.method": .string(r.method),
-            "levain.kind": .string(r.kind),
-            "levain.decision": .string(r.decision.rawValue),
-            "levain.rule": .string(r.rule),
-            "levain.bytes_up": .int(Int64(r.bytesUp)),
-            "levain.bytes_down": .int(Int64(r.bytesDown)),
-            "levain.duration_ms": .double((r.durationMillis * 1000).rounded() / 1000),
+            Attribute.kind: .string(r.kind),
+            Attribute.decision: .string(r.decision.rawValue),
+            Attribute.rule: .string(r.rule),
+            Attribute.bytesUp: .int(Int64(r.bytesUp)),
+            Attribute.bytesDown: .int(Int64(r.bytesDown)),
+            Attribute.durationMs: .double((r.durationMillis * 1000).rounded() / 1000),
         ]
         if let v = r.address { p["network.peer.address"] = .string(v) }
         if let v = r.status { p["http.response.status_code"] = JSONValue(v) }
-        if let v = r.message { p["levain.message"] = .string(v) }
+        if let v = r.message { p[Attribute.message] = .string(v) }
         return NewEvent(sessionID: session, runID: run, tenant: tenant,
-                        type: r.decision == .denied ? "network.denied" : "network.request", payload: p)
+                        type: r.decision == .denied ? EventType.networkDenied : EventType.networkRequest, payload: p)
     }
 }
 

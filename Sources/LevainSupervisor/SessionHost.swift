@@ -286,11 +286,11 @@ actor SessionHost {
                 // Hostile or broken: recorded, and not an infrastructure
                 // failure to retry.
                 _ = try? await context.log.append(NewEvent(
-                    sessionID: id, tenant: tenant, type: "protocol.violation",
+                    sessionID: id, tenant: tenant, type: EventType.protocolViolation,
                     payload: ["code": .string(v.code.rawValue), "message": .string(v.message), "phase": "handshake"]))
                 throw SupervisorError(.unavailable, "the session's harness broke the protocol in its handshake: \(v)")
             }
-            _ = try? await context.log.append(NewEvent(sessionID: id, tenant: tenant, type: "harness.died",
+            _ = try? await context.log.append(NewEvent(sessionID: id, tenant: tenant, type: EventType.harnessDied,
                                                       payload: ["phase": "handshake", "error": .string("\(error)")]))
             throw SupervisorError(.spawnFailed, "the session's harness did not answer: \(error)")
         }
@@ -601,7 +601,7 @@ actor SessionHost {
         case .processStarted:
             break
         case .harnessLog(let log):
-            _ = try? await context.log.append(NewEvent(sessionID: id, tenant: tenant, type: "harness.log",
+            _ = try? await context.log.append(NewEvent(sessionID: id, tenant: tenant, type: EventType.harnessLog,
                                                       payload: ["level": .string(log.level.rawValue), "message": .string(log.message)]))
         }
     }
@@ -615,13 +615,13 @@ actor SessionHost {
         case .violation(let v):
             reason = "protocol violation: \(v)"
             _ = try? await context.log.record(
-                [NewEvent(sessionID: id, tenant: tenant, type: "protocol.violation",
+                [NewEvent(sessionID: id, tenant: tenant, type: EventType.protocolViolation,
                           payload: ["code": .string(v.code.rawValue), "message": .string(v.message), "phase": "session"])],
                 and: [])
         case .closed:
             guard !closing else { return }
             reason = "the harness died"
-            _ = try? await context.log.append(NewEvent(sessionID: id, tenant: tenant, type: "harness.died",
+            _ = try? await context.log.append(NewEvent(sessionID: id, tenant: tenant, type: EventType.harnessDied,
                                                       payload: ["phase": "session"]))
         }
         phase = .failed(reason)

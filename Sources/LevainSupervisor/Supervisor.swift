@@ -101,7 +101,7 @@ public actor Supervisor {
         }
         for s in openSessions {
             try await recordRecovery(
-                [NewEvent(sessionID: s.id, tenant: s.tenant, type: "session.interrupted",
+                [NewEvent(sessionID: s.id, tenant: s.tenant, type: EventType.sessionInterrupted,
                           payload: ["reason": "the supervisor stopped without closing the session", "supervisor": .string(s.supervisor ?? "")])],
                 [.updateSession(SessionUpdate(id: s.id, status: .interrupted))])
         }
@@ -129,7 +129,7 @@ public actor Supervisor {
                 changes.append(.updateRun(RunUpdate(id: r.id, status: .interrupted, error: error, finishedAt: .now())))
                 payload["status"] = "interrupted"
             }
-            try await recordRecovery([NewEvent(sessionID: r.sessionID, runID: r.id, tenant: r.tenant, type: "run.interrupted", payload: payload)],
+            try await recordRecovery([RunEvents(sessionID: r.sessionID, runID: r.id, tenant: r.tenant).interrupted(payload)],
                                      changes)
             if retry, case .success(let spec) = stored {
                 var record = r
@@ -181,7 +181,7 @@ public actor Supervisor {
                                    supervisor: context.instanceID)
         do {
             _ = try await log.record(
-                [NewEvent(sessionID: id, tenant: spec.tenant, type: "session.opened",
+                [NewEvent(sessionID: id, tenant: spec.tenant, type: EventType.sessionOpened,
                           payload: ["policy": .string(spec.policy), "labels": .object(spec.labels.mapValues { .string($0) }),
                                     "limits": .object(spec.storedLimits), "workspace": .string(workspace)])],
                 and: [.insertSession(record)])
@@ -206,7 +206,7 @@ public actor Supervisor {
             _ = try opened.get()
         } catch {
             hosts[id] = nil
-            _ = try? await log.record([NewEvent(sessionID: id, tenant: spec.tenant, type: "session.failed", payload: ["reason": .string(error.message)])],
+            _ = try? await log.record([NewEvent(sessionID: id, tenant: spec.tenant, type: EventType.sessionFailed, payload: ["reason": .string(error.message)])],
                                       and: [.updateSession(SessionUpdate(id: id, status: .failed, closedAt: .now()))])
             throw error
         }
@@ -222,7 +222,7 @@ public actor Supervisor {
             } catch {
                 last = error
                 if error.code != .spawnFailed || attempt == config.retryAttempts { break }
-                _ = try? await log.append(NewEvent(sessionID: host.id, tenant: host.tenant, type: "session.retry",
+                _ = try? await log.append(NewEvent(sessionID: host.id, tenant: host.tenant, type: EventType.sessionRetry,
                                                   payload: ["attempt": JSONValue(attempt), "reason": .string(error.message)]))
                 await backoff(attempt)
             }
@@ -269,7 +269,7 @@ public actor Supervisor {
         }
         if let host = hosts.removeValue(forKey: id) { await host.close() }
         if record.status != .closed {
-            _ = try? await log.record([NewEvent(sessionID: id, tenant: record.tenant, type: "session.closed", payload: [:])],
+            _ = try? await log.record([NewEvent(sessionID: id, tenant: record.tenant, type: EventType.sessionClosed, payload: [:])],
                                       and: [.updateSession(SessionUpdate(id: id, status: .closed, closedAt: .now()))])
         }
         return try session(id)
@@ -324,7 +324,7 @@ public actor Supervisor {
             throw error
         }
         do {
-            _ = try await log.record([NewEvent(sessionID: id, tenant: record.tenant, type: "session.reopened", payload: ["supervisor": .string(context.instanceID)])],
+            _ = try await log.record([NewEvent(sessionID: id, tenant: record.tenant, type: EventType.sessionReopened, payload: ["supervisor": .string(context.instanceID)])],
                                      and: [.updateSession(SessionUpdate(id: id, status: .open, supervisor: context.instanceID))])
         } catch {
             // Not recorded: the client is not told it is open.
@@ -342,7 +342,7 @@ public actor Supervisor {
         let id = failed.id
         guard let host = hosts[id], host === failed else { return }
         hosts[id] = nil
-        _ = try? await log.record([NewEvent(sessionID: id, tenant: host.tenant, type: "session.failed", payload: ["reason": .string(reason)])],
+        _ = try? await log.record([NewEvent(sessionID: id, tenant: host.tenant, type: EventType.sessionFailed, payload: ["reason": .string(reason)])],
                                   and: [.updateSession(SessionUpdate(id: id, status: .failed))])
     }
 
@@ -381,7 +381,7 @@ public actor Supervisor {
         // and must then find it live here too (to wait for it).
         let state = makeRunState(record, spec: spec)
         do {
-            _ = try await log.record([NewEvent(sessionID: id, runID: runID, tenant: tenant, type: "run.queued", payload: spec.stored)],
+            _ = try await log.record([RunEvents(sessionID: id, runID: runID, tenant: tenant).queued(spec.stored)],
                                      and: [.insertRun(record)])
         } catch where error.code == .duplicateIdempotencyKey {
             runs[runID] = nil
@@ -492,8 +492,7 @@ public actor Supervisor {
             // events are queued behind this one (one writer, in order), so
             // whatever reports the run's end reports this durable too.
             log.enqueue(
-                [NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: "run.started",
-                          payload: ["attempt": JSONValue(attempt), "argv": JSONValue(run.spec.argv)])],
+                [RunEvents(sessionID: run.sessionID, runID: run.id, tenant: run.tenant).started(attempt: attempt, argv: run.spec.argv)],
                 and: [.updateRun(RunUpdate(id: run.id, status: .running, startedAt: started, attempt: attempt))])
             run.mark("started-logged")
             let policyTimeout = await host.policy.limits.timeout
@@ -518,7 +517,7 @@ public actor Supervisor {
 
     private func retryAfter(_ run: RunState, _ attempt: inout Int, reason: String) async -> Bool {
         guard attempt < run.record.attempt + config.retryAttempts - 1 else { return false }
-        _ = try? await log.append(NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: "run.retry",
+        _ = try? await log.append(NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: EventType.runRetry,
                                            payload: ["attempt": JSONValue(attempt), "reason": .string(reason)]))
         await backoff(attempt)
         attempt += 1
@@ -532,36 +531,26 @@ public actor Supervisor {
         run.stdout.finish()
         run.stderr.finish()
         let finished = LogTimestamp.now()
+        let writer = RunEvents(sessionID: run.sessionID, runID: run.id, tenant: run.tenant)
         var events: [NewEvent] = []
         if let o = outcome {
-            var p: JSONObject = ["user_us": .int(Int64(o.userMicros)), "system_us": .int(Int64(o.systemMicros)),
-                                 "max_rss_kb": .int(Int64(o.maxRSSKilobytes))]
-            p["exit_code"] = o.code.map { JSONValue($0) } ?? .null
-            p["signal"] = o.signal.map { JSONValue($0) } ?? .null
-            events.append(NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: "process.exited", payload: p))
+            events.append(writer.processExited(code: o.code, signal: o.signal, userMicros: o.userMicros, systemMicros: o.systemMicros,
+                                               maxRSSKilobytes: o.maxRSSKilobytes))
         }
-        for l in limits {
-            events.append(NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: "limit.hit", payload: ["limit": .string(l)]))
-        }
-        let exitStatus = startExit ?? Self.exitStatus(status: status, outcome: outcome)
-        var payload: JSONObject = ["status": .string(status.rawValue), "exit_status": JSONValue(exitStatus),
-                                   "stdout_bytes": .int(Int64(run.stdout.length)), "stderr_bytes": .int(Int64(run.stderr.length))]
-        if let o = outcome {
-            payload["exit_code"] = o.code.map { JSONValue($0) } ?? .null
-            payload["signal"] = o.signal.map { JSONValue($0) } ?? .null
-        }
-        if let error { payload["error"] = .string(error) }
-        if run.stdout.isTruncated || run.stderr.isTruncated { payload["output_truncated"] = true }
+        for l in limits { events.append(writer.limitHit(l)) }
+        var end = RunEvents.Finished(status: status, exitStatus: startExit ?? Self.exitStatus(status: status, outcome: outcome),
+                                     hadProcess: outcome != nil, exitCode: outcome?.code, signal: outcome?.signal, error: error)
+        end.stdoutBytes = run.stdout.length
+        end.stderrBytes = run.stderr.length
+        end.outputTruncated = run.stdout.isTruncated || run.stderr.isTruncated
         for (name, spool) in [("stdout", run.stdout), ("stderr", run.stderr)] {
-            guard let loss = spool.loss else { continue }
             // Not kept: the state directory could not take it.
-            payload["\(name)_lost_bytes"] = .int(Int64(clamping: loss.bytes))
-            payload["\(name)_error"] = .string(String(cString: strerror(loss.errno)))
+            if let loss = spool.loss { end.lost.append((name, loss.bytes, String(cString: strerror(loss.errno)))) }
         }
         if let started = run.record.startedAt {
-            payload["duration_ms"] = .double(Double(finished.microsecondsSinceEpoch - started.microsecondsSinceEpoch) / 1e3)
+            end.durationMillis = Double(finished.microsecondsSinceEpoch - started.microsecondsSinceEpoch) / 1e3
         }
-        events.append(NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: "run.finished", payload: payload))
+        events.append(writer.finished(end))
         let code: Int32? = outcome?.code ?? startExit
         let signal: Int32? = outcome?.signal ?? (status == .timedOut || status == .cancelled ? SIGKILL : nil)
         // Durable before anyone is told: until the log takes it (a full
@@ -627,7 +616,7 @@ public actor Supervisor {
         }
         guard state.record.status.isInFlight else { return state.record }
         state.requestCancel()
-        _ = try? await log.append(NewEvent(sessionID: state.sessionID, runID: id, tenant: state.tenant, type: "run.cancel_requested", payload: [:]))
+        _ = try? await log.append(NewEvent(sessionID: state.sessionID, runID: id, tenant: state.tenant, type: EventType.runCancelRequested, payload: [:]))
         return state.record
     }
 
@@ -664,7 +653,7 @@ public actor Supervisor {
         }
         for (id, state) in runs where state.record.status.isInFlight {
             state.requestCancel()
-            _ = try? await log.append(NewEvent(sessionID: state.sessionID, runID: id, tenant: state.tenant, type: "run.interrupted",
+            _ = try? await log.append(NewEvent(sessionID: state.sessionID, runID: id, tenant: state.tenant, type: EventType.runInterrupted,
                                                payload: ["reason": "supervisor shutdown", "action": "cancel"]))
         }
         // A run's end waits for the log (Supervisor+LogHealth); when it
@@ -679,7 +668,7 @@ public actor Supervisor {
         await context.tools.hostTools.stop(supervisor: self)
         for (id, host) in hosts {
             await host.close()
-            _ = try? await log.record([NewEvent(sessionID: id, tenant: host.tenant, type: "session.interrupted", payload: ["reason": "supervisor shutdown"])],
+            _ = try? await log.record([NewEvent(sessionID: id, tenant: host.tenant, type: EventType.sessionInterrupted, payload: ["reason": "supervisor shutdown"])],
                                       and: [.updateSession(SessionUpdate(id: id, status: .interrupted))])
         }
         hosts = [:]

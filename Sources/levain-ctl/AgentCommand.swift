@@ -57,7 +57,7 @@ struct AgentCommand: ParsableCommand {
             var sessionID = session
             var made = false
             if sessionID == nil {
-                var body: JSONObject = ["labels": ["levain.agent": .string(file)]]
+                var body: JSONObject = ["labels": [Attribute.agent: .string(file)]]
                 if let policy { body["policy"] = .string(policy.contains("/") ? absolutePath(policy) : policy) }
                 let s = try call(client, "POST", "/v1/sessions", .object(body))
                 sessionID = s["id"]?.stringValue
@@ -161,7 +161,7 @@ struct ApproveCommand: ParsableCommand {
 /// calls with their arguments and results, approvals, usage and cost, and
 /// why it stopped. `json` gives the same as a structure.
 enum AgentTimeline {
-    static func isAgentRun(_ events: [JSONValue]) -> Bool { events.contains { $0["type"]?.stringValue == "agent.started" } }
+    static func isAgentRun(_ events: [JSONValue]) -> Bool { events.contains { $0["type"]?.stringValue == EventType.agentStarted } }
 
     static func items(_ events: [JSONValue]) -> [JSONValue] {
         var out: [JSONValue] = []
@@ -171,28 +171,28 @@ enum AgentTimeline {
             let type = e["type"]?.stringValue ?? ""
             var item: JSONObject = ["time": e["time"] ?? .null, "type": .string(type)]
             switch type {
-            case "agent.started":
-                item["agent"] = p["gen_ai.agent.name"]; item["model"] = p["gen_ai.request.model"]; item["input"] = p["levain.input"]
-                item["tools"] = p["levain.tools"]; item["max_steps"] = p["levain.max_steps"]
-            case "model.request":
-                if p["levain.decision"]?.stringValue == "allowed" { turn += 1 }
-                item["turn"] = JSONValue(turn); item["model"] = p["gen_ai.request.model"]; item["decision"] = p["levain.decision"]
-                item["rule"] = p["levain.rule"]; item["message"] = p["levain.message"]
-            case "model.response":
-                item["turn"] = JSONValue(turn); item["finish_reasons"] = p["gen_ai.response.finish_reasons"]
-                item["input_tokens"] = p["gen_ai.usage.input_tokens"]; item["output_tokens"] = p["gen_ai.usage.output_tokens"]
-                item["cost"] = p["levain.cost"]; item["latency_ms"] = p["levain.latency_ms"]; item["status"] = p["http.response.status_code"]
-            case "tool.started", "tool.finished", "tool.denied", "approval.requested", "approval.decided":
-                item["tool"] = p["gen_ai.tool.name"]; item["call_id"] = p["levain.call_id"]; item["tool_call_id"] = p["gen_ai.tool.call.id"]
-                item["arguments"] = p["levain.arguments"]
-                for (k, v) in p where k.hasPrefix("levain.") && !["levain.call_id", "levain.arguments", "levain.origin"].contains(k) {
+            case EventType.agentStarted:
+                item["agent"] = p[Attribute.genAIAgentName]; item["model"] = p[Attribute.genAIRequestModel]; item["input"] = p[Attribute.input]
+                item["tools"] = p[Attribute.tools]; item["max_steps"] = p[Attribute.maxSteps]
+            case EventType.modelRequest:
+                if p[Attribute.decision]?.stringValue == "allowed" { turn += 1 }
+                item["turn"] = JSONValue(turn); item["model"] = p[Attribute.genAIRequestModel]; item["decision"] = p[Attribute.decision]
+                item["rule"] = p[Attribute.rule]; item["message"] = p[Attribute.message]
+            case EventType.modelResponse:
+                item["turn"] = JSONValue(turn); item["finish_reasons"] = p[Attribute.genAIResponseFinishReasons]
+                item["input_tokens"] = p[Attribute.genAIUsageInputTokens]; item["output_tokens"] = p[Attribute.genAIUsageOutputTokens]
+                item["cost"] = p[Attribute.cost]; item["latency_ms"] = p[Attribute.latencyMs]; item["status"] = p["http.response.status_code"]
+            case EventType.toolStarted, EventType.toolFinished, EventType.toolDenied, EventType.approvalRequested, EventType.approvalDecided:
+                item["tool"] = p[Attribute.genAIToolName]; item["call_id"] = p[Attribute.callId]; item["tool_call_id"] = p[Attribute.genAIToolCallId]
+                item["arguments"] = p[Attribute.arguments]
+                for (k, v) in p where k.hasPrefix("levain.") && ![Attribute.callId, Attribute.arguments, Attribute.origin].contains(k) {
                     item[String(k.dropFirst(7))] = v
                 }
-            case "agent.finished":
-                item["reason"] = p["levain.reason"]; item["detail"] = p["levain.detail"]; item["output"] = p["levain.output"]
-                item["steps"] = p["levain.steps"]; item["tool_calls"] = p["levain.tool_calls"]
-                item["input_tokens"] = p["gen_ai.usage.input_tokens"]; item["output_tokens"] = p["gen_ai.usage.output_tokens"]; item["cost"] = p["levain.cost"]
-            case "run.queued", "run.started", "run.finished", "run.cancel_requested":
+            case EventType.agentFinished:
+                item["reason"] = p[Attribute.reason]; item["detail"] = p[Attribute.detail]; item["output"] = p[Attribute.output]
+                item["steps"] = p[Attribute.steps]; item["tool_calls"] = p[Attribute.toolCalls]
+                item["input_tokens"] = p[Attribute.genAIUsageInputTokens]; item["output_tokens"] = p[Attribute.genAIUsageOutputTokens]; item["cost"] = p[Attribute.cost]
+            case EventType.runQueued, EventType.runStarted, EventType.runFinished, EventType.runCancelRequested:
                 item["status"] = p["status"]; item["error"] = p["error"]
             default:
                 continue
@@ -216,33 +216,33 @@ enum AgentTimeline {
             let type = i["type"]?.stringValue ?? ""
             let at = clock(i["time"])
             switch type {
-            case "agent.started":
+            case EventType.agentStarted:
                 s += "\(at)  agent \(i["agent"]?.cell ?? "?") on \(i["model"]?.cell ?? "?"), tools \(i["tools"]?.encoded() ?? "[]"), max_steps \(i["max_steps"]?.cell ?? "?")\n"
                 s += "\(at)    input: \(short(i["input"], 300))\n"
-            case "model.request":
+            case EventType.modelRequest:
                 if i["decision"]?.stringValue == "allowed" {
                     s += "\(at)  model turn \(i["turn"]?.cell ?? "?") → \(i["model"]?.cell ?? "?")\n"
                 } else {
                     s += "\(at)  model call refused (\(i["rule"]?.cell ?? "?")): \(short(i["message"]))\n"
                 }
-            case "model.response":
+            case EventType.modelResponse:
                 s += "\(at)    ← \(i["finish_reasons"]?.arrayValue?.compactMap(\.stringValue).joined(separator: ",") ?? "status \(i["status"]?.cell ?? "?")"), "
                     + "\(i["input_tokens"]?.cell ?? "?") in / \(i["output_tokens"]?.cell ?? "?") out tokens, cost \(i["cost"]?.cell ?? "?"), \(i["latency_ms"]?.cell ?? "?") ms\n"
-            case "tool.started":
+            case EventType.toolStarted:
                 s += "\(at)    tool \(i["tool"]?.cell ?? "?") [\(i["call_id"]?.cell ?? "?")] \(short(i["arguments"]))\n"
-            case "tool.finished":
+            case EventType.toolFinished:
                 s += "\(at)      → \(i["status"]?.cell ?? "?") in \(i["duration_ms"]?.cell ?? "?") ms: \(short(i["result"]))\n"
-            case "tool.denied":
+            case EventType.toolDenied:
                 s += "\(at)    tool \(i["tool"]?.cell ?? "?") REFUSED (\(i["rule"]?.cell ?? "?")): \(short(i["message"]))\n"
-            case "approval.requested":
+            case EventType.approvalRequested:
                 s += "\(at)    tool \(i["tool"]?.cell ?? "?") [\(i["call_id"]?.cell ?? "?")] waits for approval: \(short(i["arguments"]))\n"
-            case "approval.decided":
+            case EventType.approvalDecided:
                 s += "\(at)      approval: \(i["decision"]?.cell ?? "?") by \(i["by"]?.cell ?? "?")\(i["timed_out"]?.boolValue == true ? " (timed out)" : ""): \(short(i["reason"]))\n"
-            case "agent.finished":
+            case EventType.agentFinished:
                 s += "\(at)  stopped: \(i["reason"]?.cell ?? "?")\(i["detail"].map { " — " + short($0, 300) } ?? "")\n"
                 s += "\(at)    \(i["steps"]?.cell ?? "?") model turns, \(i["tool_calls"]?.cell ?? "?") tool calls, \(i["input_tokens"]?.cell ?? "?") in / \(i["output_tokens"]?.cell ?? "?") out tokens, cost \(i["cost"]?.cell ?? "?")\n"
                 if let o = i["output"] { s += "\(at)    answer: \(short(o, 2000))\n" }
-            case "run.finished":
+            case EventType.runFinished:
                 s += "\(at)  run \(run) \(i["status"]?.cell ?? "?")\(i["error"].map { ": " + short($0) } ?? "")\n"
             default: break
             }

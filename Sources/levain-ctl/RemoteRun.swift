@@ -154,7 +154,7 @@ struct RemoteRun: Sendable {
         let exitStatus = Int32(truncatingIfNeeded: record["exit_status"]?.intValue ?? 125)
         let events = (try? await client.request("GET", "/v1/log/events?run=\(run)"))?.json?["events"]?.arrayValue ?? []
         if !quiet {
-            for e in events where e["type"]?.stringValue == "limit.hit" {
+            for e in events where e["type"]?.stringValue == EventType.limitHit {
                 printError("run \(run): \(e["payload"]?["limit"]?.cell ?? "a") limit reached")
             }
             if record["status"]?.stringValue == "timed_out" { printError("run \(run): wall-clock timeout reached: the run was killed") }
@@ -186,12 +186,12 @@ struct RemoteRun: Sendable {
         for e in events {
             let p = e["payload"]?.objectValue ?? [:]
             switch e["type"]?.stringValue {
-            case "process.exited":
+            case EventType.processExited:
                 o["cpu"] = ["user_ms": .double(Double(p["user_us"]?.intValue ?? 0) / 1000), "system_ms": .double(Double(p["system_us"]?.intValue ?? 0) / 1000)]
                 o["memory"] = ["peak_bytes": p["max_rss_kb"]?.intValue.map { .int($0 * 1024) } ?? .null]
-            case "limit.hit":
+            case EventType.limitHit:
                 limitsHit.append(p["limit"] ?? .null)
-            case "run.finished":
+            case EventType.runFinished:
                 o["wall_time_ms"] = p["duration_ms"] ?? .null
             default:
                 break

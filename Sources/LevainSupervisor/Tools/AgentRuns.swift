@@ -38,7 +38,7 @@ extension Supervisor {
         let runID = LevainSandbox.RunID.make()
         let record = RunRecord(id: runID, sessionID: id, tenant: tenant, status: .queued, request: request, retryPolicy: .fail)
         do {
-            _ = try await log.record([NewEvent(sessionID: id, runID: runID, tenant: tenant, type: "run.queued", payload: request)],
+            _ = try await log.record([RunEvents(sessionID: id, runID: runID, tenant: tenant).queued(request)],
                                      and: [.insertRun(record)])
         } catch {
             throw SupervisorError(.internalError, "the session log: \(error)")
@@ -68,18 +68,17 @@ extension Supervisor {
         let started = LogTimestamp.now()
         run.update { $0.status = .running; $0.startedAt = started }
         await host.exitsRunStarted(run.id)
-        log.enqueue([NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: "run.started",
-                              payload: ["attempt": 1, "argv": JSONValue(run.spec.argv)])],
+        log.enqueue([RunEvents(sessionID: run.sessionID, runID: run.id, tenant: run.tenant).started(attempt: 1, argv: run.spec.argv)],
                     and: [.updateRun(RunUpdate(id: run.id, status: .running, startedAt: started, attempt: 1))])
         var startPayload: JSONObject = [
-            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": .string(agent.name), "gen_ai.request.model": .string(agent.model),
-            "levain.tools": JSONValue(agent.tools), "levain.max_steps": JSONValue(agent.maxSteps), "levain.wall_time_s": .double(agent.wallTime),
-            "levain.input": .string(ToolService.clip(input)), "levain.agent_bytes": JSONValue(agent.source.utf8.count),
+            Attribute.genAIOperationName: "invoke_agent", Attribute.genAIAgentName: .string(agent.name), Attribute.genAIRequestModel: .string(agent.model),
+            Attribute.tools: JSONValue(agent.tools), Attribute.maxSteps: JSONValue(agent.maxSteps), Attribute.wallTimeS: .double(agent.wallTime),
+            Attribute.input: .string(ToolService.clip(input)), Attribute.agentBytes: JSONValue(agent.source.utf8.count),
         ]
-        if !agent.instructions.isEmpty { startPayload["levain.instructions"] = .string(ToolService.clip(agent.instructions)) }
-        if let b = agent.budgetTokens { startPayload["levain.budget_tokens"] = .int(Int64(b)) }
-        if let b = agent.budgetSpend { startPayload["levain.budget_spend"] = .double(b) }
-        log.enqueue([NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: "agent.started", payload: startPayload)], and: [])
+        if !agent.instructions.isEmpty { startPayload[Attribute.instructions] = .string(ToolService.clip(agent.instructions)) }
+        if let b = agent.budgetTokens { startPayload[Attribute.budgetTokens] = .int(Int64(b)) }
+        if let b = agent.budgetSpend { startPayload[Attribute.budgetSpend] = .double(b) }
+        log.enqueue([NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: EventType.agentStarted, payload: startPayload)], and: [])
 
         var result: AgentResult
         // Tools the agent names must exist and be allowed, before any model call.
@@ -122,14 +121,14 @@ extension Supervisor {
         }
         await host.exitsRunEnded(run.id)
         var endPayload: JSONObject = [
-            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": .string(agent.name),
-            "levain.reason": .string(result.reason.rawValue), "levain.steps": JSONValue(result.steps), "levain.tool_calls": JSONValue(result.toolCalls),
-            "gen_ai.usage.input_tokens": .int(Int64(result.inputTokens)), "gen_ai.usage.output_tokens": .int(Int64(result.outputTokens)),
-            "levain.cost": .double(result.cost),
+            Attribute.genAIOperationName: "invoke_agent", Attribute.genAIAgentName: .string(agent.name),
+            Attribute.reason: .string(result.reason.rawValue), Attribute.steps: JSONValue(result.steps), Attribute.toolCalls: JSONValue(result.toolCalls),
+            Attribute.genAIUsageInputTokens: .int(Int64(result.inputTokens)), Attribute.genAIUsageOutputTokens: .int(Int64(result.outputTokens)),
+            Attribute.cost: .double(result.cost),
         ]
-        if let d = result.detail { endPayload["levain.detail"] = .string(d) }
-        if let o = result.output { endPayload["levain.output"] = .string(ToolService.clip(o)) }
-        _ = try? await log.record([NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: "agent.finished", payload: endPayload)], and: [])
+        if let d = result.detail { endPayload[Attribute.detail] = .string(d) }
+        if let o = result.output { endPayload[Attribute.output] = .string(ToolService.clip(o)) }
+        _ = try? await log.record([NewEvent(sessionID: run.sessionID, runID: run.id, tenant: run.tenant, type: EventType.agentFinished, payload: endPayload)], and: [])
         // The answer is the run's stdout; why it stopped, its stderr.
         if let o = result.output { _ = Array(o.utf8).withUnsafeBytes { run.stdout.append($0) } }
         if result.reason != .finalAnswer, let d = result.detail {

@@ -96,8 +96,8 @@ actor HostServer {
         }
         if let session {
             let tenant = "levain"
-            _ = try? await supervisor.context.log.append(NewEvent(sessionID: session, runID: run, tenant: tenant, type: "mcp.registered", payload: [
-                "levain.mcp.server": .string(config.name), "levain.tools": JSONValue(out.map(\.1.name)), "levain.rejected": .array(rejected),
+            _ = try? await supervisor.context.log.append(NewEvent(sessionID: session, runID: run, tenant: tenant, type: EventType.mcpRegistered, payload: [
+                Attribute.mcpServer: .string(config.name), Attribute.tools: JSONValue(out.map(\.1.name)), Attribute.rejected: .array(rejected),
             ]))
         }
         for r in rejected {

@@ -73,18 +73,18 @@ public final class ToolService: Sendable {
     private func perform(_ c: ToolCallRequest, callID: String, by caller: Caller, supervisor: Supervisor, runEnded: Bool = false) async -> ToolOutcome {
         let started = LogTimestamp.now()
         var base: JSONObject = [
-            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": .string(c.name), "gen_ai.tool.call.id": .string(c.id),
-            "levain.call_id": .string(callID), "levain.origin": .string(caller.origin),
+            Attribute.genAIOperationName: "execute_tool", Attribute.genAIToolName: .string(c.name), Attribute.genAIToolCallId: .string(c.id),
+            Attribute.callId: .string(callID), Attribute.origin: .string(caller.origin),
         ]
         func event(_ type: String, _ extra: JSONObject) -> NewEvent {
             NewEvent(sessionID: caller.sessionID, runID: caller.runID, tenant: caller.tenant, type: type,
                      payload: base.merging(extra) { _, new in new })
         }
         func deny(_ rule: String, _ message: String) async -> ToolOutcome {
-            _ = try? await log.record([event("tool.denied", ["levain.rule": .string(rule), "levain.message": .string(message)])], and: [])
+            _ = try? await log.record([event(EventType.toolDenied, [Attribute.rule: .string(rule), Attribute.message: .string(message)])], and: [])
             return ToolOutcome(text: "refused (\(rule)): \(message)", isError: true)
         }
-        base["levain.arguments"] = .string(Self.clip(c.arguments))
+        base[Attribute.arguments] = .string(Self.clip(c.arguments))
         if runEnded { return await deny("tools.run", "run \(caller.runID ?? "?") has ended: its tool calls are refused") }
         // 1. What it is.
         let argsValue: JSONValue
@@ -101,7 +101,7 @@ public final class ToolService: Sendable {
             let known = await definitions(policy: caller.policy).map(\.name)
             return await deny("tools.unknown", "no tool named \"\(c.name)\"; this session's tools: \(known.joined(separator: ", "))")
         }
-        base["gen_ai.tool.type"] = .string(BuiltinTools.definitions.contains(definition) ? "function" : "extension")
+        base[Attribute.genAIToolType] = .string(BuiltinTools.definitions.contains(definition) ? "function" : "extension")
         // 2. Policy, schema, argument rules: before anything runs.
         if let rule = caller.policy.denyingRule(for: c.name) {
             return await deny(rule, "the session's policy does not allow \(c.name)")
@@ -119,7 +119,7 @@ public final class ToolService: Sendable {
             let pending = Approvals.Pending(callID: callID, sessionID: caller.sessionID, runID: caller.runID, tool: c.name,
                                             arguments: argsValue, requestedAt: started, timeout: caller.policy.approvalTimeout)
             do {
-                _ = try await log.record([event("approval.requested", ["levain.timeout_s": .double(pending.timeout)])], and: [])
+                _ = try await log.record([event(EventType.approvalRequested, [Attribute.timeoutS: .double(pending.timeout)])], and: [])
             } catch {
                 return ToolOutcome(text: "refused: the approval request could not be logged (\(error))", isError: true)
             }
@@ -127,9 +127,9 @@ public final class ToolService: Sendable {
             // session closed, its MCP client hung up.
             let calls = self.calls
             let d = await approvals.wait(pending, cancelReason: { calls.endReason(callID) ?? "the call was cancelled" })
-            _ = try? await log.record([event("approval.decided", [
-                "levain.decision": .string(d.allow ? "allow" : "deny"), "levain.by": .string(d.by),
-                "levain.reason": .string(d.reason), "levain.timed_out": .bool(d.timedOut),
+            _ = try? await log.record([event(EventType.approvalDecided, [
+                Attribute.decision: .string(d.allow ? "allow" : "deny"), Attribute.by: .string(d.by),
+                Attribute.reason: .string(d.reason), Attribute.timedOut: .bool(d.timedOut),
             ])], and: [])
             if !d.allow {
                 return ToolOutcome(text: "denied by \(d.by)\(d.timedOut ? " (approval timed out)" : ""): \(d.reason)", isError: true)
@@ -138,9 +138,9 @@ public final class ToolService: Sendable {
         // 4. Run it, bounded.
         let timeout = caller.policy.timeout(for: c.name)
         let maxOutput = caller.policy.maxOutput(for: c.name)
-        log.enqueue([event("tool.started", ["levain.timeout_s": .double(timeout)])], and: [])
+        log.enqueue([event(EventType.toolStarted, [Attribute.timeoutS: .double(timeout)])], and: [])
         let t0 = LogTimestamp.now()
-        let isBuiltin = base["gen_ai.tool.type"] == "function"
+        let isBuiltin = base[Attribute.genAIToolType] == "function"
         let hostTools = self.hostTools
         let result: Result<String, BuiltinTools.Failure> = await Self.withTimeout(timeout + (["exec", "grep", "glob"].contains(c.name) ? 2 : 0)) {
             do throws(BuiltinTools.Failure) {
@@ -163,9 +163,9 @@ public final class ToolService: Sendable {
             // A call whose caller went away ended because of that, whatever it says.
             status = Task.isCancelled ? "cancelled" : f.status.rawValue
         }
-        log.enqueue([event("tool.finished", [
-            "levain.status": .string(status), "levain.result": .string(Self.clip(outcome.text)),
-            "levain.output_bytes": .int(Int64(outcome.text.utf8.count)), "levain.duration_ms": .double((ms * 1000).rounded() / 1000),
+        log.enqueue([event(EventType.toolFinished, [
+            Attribute.status: .string(status), Attribute.result: .string(Self.clip(outcome.text)),
+            Attribute.outputBytes: .int(Int64(outcome.text.utf8.count)), Attribute.durationMs: .double((ms * 1000).rounded() / 1000),
         ])], and: [])
         return outcome
     }

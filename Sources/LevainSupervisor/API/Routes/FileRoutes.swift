@@ -49,7 +49,7 @@ extension APIServer {
                 let recursive = ["true", "1"].contains(request.uri.queryParameters["recursive"] ?? "")
                 _ = try await api.fileRequest(try api.param(context, "id"), .fileDelete(FileDelete(path: path, recursive: recursive)), s)
                 let id = try api.param(context, "id")
-                await s.recordFileEvent(session: id, type: "file.deleted", payload: ["path": .string(path)])
+                await s.recordFileEvent(session: id, type: EventType.fileDeleted, payload: ["path": .string(path)])
                 return Response(status: .noContent)
             }
         }
@@ -181,7 +181,7 @@ extension APIServer {
             if !r.ok, sent == length, bodyError == nil { throw Self.fileError(r) }
             throw SupervisorError(.invalid, "the upload stopped at \(sent) of \(length) bytes (Content-Length); nothing was written", field: "body")
         }
-        await s.recordFileEvent(session: session, type: "file.written", payload: ["path": .string(path), "size": .int(Int64(length))])
+        await s.recordFileEvent(session: session, type: EventType.fileWritten, payload: ["path": .string(path), "size": .int(Int64(length))])
         return .json(.created, ["path": .string(path), "size": .int(Int64(r.size ?? length))])
     }
 

@@ -122,7 +122,7 @@ extension APIServer {
                     cursor = session != nil ? e.seq : e.id
                     if let run, e.runID != run { continue }
                     out += "id: \(cursor)\nevent: \(e.type)\ndata: \(APIServer.json(e).encoded())\n\n"
-                    if let run, e.runID == run, e.type == "run.finished" { finished = true }
+                    if let run, e.runID == run, e.type == EventType.runFinished { finished = true }
                 }
                 if !out.isEmpty { try await writer.write(ByteBuffer(string: out)) }
                 if finished || ((!follow || closing) && events.count < 500) { break }
