@@ -180,10 +180,13 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // What the root-only test targets share (running a program with a
+        // watchdog): a plain target, as test targets cannot depend on each other.
+        .target(name: "LevainTestSupport", path: "Tests/LevainTestSupport"),
         // Need root and a real kernel; every test checks getuid() == 0.
-        .testTarget(name: "LevainJailTests", dependencies: ["LevainSandbox", "LevainPolicy", "LevainSystem"],
+        .testTarget(name: "LevainJailTests", dependencies: ["LevainSandbox", "LevainPolicy", "LevainSystem", "LevainTestSupport"],
                     exclude: ["Payloads"]),
-        .testTarget(name: "LevainSupervisorTests", dependencies: ["LevainAPI", "LevainSupervisor", "LevainSessionLog", "LevainProtocol", "LevainAgent"]),
+        .testTarget(name: "LevainSupervisorTests", dependencies: ["LevainAPI", "LevainSupervisor", "LevainTestSupport", "LevainSessionLog", "LevainProtocol", "LevainAgent"]),
         .testTarget(name: "LevainAgentTests", dependencies: ["LevainAgent", "LevainPolicy", "LevainSessionLog"]),
     ]
 )

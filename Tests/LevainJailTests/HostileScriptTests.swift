@@ -46,7 +46,7 @@ struct HostileScriptTests {
 
     @Test func inheritedHostFdIsClosed() throws {
         // levain run itself inherits fd 7 (the host's /etc/passwd): the jail must not.
-        let r = try runProcess(["/bin/sh", "-c", "exec 7</etc/passwd; exec \(levainBinary) run --state \(testState) -- /bin/sh -c 'ls /proc/self/fd; cat <&7'"])
+        let r = try runCommand(["/bin/sh", "-c", "exec 7</etc/passwd; exec \(levainBinary) run --state \(testState) -- /bin/sh -c 'ls /proc/self/fd; cat <&7'"])
         #expect(!r.stdout.split(separator: "\n").contains("7"), "\(r)")
         #expect(r.stderr.contains("Bad file descriptor") || r.stderr.contains("bad file"), "\(r)")
         let control = try sh("ls /proc/self/fd")
@@ -353,12 +353,12 @@ struct HostileScriptTests {
         env["TERM"] = "xterm-test"
         let reportPath = "\(testState)/env-\(getpid()).json"
         defer { unlink(reportPath) }
-        let r = try runProcess([levainBinary, "run", "--state", testState, "--env", "GIVEN=yes", "--", "/usr/bin/env"], environment: env)
+        let r = try runCommand([levainBinary, "run", "--state", testState, "--env", "GIVEN=yes", "--", "/usr/bin/env"], environment: env)
         #expect(!r.stdout.contains("hunter2"), "\(r)")
         #expect(r.stdout.contains("GIVEN=yes"))
         #expect(r.stdout.contains("TERM=xterm-test"), "the default policy passes TERM")
         #expect(r.stdout.contains("HOME=/workspace"))
-        let procEnv = try runProcess([levainBinary, "run", "--state", testState, "--", "/bin/sh", "-c", "cat /proc/1/environ /proc/self/environ 2>&1 | tr '\\0' '\\n'"], environment: env)
+        let procEnv = try runCommand([levainBinary, "run", "--state", testState, "--", "/bin/sh", "-c", "cat /proc/1/environ /proc/self/environ 2>&1 | tr '\\0' '\\n'"], environment: env)
         #expect(!procEnv.stdout.contains("hunter2"), "\(procEnv)")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import LevainTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -49,49 +50,11 @@ struct CommandResult: CustomStringConvertible {
     var limitsHit: [String] { reportValue("limits.which") as? [String] ?? [] }
 }
 
-/// Runs a program to completion with stdout/stderr to files (no pipe
-/// deadlocks) and a watchdog that kills it after `timeout` seconds.
-func runProcess(_ argv: [String], stdin: String? = nil, environment: [String: String]? = nil,
+/// A program's result, with the report `jail` reads back.
+func runCommand(_ argv: [String], stdin: String? = nil, environment: [String: String]? = nil,
                 timeout: Double = 120) throws -> CommandResult {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lvt-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: dir) }
-    let outURL = dir.appendingPathComponent("out")
-    let errURL = dir.appendingPathComponent("err")
-    FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: argv[0])
-    p.arguments = Array(argv.dropFirst())
-    if let environment { p.environment = environment }
-    let out = try FileHandle(forWritingTo: outURL)
-    let err = try FileHandle(forWritingTo: errURL)
-    p.standardOutput = out
-    p.standardError = err
-    if let stdin {
-        let inURL = dir.appendingPathComponent("in")
-        try stdin.write(to: inURL, atomically: true, encoding: .utf8)
-        p.standardInput = try FileHandle(forReadingFrom: inURL)
-    } else {
-        p.standardInput = FileHandle.nullDevice
-    }
-    try p.run()
-    let deadline = Date().addingTimeInterval(timeout)
-    while p.isRunning {
-        if Date() > deadline {
-            kill(p.processIdentifier, SIGKILL)
-            break
-        }
-        usleep(5000)
-    }
-    p.waitUntilExit()
-    try out.close()
-    try err.close()
-    var status = p.terminationStatus
-    if p.terminationReason == .uncaughtSignal { status = 128 + status }
-    return CommandResult(status: status,
-                         stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
-                         stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
+    let r = try runProcess(argv, stdin: stdin, environment: environment, timeout: timeout)
+    return CommandResult(status: r.status, stdout: r.stdout, stderr: r.stderr)
 }
 
 /// `levain run [options] -- command`, with a JSON report read back.
@@ -102,7 +65,7 @@ func jail(_ command: [String], _ options: [String] = [], stdin: String? = nil,
     var argv = [levainBinary, "run", "--state", testState, "--json-report", reportPath]
     argv += options
     argv += ["--"] + command
-    var r = try runProcess(argv, stdin: stdin, environment: environment, timeout: timeout)
+    var r = try runCommand(argv, stdin: stdin, environment: environment, timeout: timeout)
     if let data = FileManager.default.contents(atPath: reportPath) {
         r.report = try JSONSerialization.jsonObject(with: data) as? [String: Any]
     }
@@ -111,7 +74,7 @@ func jail(_ command: [String], _ options: [String] = [], stdin: String? = nil,
 
 /// `levain ARGS...` (any subcommand).
 func levain(_ args: [String], stdin: String? = nil) throws -> CommandResult {
-    try runProcess([levainBinary] + args, stdin: stdin)
+    try runCommand([levainBinary] + args, stdin: stdin)
 }
 
 /// The C payloads (Payloads/payloads.c), compiled once per test process

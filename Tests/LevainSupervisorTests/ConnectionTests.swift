@@ -2,6 +2,7 @@ import LevainAPI
 import Foundation
 import LevainSessionLog
 import LevainSupervisor
+import LevainTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import Foundation
 import LevainSessionLog
 import LevainSupervisor
+import LevainTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc

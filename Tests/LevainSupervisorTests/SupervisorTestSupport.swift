@@ -1,5 +1,6 @@
 import LevainAPI
 import Foundation
+import LevainTestSupport
 import LevainSessionLog
 import LevainSupervisor
 import Testing
@@ -174,43 +175,6 @@ final class ResultBox<T: Sendable>: @unchecked Sendable {
     private let lock = NSLock()
     func set(_ r: Result<T, any Error>) { lock.lock(); result = r; lock.unlock() }
     func get() throws -> T { lock.lock(); defer { lock.unlock() }; return try result!.get() }
-}
-
-/// Runs a program to completion (stdout/stderr to files), with a watchdog.
-func runProcess(_ argv: [String], stdin: String? = nil, environment: [String: String]? = nil,
-                timeout: Double = 120) throws -> (status: Int32, stdout: String, stderr: String) {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lvs-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: dir) }
-    let outURL = dir.appendingPathComponent("out"), errURL = dir.appendingPathComponent("err")
-    FileManager.default.createFile(atPath: outURL.path, contents: nil)
-    FileManager.default.createFile(atPath: errURL.path, contents: nil)
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: argv[0])
-    p.arguments = Array(argv.dropFirst())
-    if let environment { p.environment = environment }
-    let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
-    p.standardOutput = out
-    p.standardError = err
-    if let stdin {
-        let inURL = dir.appendingPathComponent("in")
-        try stdin.write(to: inURL, atomically: true, encoding: .utf8)
-        p.standardInput = try FileHandle(forReadingFrom: inURL)
-    } else {
-        p.standardInput = FileHandle.nullDevice
-    }
-    try p.run()
-    let deadline = Date().addingTimeInterval(timeout)
-    while p.isRunning {
-        if Date() > deadline { kill(p.processIdentifier, SIGKILL); break }
-        usleep(5000)
-    }
-    p.waitUntilExit()
-    try out.close()
-    try err.close()
-    var status = p.terminationStatus
-    if p.terminationReason == .uncaughtSignal { status = 128 + status }
-    return (status, (try? String(contentsOf: outURL, encoding: .utf8)) ?? "", (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
 }
 
 /// Host processes running as a jail uid (the default id base).

@@ -24,7 +24,7 @@ public final class ModelGateway: Sendable {
     let identify: Identify
     let record: Record
     private let server = Mutex<[any Channel]>([])
-    private let openConnections = Mutex(0)
+    private let connections = ConnectionLimit(max: maxConnections)
 
     /// Connections at once; past it a connection gets 503 and is closed.
     public static let maxConnections = 256
@@ -95,25 +95,7 @@ public final class ModelGateway: Sendable {
     private func start(_ channel: NIOAsyncChannel<Connection, Never>) {
         server.withLock { $0.append(channel.channel) }
         Task {
-            try? await withThrowingDiscardingTaskGroup { tasks in
-                try await channel.executeThenClose { inbound in
-                    for try await connection in inbound {
-                        let admitted = self.openConnections.withLock { n -> Bool in
-                            guard n < Self.maxConnections else { return false }
-                            n += 1
-                            return true
-                        }
-                        if admitted {
-                            tasks.addTask {
-                                await self.handle(connection)
-                                self.openConnections.withLock { $0 -= 1 }
-                            }
-                        } else {
-                            tasks.addTask { await self.refuseBusy(connection) }
-                        }
-                    }
-                }
-            }
+            await AcceptLoop.run(channel, limit: connections, handle: { await self.handle($0) }, refuse: { await self.refuseBusy($0) })
         }
     }
 

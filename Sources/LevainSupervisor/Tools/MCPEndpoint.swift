@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import LevainAgent
+import LevainProxy
 import LevainSessionLog
 import MCP
 import NIOCore
@@ -26,8 +27,8 @@ final class MCPEndpoint: Sendable {
     private let group: any EventLoopGroup
     private let live: RunsBox
     private let server = Mutex<(any Channel)?>(nil)
-    private let open = Mutex(0)
     static let maxConnections = 64
+    private let connections = ConnectionLimit(max: maxConnections)
     static let maxBody = 4 << 20
 
     typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
@@ -51,25 +52,8 @@ final class MCPEndpoint: Sendable {
             }
         server.withLock { $0 = channel.channel }
         Task {
-            try? await withThrowingDiscardingTaskGroup { tasks in
-                try await channel.executeThenClose { inbound in
-                    for try await connection in inbound {
-                        let admitted = self.open.withLock { n -> Bool in
-                            guard n < Self.maxConnections else { return false }
-                            n += 1
-                            return true
-                        }
-                        guard admitted else {
-                            try? await connection.channel.close()
-                            continue
-                        }
-                        tasks.addTask {
-                            await self.handle(connection)
-                            self.open.withLock { $0 -= 1 }
-                        }
-                    }
-                }
-            }
+            await AcceptLoop.run(channel, limit: connections, handle: { await self.handle($0) },
+                                 refuse: { try? await $0.channel.close() })
         }
     }
 
