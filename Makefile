@@ -47,6 +47,7 @@ test: deps
 	LEVAIN_BIN=$(CURDIR)/$(DEBUG_DIR)/levain $(SWIFT) test --parallel --num-workers 2 --skip '$(TIMING_TESTS)'
 	LEVAIN_BIN=$(CURDIR)/$(DEBUG_DIR)/levain $(SWIFT) test --skip-build --no-parallel --filter '$(TIMING_TESTS)'
 	@Tools/check-leftovers.sh
+	SWIFT=$(SWIFT) python3 Tools/check-architecture.py
 	Tools/fuzz/run.sh $(FUZZ_SECONDS)
 
 # The protocol decoder and message parser under libFuzzer (Tools/fuzz).

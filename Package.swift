@@ -151,7 +151,7 @@ let package = Package(
         .executableTarget(
             name: "levain-ctl",
             dependencies: [
-                "LevainCLI", "LevainAPI", "LevainSupervisor", "LevainSessionLog", "LevainPolicy",
+                "LevainCLI", "LevainAPI", "LevainSupervisor", "LevainSessionLog", "LevainPolicy", "CLevainSpawn",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

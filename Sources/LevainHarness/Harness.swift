@@ -49,7 +49,7 @@ public final class Harness {
     }
 
     private var decoder = FrameDecoder()
-    private var state = HarnessConnectionState()
+    var state = HarnessConnectionState()
     private var outbox: [UInt8] = []
     private var outboxStart = 0
     private var runs: [LevainProtocol.RunID: RunProcess] = [:]
@@ -59,14 +59,14 @@ public final class Harness {
     /// run.start frame, but two runs' frames may reach us in the other
     /// order than their descriptors; kept, not discarded, and bounded.
     private var arrivedDescriptors: [(run: String, fds: [Int32])] = []
-    private var reads: [StreamID: FileReadJob] = [:]
-    private var writes: [StreamID: FileWriteJob] = [:]
+    var reads: [StreamID: FileReadJob] = [:]
+    var writes: [StreamID: FileWriteJob] = [:]
     private let signalFD: Int32
-    private var files: WorkspaceFiles?
+    var files: WorkspaceFiles?
     private let runUID: UInt32
     private let runGID: UInt32
     private let capsEmpty: UnsafeMutableRawPointer?
-    private var maxChunk = 16 * 1024
+    var maxChunk = 16 * 1024
     /// Output read from runs goes through this buffer (one allocation).
     private var readBuffer = [UInt8](repeating: 0, count: 16 * 1024)
     /// Unsent protocol bytes the harness holds at most before it stops
@@ -173,7 +173,7 @@ public final class Harness {
 
     private var pendingOutput: Int { outbox.count - outboxStart }
 
-    private func send(_ message: Message) {
+    func send(_ message: Message) {
         do {
             try state.willSend(message)
         } catch {
@@ -183,7 +183,7 @@ public final class Harness {
         MessageCodec.encode(message, into: &outbox)
     }
 
-    private func flush() {
+    func flush() {
         while pendingOutput > 0 {
             let n = outbox.withUnsafeBytes { write(Self.protocolFD, $0.baseAddress! + outboxStart, pendingOutput) }
             if n < 0 {
@@ -322,7 +322,7 @@ public final class Harness {
         }
     }
 
-    private func noWorkspace(_ id: UInt64) {
+    func noWorkspace(_ id: UInt64) {
         send(.response(.failure(id: id, code: "ENOENT", message: "this session has no /workspace")))
     }
 
@@ -555,78 +555,6 @@ public final class Harness {
     private func retireIfDone(_ id: LevainProtocol.RunID) {
         guard let r = runs[id], r.stdoutFD < 0, r.stderrFD < 0, runByPID[r.pid] == nil else { return }
         runs[id] = nil
-    }
-
-    // MARK: files
-
-    private func pumpFileReads() {
-        for (stream, var job) in reads {
-            guard let credit = state.credit(forOutbound: stream), credit > 0 else { continue }
-            // Never past the size announced (a truncated read stops there).
-            let want = min(UInt64(min(Int(credit), maxChunk)), max(1, job.size - job.sent))
-            var buf = [UInt8](repeating: 0, count: Int(want))
-            let n = buf.withUnsafeMutableBytes { read(job.fd, $0.baseAddress, $0.count) }
-            if n > 0 && job.sent + UInt64(n) <= job.size {
-                job.sent += UInt64(n)
-                reads[stream] = job
-                send(.data(stream: stream, bytes: Array(buf[0..<n])))
-                if job.sent < job.size { continue }
-            } else if n < 0 && errno == EINTR {
-                continue
-            }
-            // Done (or the file shrank, grew past its size, or failed).
-            close(job.fd)
-            reads[stream] = nil
-            send(.data(stream: stream, bytes: []))
-            send(.response(Response(id: job.requestID, ok: true, size: job.sent)))
-        }
-    }
-
-    private func writeFileData(_ stream: StreamID, _ bytes: [UInt8]) {
-        guard var job = writes[stream] else { return }
-        if job.failed == nil {
-            if job.pending.size + UInt64(bytes.count) > job.maxBytes {
-                job.failed = WorkspaceFiles.Failure(code: "EFBIG", message: "\(job.pending.path): more than \(job.maxBytes) bytes")
-            } else {
-                let pending = job.pending
-                let result: Result<Void, WorkspaceFiles.Failure> = bytes.withUnsafeBytes { raw in
-                    do throws(WorkspaceFiles.Failure) {
-                        try pending.write(raw)
-                        return .success(())
-                    } catch {
-                        return .failure(error)
-                    }
-                }
-                if case .failure(let e) = result { job.failed = e }
-            }
-        }
-        writes[stream] = job
-        if let w = state.consumed(stream: stream, bytes: bytes.count) { send(w) }
-    }
-
-    private func finishFileWrite(_ stream: StreamID) {
-        guard var job = writes.removeValue(forKey: stream) else { return }
-        if job.failed == nil, let size = job.size, job.pending.size != size {
-            job.failed = WorkspaceFiles.Failure(code: "EIO", message: "\(job.pending.path): \(job.pending.size) of \(size) bytes arrived; nothing was written")
-        }
-        if let failure = job.failed {
-            job.pending.abort()
-            send(.response(.failure(id: job.requestID, code: failure.code, message: failure.message)))
-            return
-        }
-        do {
-            try job.pending.commit()
-            send(.response(Response(id: job.requestID, ok: true, size: job.pending.size)))
-        } catch {
-            job.pending.abort()
-            send(.response(.failure(id: job.requestID, code: error.code, message: error.message)))
-        }
-    }
-
-    private func fatal(_ message: String) -> Never {
-        let line = "levain-harness: \(message)\n"
-        _ = line.withCString { write(2, $0, strlen($0)) }
-        exit(70)
     }
 }
 
