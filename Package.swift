@@ -36,6 +36,9 @@ let package = Package(
         // The one monotonic clock: no dependencies, so every target (the
         // harness included) reads time the same way.
         .target(name: "LevainClock"),
+        // One JSON model: the value, a strict parser with positions, the
+        // canonical writer. No dependencies.
+        .target(name: "LevainJSON"),
         .target(
             name: "LevainSystem",
             dependencies: [
@@ -67,7 +70,7 @@ let package = Package(
         .target(
             name: "LevainSessionLog",
             dependencies: [
-                "LevainClock",
+                "LevainClock", "LevainJSON",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -101,14 +104,14 @@ let package = Package(
         // The agent loop, agent files and the JSON Schema subset tools use:
         // pure logic, driven by the supervisor through two protocols (the
         // model behind the gateway, the tools behind the tool service).
-        .target(name: "LevainAgent", dependencies: ["LevainPolicy", "LevainSessionLog"]),
+        .target(name: "LevainAgent", dependencies: ["LevainPolicy", "LevainJSON"]),
         // The control API's contract as values: the request and response
         // types with one reader and one writer each, the errors, and the
         // client. No server: `levain-ctl` needs the supervisor only for serve.
         .target(
             name: "LevainAPI",
             dependencies: [
-                "LevainPolicy", "LevainProtocol", "LevainSessionLog",
+                "LevainJSON", "LevainPolicy", "LevainProtocol", "LevainSessionLog",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -117,7 +120,7 @@ let package = Package(
         .target(
             name: "LevainSupervisor",
             dependencies: [
-                "LevainAPI", "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainClock", "LevainProtocol", "LevainProtocolNIO",
+                "LevainAPI", "LevainJSON", "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainClock", "LevainProtocol", "LevainProtocolNIO",
                 "LevainSessionLog", "LevainProxy", "LevainAgent", "CLevainSpawn",
                 .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -137,7 +140,7 @@ let package = Package(
         .target(
             name: "LevainCLI",
             dependencies: [
-                "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainClock", "LevainSessionLog", "CLevainSpawn",
+                "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainClock", "LevainJSON", "LevainSessionLog", "CLevainSpawn",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -151,13 +154,13 @@ let package = Package(
         .executableTarget(
             name: "levain-ctl",
             dependencies: [
-                "LevainCLI", "LevainAPI", "LevainSupervisor", "LevainSessionLog", "LevainPolicy", "CLevainSpawn",
+                "LevainCLI", "LevainAPI", "LevainJSON", "LevainSupervisor", "LevainSessionLog", "LevainPolicy", "CLevainSpawn",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Benchmarks (make bench): the supervisor against plain references,
         // and durable session-log appends.
-        .executableTarget(name: "levain-bench-supervisor", dependencies: ["LevainAPI", "LevainSupervisor", "LevainSessionLog"],
+        .executableTarget(name: "levain-bench-supervisor", dependencies: ["LevainAPI", "LevainJSON", "LevainSupervisor", "LevainSessionLog"],
                           path: "benchmarks/Supervisor"),
         .executableTarget(name: "levain-log-bench", dependencies: ["LevainClock", "LevainSessionLog"], path: "benchmarks/LogAppends"),
         .testTarget(name: "LevainPolicyTests", dependencies: ["LevainPolicy"]),
@@ -170,8 +173,9 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "LevainSessionLogTests", dependencies: ["LevainSessionLog"]),
-        .testTarget(name: "LevainAPITests", dependencies: ["LevainAPI", "LevainSessionLog", "LevainPolicy"]),
+        .testTarget(name: "LevainSessionLogTests", dependencies: ["LevainJSON", "LevainSessionLog"]),
+        .testTarget(name: "LevainJSONTests", dependencies: ["LevainJSON"]),
+        .testTarget(name: "LevainAPITests", dependencies: ["LevainAPI", "LevainJSON", "LevainSessionLog", "LevainPolicy"]),
         .testTarget(
             name: "LevainProxyTests",
             dependencies: [
@@ -186,7 +190,7 @@ let package = Package(
         // Need root and a real kernel; every test checks getuid() == 0.
         .testTarget(name: "LevainJailTests", dependencies: ["LevainSandbox", "LevainPolicy", "LevainSystem", "LevainTestSupport"],
                     exclude: ["Payloads"]),
-        .testTarget(name: "LevainSupervisorTests", dependencies: ["LevainAPI", "LevainSupervisor", "LevainTestSupport", "LevainSessionLog", "LevainProtocol", "LevainAgent"]),
-        .testTarget(name: "LevainAgentTests", dependencies: ["LevainAgent", "LevainPolicy", "LevainSessionLog"]),
+        .testTarget(name: "LevainSupervisorTests", dependencies: ["LevainAPI", "LevainJSON", "LevainSupervisor", "LevainTestSupport", "LevainSessionLog", "LevainProtocol", "LevainAgent"]),
+        .testTarget(name: "LevainAgentTests", dependencies: ["LevainAgent", "LevainJSON", "LevainPolicy", "LevainSessionLog"]),
     ]
 )

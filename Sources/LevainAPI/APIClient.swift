@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LevainJSON
 import LevainSessionLog
 import NIOCore
 import NIOHTTP1

@@ -1,3 +1,4 @@
+import LevainJSON
 import LevainSessionLog
 
 /// The control API's error: every code maps to one HTTP status, the message

@@ -1,3 +1,4 @@
+import LevainJSON
 import LevainSessionLog
 
 /// The API's JSON shapes of the log's records (docs/API.md); the CLI uses

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LevainJSON
 import LevainSessionLog
 
 /// Checks a JSON object's keys and reads typed fields with errors naming them.

@@ -1,3 +1,4 @@
+import LevainJSON
 import LevainSessionLog
 
 /// `POST /v1/sessions/{id}/runs`: a run and whether to answer at its end.

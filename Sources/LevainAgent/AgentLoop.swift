@@ -1,4 +1,4 @@
-import LevainSessionLog
+import LevainJSON
 
 /// A tool as the model sees it.
 public struct ToolDefinition: Sendable, Equatable {

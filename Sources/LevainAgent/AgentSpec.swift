@@ -1,5 +1,4 @@
 import LevainPolicy
-import LevainSessionLog
 
 /// An agent file: what the built-in agent loop is told, which model it
 /// calls, which tools it may ask for, and its bounds.

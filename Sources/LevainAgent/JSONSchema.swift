@@ -1,5 +1,5 @@
+import LevainJSON
 import LevainPolicy
-import LevainSessionLog
 
 /// The part of JSON Schema (2020-12) that tool inputs and agent outputs
 /// use: type, properties, required, additionalProperties, items, enum,

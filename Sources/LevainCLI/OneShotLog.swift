@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Dispatch
 import LevainClock
+import LevainJSON
 import LevainSandbox
 import LevainSessionLog
 import Synchronization

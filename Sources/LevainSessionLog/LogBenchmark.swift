@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import LevainClock
+import LevainJSON
 
 /// `levain log bench`: durable appends per second through group commit.
 public enum LogBenchmark {

@@ -1,3 +1,4 @@
+import LevainJSON
 /// An event to append. `seq`, `prev_hash` and `hash` are assigned by the log.
 public struct NewEvent: Sendable, Equatable {
     public var sessionID: String
@@ -52,7 +53,9 @@ public struct LoggedEvent: Sendable, Equatable {
     /// The payload parsed (throws if the stored text is not a JSON object,
     /// which only a tampered log can produce).
     public var payload: JSONObject {
-        get throws(SessionLogError) { try JSONValue.parseObject(payloadJSON) }
+        get throws(SessionLogError) {
+            do { return try JSONValue.parseObject(payloadJSON) } catch { throw SessionLogError(error) }
+        }
     }
 
     public var timestamp: LogTimestamp? { LogTimestamp(rfc3339: time) }

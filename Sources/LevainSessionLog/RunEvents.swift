@@ -1,3 +1,4 @@
+import LevainJSON
 /// A run's lifecycle events, made in one place for every writer (the
 /// supervisor's runs, agent runs, a one-shot `levain run`), so a run reads
 /// the same in the log whoever ran it.

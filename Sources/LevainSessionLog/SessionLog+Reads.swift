@@ -1,4 +1,5 @@
 import GRDB
+import LevainJSON
 
 extension SessionLog {
     // MARK: - Events

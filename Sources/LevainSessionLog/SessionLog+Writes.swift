@@ -1,3 +1,4 @@
+import LevainJSON
 import Synchronization
 extension SessionLog {
     /// Appends one event. Returns once it is durable (committed, WAL fsynced).

@@ -1,3 +1,4 @@
+import LevainJSON
 import GRDB
 
 /// The one error type of the session log: a code to branch on, a message for
@@ -48,9 +49,6 @@ public struct SessionLogError: Error, Sendable, CustomStringConvertible {
     public let sqliteCode: Int32?
     /// SQLite's own message for `sqliteCode`.
     public let sqliteMessage: String?
-    /// For `.invalidJSON` caused by a key that appears twice in one object:
-    /// where, as a path of keys and indexes ("limits.memory", "a[2].b").
-    public internal(set) var duplicateKeyPath: String? = nil
 
     public init(_ code: Code, _ message: String, existingRunID: String? = nil,
                 sqliteCode: Int32? = nil, sqliteMessage: String? = nil) {
@@ -109,5 +107,12 @@ func mapErrors<T>(_ context: @autoclosure () -> String, _ body: () throws -> T) 
         return try body()
     } catch {
         throw SessionLogError.wrap(error, context())
+    }
+}
+
+extension SessionLogError {
+    /// Stored JSON that does not parse (only a damaged or tampered log has it).
+    public init(_ error: JSONError) {
+        self.init(.invalidJSON, error.message)
     }
 }

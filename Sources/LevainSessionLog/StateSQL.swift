@@ -1,4 +1,5 @@
 import GRDB
+import LevainJSON
 
 /// The SQL of the state tables' changes, shared by the group committer
 /// (GRDB) and the direct writer (SQLite's C API).

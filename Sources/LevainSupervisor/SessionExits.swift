@@ -3,6 +3,7 @@ import Glibc
 #endif
 import AsyncHTTPClient
 import LevainAPI
+import LevainJSON
 import LevainPolicy
 import LevainProxy
 import LevainSessionLog

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import LevainAPI
 import LevainClock
+import LevainJSON
 import LevainPolicy
 import LevainProtocol
 import LevainProxy

@@ -5,6 +5,7 @@ import ArgumentParser
 import CLevainSpawn
 import LevainAPI
 import LevainCLI
+import LevainJSON
 import LevainPolicy
 import LevainSessionLog
 

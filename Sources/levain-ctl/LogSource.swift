@@ -3,6 +3,7 @@ import Glibc
 #endif
 import LevainAPI
 import LevainCLI
+import LevainJSON
 import LevainSessionLog
 
 /// Where `levain sessions`, `runs` and `log` read from: a supervisor

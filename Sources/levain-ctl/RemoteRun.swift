@@ -3,6 +3,7 @@ import Glibc
 #endif
 import LevainAPI
 import LevainCLI
+import LevainJSON
 import LevainPolicy
 import CLevainSpawn
 import Dispatch

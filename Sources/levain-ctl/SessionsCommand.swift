@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import LevainAPI
 import LevainCLI
+import LevainJSON
 import LevainPolicy
 import LevainSessionLog
 

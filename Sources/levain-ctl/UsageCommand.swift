@@ -1,6 +1,7 @@
 import LevainAPI
 import ArgumentParser
 import LevainCLI
+import LevainJSON
 import LevainSessionLog
 
 /// `levain usage`: tokens and cost of model calls, summed from the log.

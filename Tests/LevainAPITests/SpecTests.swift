@@ -1,4 +1,5 @@
 import LevainAPI
+import LevainJSON
 import LevainPolicy
 import LevainSessionLog
 import Testing

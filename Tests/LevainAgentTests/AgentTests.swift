@@ -1,3 +1,4 @@
+import LevainJSON
 import LevainPolicy
 import LevainSessionLog
 import Synchronization

@@ -1,4 +1,5 @@
 import Foundation
+import LevainJSON
 import Testing
 @testable import LevainSessionLog
 

@@ -1,4 +1,5 @@
 import Foundation
+import LevainJSON
 import LevainSessionLog
 import LevainSupervisor
 import LevainTestSupport

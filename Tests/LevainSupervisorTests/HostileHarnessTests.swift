@@ -1,5 +1,6 @@
 import LevainAPI
 import Foundation
+import LevainJSON
 import LevainSessionLog
 import LevainSupervisor
 import Testing

@@ -1,5 +1,6 @@
 import LevainAPI
 import Foundation
+import LevainJSON
 import LevainTestSupport
 import LevainSessionLog
 import LevainSupervisor

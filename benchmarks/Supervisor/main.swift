@@ -17,6 +17,7 @@
 import Glibc
 #endif
 import LevainAPI
+import LevainJSON
 import LevainSessionLog
 import LevainSupervisor
 

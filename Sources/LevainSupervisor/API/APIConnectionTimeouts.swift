@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import HTTPTypes
+import LevainJSON
 import LevainSessionLog
 import NIOCore
 import NIOHTTPTypes

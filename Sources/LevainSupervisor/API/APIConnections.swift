@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Hummingbird
 import HummingbirdCore
+import LevainJSON
 import LevainSessionLog
 import Logging
 import NIOCore

@@ -4,6 +4,7 @@ import Glibc
 import HTTPTypes
 import Hummingbird
 import LevainAPI
+import LevainJSON
 import LevainProtocol
 import LevainSessionLog
 import NIOCore

@@ -1,5 +1,6 @@
 import LevainAPI
 import LevainAgent
+import LevainJSON
 import LevainPolicy
 import LevainSessionLog
 

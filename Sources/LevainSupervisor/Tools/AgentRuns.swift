@@ -5,6 +5,7 @@ import AsyncHTTPClient
 import Foundation
 import LevainAPI
 import LevainAgent
+import LevainJSON
 import LevainPolicy
 import LevainProxy
 import LevainSandbox

@@ -1,4 +1,5 @@
 import LevainAPI
+import LevainJSON
 import LevainSessionLog
 
 /// Tool calls waiting for a person. A call waits here until someone

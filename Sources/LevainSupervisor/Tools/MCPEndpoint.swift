@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import LevainAgent
+import LevainJSON
 import LevainProxy
 import LevainSessionLog
 import MCP

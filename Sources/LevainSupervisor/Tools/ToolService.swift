@@ -3,6 +3,7 @@ import Glibc
 #endif
 import LevainAPI
 import LevainAgent
+import LevainJSON
 import LevainPolicy
 import LevainSandbox
 import LevainSessionLog

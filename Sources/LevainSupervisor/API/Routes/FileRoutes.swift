@@ -5,6 +5,7 @@ import CLevainSpawn
 import HTTPTypes
 import Hummingbird
 import LevainAPI
+import LevainJSON
 import LevainProtocol
 import LevainSessionLog
 import NIOCore

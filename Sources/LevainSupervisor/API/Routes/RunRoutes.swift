@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import LevainAPI
 import LevainClock
+import LevainJSON
 import LevainProtocol
 import LevainSessionLog
 import NIOCore

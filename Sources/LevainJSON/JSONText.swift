@@ -18,27 +18,27 @@ extension JSONValue {
 
     /// Parses JSON text (any value at the top level). A key that appears
     /// twice in one object is an error (`duplicateKeyPath` says where).
-    public static func parse(_ text: String) throws(SessionLogError) -> JSONValue {
+    public static func parse(_ text: String) throws(JSONError) -> JSONValue {
         try parse(utf8: Array(text.utf8))
     }
 
     /// Parses JSON from raw bytes, which must be UTF-8: what a request body
     /// is before anything decoded it (decoding first would turn invalid
     /// UTF-8 into U+FFFD silently).
-    public static func parse(utf8 bytes: [UInt8]) throws(SessionLogError) -> JSONValue {
+    public static func parse(utf8 bytes: [UInt8]) throws(JSONError) -> JSONValue {
         var parser = JSONText.Parser(bytes)
         return try parser.parseDocument()
     }
 
     /// Parses JSON text that must be an object.
-    public static func parseObject(_ text: String) throws(SessionLogError) -> JSONObject {
+    public static func parseObject(_ text: String) throws(JSONError) -> JSONObject {
         try parseObject(utf8: Array(text.utf8))
     }
 
     /// Parses raw UTF-8 bytes that must be a JSON object.
-    public static func parseObject(utf8 bytes: [UInt8]) throws(SessionLogError) -> JSONObject {
+    public static func parseObject(utf8 bytes: [UInt8]) throws(JSONError) -> JSONObject {
         guard case .object(let object) = try parse(utf8: bytes) else {
-            throw SessionLogError(.invalidJSON, "expected a JSON object")
+            throw JSONError("expected a JSON object", offset: 0)
         }
         return object
     }
@@ -49,8 +49,10 @@ extension Dictionary where Key == String, Value == JSONValue {
     public func encodedJSON() -> String { JSONValue.object(self).encoded() }
 }
 
-enum JSONText {
-    static func write(_ value: JSONValue, to out: inout [UInt8]) {
+/// The canonical writer (and, inside, the parser) of JSON text.
+public enum JSONText {
+    /// Appends `value`'s canonical encoding.
+    public static func write(_ value: JSONValue, to out: inout [UInt8]) {
         switch value {
         case .null:
             out.append(contentsOf: "null".utf8)
@@ -88,7 +90,8 @@ enum JSONText {
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
-    static func writeString(_ s: String, to out: inout [UInt8]) {
+    /// Appends `s` as a JSON string (escaped minimally).
+    public static func writeString(_ s: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         for byte in s.utf8 {
             switch byte {
@@ -122,7 +125,7 @@ enum JSONText {
 
         init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-        mutating func parseDocument() throws(SessionLogError) -> JSONValue {
+        mutating func parseDocument() throws(JSONError) -> JSONValue {
             skipWhitespace()
             let value = try parseValue(depth: 0)
             skipWhitespace()
@@ -132,15 +135,15 @@ enum JSONText {
 
         /// A duplicate key's path, one level up: "b" in "a" is "a.b", an
         /// element's "[2]" in "a" is "a[2]".
-        private static func within(_ step: String, _ error: SessionLogError) -> SessionLogError {
+        private static func within(_ step: String, _ error: JSONError) -> JSONError {
             guard let inner = error.duplicateKeyPath else { return error }
             var e = error
             e.duplicateKeyPath = step + (inner.hasPrefix("[") ? inner : "." + inner)
             return e
         }
 
-        private func fail(_ what: String) -> SessionLogError {
-            SessionLogError(.invalidJSON, "invalid JSON at byte \(index): \(what)")
+        private func fail(_ what: String) -> JSONError {
+            JSONError("invalid JSON at byte \(index): \(what)", offset: index)
         }
 
         private mutating func skipWhitespace() {
@@ -152,7 +155,7 @@ enum JSONText {
             }
         }
 
-        private mutating func parseValue(depth: Int) throws(SessionLogError) -> JSONValue {
+        private mutating func parseValue(depth: Int) throws(JSONError) -> JSONValue {
             guard depth < Self.maximumDepth else { throw fail("nested too deeply") }
             guard index < bytes.count else { throw fail("unexpected end") }
             switch bytes[index] {
@@ -167,7 +170,7 @@ enum JSONText {
             }
         }
 
-        private mutating func expectLiteral(_ literal: StaticString) throws(SessionLogError) {
+        private mutating func expectLiteral(_ literal: StaticString) throws(JSONError) {
             let count = literal.utf8CodeUnitCount
             guard index + count <= bytes.count else { throw fail("unexpected end") }
             let expected = UnsafeBufferPointer(start: literal.utf8Start, count: count)
@@ -177,7 +180,7 @@ enum JSONText {
             index += count
         }
 
-        private mutating func parseObject(depth: Int) throws(SessionLogError) -> JSONValue {
+        private mutating func parseObject(depth: Int) throws(JSONError) -> JSONValue {
             index += 1
             var object = JSONObject()
             skipWhitespace()
@@ -213,7 +216,7 @@ enum JSONText {
             }
         }
 
-        private mutating func parseArray(depth: Int) throws(SessionLogError) -> JSONValue {
+        private mutating func parseArray(depth: Int) throws(JSONError) -> JSONValue {
             index += 1
             var array: [JSONValue] = []
             skipWhitespace()
@@ -236,7 +239,7 @@ enum JSONText {
             }
         }
 
-        private mutating func parseHex4() throws(SessionLogError) -> UInt32 {
+        private mutating func parseHex4() throws(JSONError) -> UInt32 {
             guard index + 4 <= bytes.count else { throw fail("short \\u escape") }
             var value: UInt32 = 0
             for _ in 0..<4 {
@@ -254,7 +257,7 @@ enum JSONText {
             return value
         }
 
-        private mutating func parseString() throws(SessionLogError) -> String {
+        private mutating func parseString() throws(JSONError) -> String {
             index += 1  // opening quote
             var out: [UInt8] = []
             while true {
@@ -305,7 +308,7 @@ enum JSONText {
             return string
         }
 
-        private mutating func parseNumber() throws(SessionLogError) -> JSONValue {
+        private mutating func parseNumber() throws(JSONError) -> JSONValue {
             let start = index
             var isInteger = true
             if bytes[index] == UInt8(ascii: "-") { index += 1 }
