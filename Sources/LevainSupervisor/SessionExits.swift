@@ -60,7 +60,7 @@ final class SessionExits: Sendable {
                 try JailListeners.make(pidfd: pidfd, ports: [config.gatewayPort, config.egressPort, context.config.tools.mcpPort])
             }
         } catch {
-            throw SupervisorError(.spawnFailed, "the jail's gateway and proxy sockets: \(error)")
+            throw SupervisorError(.spawnFailed, "the jail's gateway and proxy sockets: \(error)", cause: error)
         }
         let runs = RunsBox()
         let exits = context.exits
@@ -96,14 +96,14 @@ final class SessionExits: Sendable {
             // (NIO closes a descriptor it failed to adopt: not closed here twice.)
             Glibc.close(fds[1])
             Glibc.close(fds[2])
-            throw SupervisorError(.internalError, "the model gateway: \(error)")
+            throw SupervisorError(.internalError, "the model gateway: \(error)", cause: error)
         }
         do {
             _ = try await egress.serve(boundSocket: fds[1])
         } catch {
             gateway.stop()
             Glibc.close(fds[2])
-            throw SupervisorError(.internalError, "the egress proxy: \(error)")
+            throw SupervisorError(.internalError, "the egress proxy: \(error)", cause: error)
         }
         var agentSocket: String? = Self.agentSocketPath(context.config, sessionID)
         if agentSocket!.utf8.count > 107 {
@@ -121,7 +121,7 @@ final class SessionExits: Sendable {
                 gateway.stop()
                 egress.stop()
                 if let agentSocket { unlink(agentSocket) }
-                throw SupervisorError(.internalError, "the MCP endpoint: \(error)")
+                throw SupervisorError(.internalError, "the MCP endpoint: \(error)", cause: error)
             }
         } else {
             Glibc.close(fds[2])

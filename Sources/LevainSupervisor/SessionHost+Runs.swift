@@ -290,7 +290,7 @@ extension SessionHost {
         do {
             response = try await connection.request(.runSignal(RunSignal(run: runID, signal: signal)))
         } catch {
-            throw SupervisorError(.unavailable, "the session's harness: \(error)")
+            throw SupervisorError(.unavailable, "the session's harness: \(error)", cause: error)
         }
         guard response.ok else {
             throw SupervisorError(.conflict, "run.signal: \(response.error?.code ?? "EIO"): \(response.error?.message ?? "failed")", field: "signal")

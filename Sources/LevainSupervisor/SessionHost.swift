@@ -70,7 +70,7 @@ actor SessionHost {
         do {
             seccomp = try SeccompCache.compiled(profile: policy.seccomp.profile, cacheDirectory: ctx.config.stateDirectory + "/cache")
         } catch {
-            throw SupervisorError(.invalid, "\(error)")
+            throw SupervisorError(.invalid, "\(error)", cause: error)
         }
         let protocolPair: [Int32], descriptorPair: [Int32]
         do throws(SystemError) {
@@ -223,7 +223,7 @@ actor SessionHost {
             }
             _ = try? await context.log.append(NewEvent(sessionID: id, tenant: tenant, type: EventType.harnessDied,
                                                       payload: ["phase": "handshake", "error": .string("\(error)")]))
-            throw SupervisorError(.spawnFailed, "the session's harness did not answer: \(error)")
+            throw SupervisorError(.spawnFailed, "the session's harness did not answer: \(error)", cause: error)
         }
         phase = .ready
         refillSpareCgroupLater()
@@ -283,7 +283,7 @@ actor SessionHost {
         do {
             return try await connection.request(operation)
         } catch {
-            throw SupervisorError(.unavailable, "the session's harness: \(error)")
+            throw SupervisorError(.unavailable, "the session's harness: \(error)", cause: error)
         }
     }
 

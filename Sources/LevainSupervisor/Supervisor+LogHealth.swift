@@ -31,7 +31,7 @@ extension Supervisor {
     /// client gets 503 when the log cannot be written, 500 otherwise.
     func logWriteError(_ error: SessionLogError, _ what: String) -> SupervisorError {
         if let failure = log.writeFailure { return Self.logUnwritable(failure) }
-        return SupervisorError(.internalError, "\(what): \(error)")
+        return SupervisorError(.internalError, "\(what): \(error)", cause: error)
     }
 
     /// Says on standard error when writes begin to fail and when they work

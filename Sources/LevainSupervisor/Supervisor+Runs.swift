@@ -54,7 +54,7 @@ extension Supervisor {
         } catch where error.code == .duplicateIdempotencyKey {
             runs[runID] = nil
             if let key = spec.idempotencyKey, let existing = try? log.run(session: id, idempotencyKey: key) { return (existing, false) }
-            throw SupervisorError(.internalError, "\(error)")
+            throw SupervisorError(.internalError, "\(error)", cause: error)
         } catch {
             runs[runID] = nil
             throw logWriteError(error, "the session log")
@@ -253,7 +253,7 @@ extension Supervisor {
     }
 
     public func runs(session: String?, status: RunStatus?) throws(SupervisorError) -> [RunRecord] {
-        do { return try log.runs(session: session, status: status) } catch { throw SupervisorError(.internalError, "\(error)") }
+        do { return try log.runs(session: session, status: status) } catch { throw SupervisorError(.internalError, "\(error)", cause: error) }
     }
 
     public func runState(_ id: String) throws(SupervisorError) -> RunState {

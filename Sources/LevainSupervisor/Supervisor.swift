@@ -45,13 +45,13 @@ public actor Supervisor {
         do {
             try Directories.make(config.stateDirectory, mode: 0o711)
         } catch {
-            throw SupervisorError(.internalError, "state directory: \(error)")
+            throw SupervisorError(.internalError, "state directory: \(error)", cause: error)
         }
         let log: SessionLog
         do {
             log = try SessionLog(path: config.logPath)
         } catch {
-            throw SupervisorError(.internalError, "the session log \(config.logPath): \(error)")
+            throw SupervisorError(.internalError, "the session log \(config.logPath): \(error)", cause: error)
         }
         let exits: ExitsRuntime
         do {
@@ -98,7 +98,7 @@ public actor Supervisor {
             inFlight = try log.inFlightRuns().filter { (try? log.session(id: $0.sessionID))??.kind != .oneShot }
             openSessions = try log.sessions(status: .open).filter { $0.kind == .session }
         } catch {
-            throw SupervisorError(.internalError, "reading the log: \(error)")
+            throw SupervisorError(.internalError, "reading the log: \(error)", cause: error)
         }
         for s in openSessions {
             try await recordRecovery(
@@ -148,7 +148,7 @@ public actor Supervisor {
         do {
             _ = try await log.record(events, and: changes)
         } catch {
-            throw SupervisorError(.unavailable, "cannot record the recovery of what the previous supervisor left in flight: \(error)")
+            throw SupervisorError(.unavailable, "cannot record the recovery of what the previous supervisor left in flight: \(error)", cause: error)
         }
     }
 
@@ -241,7 +241,7 @@ public actor Supervisor {
         do {
             policy = try PolicyLoader.load(spec.policy)
         } catch {
-            throw SupervisorError(.invalid, "\(error)", field: "policy")
+            throw SupervisorError(.invalid, "\(error)", field: "policy", cause: error)
         }
         if let m = spec.memory { policy.limits.memory = m }
         if let c = spec.cpus { policy.limits.cpus = c }
@@ -260,7 +260,7 @@ public actor Supervisor {
     }
 
     public func sessions(tenant: String?, status: SessionStatus?) throws(SupervisorError) -> [SessionRecord] {
-        do { return try log.sessions(tenant: tenant, status: status) } catch { throw SupervisorError(.internalError, "\(error)") }
+        do { return try log.sessions(tenant: tenant, status: status) } catch { throw SupervisorError(.internalError, "\(error)", cause: error) }
     }
 
     public func closeSession(_ id: String) async throws(SupervisorError) -> SessionRecord {

@@ -160,6 +160,17 @@ import Testing
         #expect(field(#"{"policy": "strict", "limits": {"memory": "64M", "timeout": "5m"}, "binds": {"ro": ["/etc"]}}"#) == nil)
     }
 
+    @Test func aBadBindKeepsThePolicyErrorAsItsCause() throws {
+        do {
+            _ = try SessionSpec(request: ["binds": ["ro": ["relative/path"]]], defaultPolicy: "default")
+            Issue.record("a relative bind was accepted")
+        } catch {
+            #expect(error.field == "binds.ro")
+            let cause = try #require(error.cause as? PolicyError)
+            #expect(cause.message == error.message)
+        }
+    }
+
     @Test func aDamagedStoredSessionIsRefused() {
         let record = SessionRecord(id: "s-1", policy: "default", limits: ["memory": "lots"])
         #expect(throws: APIError.self) { try SessionSpec(record: record) }

@@ -58,7 +58,7 @@ public struct APIServer: Sendable {
         } catch let e as HTTPError {
             return error(SupervisorError(e.status.code == 413 ? .tooLarge : .invalid, "\(e)"))
         } catch {
-            return self.error(SupervisorError(.internalError, "\(error)"))
+            return self.error(SupervisorError(.internalError, "\(error)", cause: error))
         }
     }
 
@@ -88,7 +88,7 @@ public struct APIServer: Sendable {
         } catch let e as HTTPError where e.status == .contentTooLarge {
             throw tooLarge
         } catch {
-            throw SupervisorError(.invalid, "the request body could not be read: \(error)", field: "body")
+            throw SupervisorError(.invalid, "the request body could not be read: \(error)", field: "body", cause: error)
         }
         if buffer.readableBytes == 0 { return [:] }
         do {
@@ -110,7 +110,7 @@ public struct APIServer: Sendable {
         } catch let e as SupervisorError {
             throw e
         } catch {
-            throw SupervisorError(.internalError, "\(error)")
+            throw SupervisorError(.internalError, "\(error)", cause: error)
         }
     }
 

@@ -42,7 +42,7 @@ extension Supervisor {
             _ = try await log.record([RunEvents(sessionID: id, runID: runID, tenant: tenant).queued(request)],
                                      and: [.insertRun(record)])
         } catch {
-            throw SupervisorError(.internalError, "the session log: \(error)")
+            throw SupervisorError(.internalError, "the session log: \(error)", cause: error)
         }
         let state = makeRunState(record, spec: spec)
         let stop = AgentLoop.Stop()

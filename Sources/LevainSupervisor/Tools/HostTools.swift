@@ -156,7 +156,7 @@ actor HostServer {
                     } while cursor != nil && tools.count < 1000
                     return .success(tools)
                 } catch {
-                    return .failure(SupervisorError(.unavailable, "\(error)"))
+                    return .failure(SupervisorError(.unavailable, "\(error)", cause: error))
                 }
             },
             {
@@ -201,7 +201,7 @@ actor HostServer {
             guard let p = channel.localAddress?.port else { throw SupervisorError(.internalError, "no port") }
             port = p
         } catch {
-            throw SupervisorError(.internalError, "the egress proxy of MCP server \(config.name): \(error)")
+            throw SupervisorError(.internalError, "the egress proxy of MCP server \(config.name): \(error)", cause: error)
         }
         var configuration = HTTPClient.Configuration()
         configuration.proxy = .server(host: "127.0.0.1", port: port)

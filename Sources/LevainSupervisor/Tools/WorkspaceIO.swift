@@ -41,10 +41,10 @@ extension Supervisor {
             }
             try await connection.end(stream: stream)
         } catch {
-            throw SupervisorError(.unavailable, "the session's harness: \(error)")
+            throw SupervisorError(.unavailable, "the session's harness: \(error)", cause: error)
         }
         let r: LevainProtocol.Response
-        do { r = try await response.get() } catch { throw SupervisorError(.unavailable, "the session's harness: \(error)") }
+        do { r = try await response.get() } catch { throw SupervisorError(.unavailable, "the session's harness: \(error)", cause: error) }
         guard r.ok else { throw APIServer.fileError(r) }
     }
 

@@ -177,7 +177,7 @@ extension APIServer {
         }
         try? await connection.end(stream: stream)
         let r: LevainProtocol.Response
-        do { r = try await response.get() } catch { throw SupervisorError(.unavailable, "the session's harness: \(error)") }
+        do { r = try await response.get() } catch { throw SupervisorError(.unavailable, "the session's harness: \(error)", cause: error) }
         guard r.ok, sent == length, bodyError == nil else {
             if !r.ok, sent == length, bodyError == nil { throw Self.fileError(r) }
             throw SupervisorError(.invalid, "the upload stopped at \(sent) of \(length) bytes (Content-Length); nothing was written", field: "body")

@@ -55,7 +55,7 @@ extension APIServer {
                 do {
                     try s.log.exportJSONL(session: session) { line in lines.append(contentsOf: line.utf8); lines.append(10) }
                 } catch {
-                    throw SupervisorError(.internalError, "\(error)")
+                    throw SupervisorError(.internalError, "\(error)", cause: error)
                 }
                 return Response(status: .ok, headers: [.contentType: "application/x-ndjson"],
                                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: lines)))
@@ -73,7 +73,7 @@ extension APIServer {
                                                          run: q["run"].map(String.init), groupBy: grouping)
                     return .json(.ok, APIJSON.usage(u.total, rows: u.rows, by: grouping.rawValue))
                 } catch {
-                    throw SupervisorError(.internalError, "\(error)")
+                    throw SupervisorError(.internalError, "\(error)", cause: error)
                 }
             }
         }

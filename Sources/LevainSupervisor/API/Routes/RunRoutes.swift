@@ -93,7 +93,7 @@ extension APIServer {
                 } catch {
                     // The upload broke off: the run sees the end of its input.
                     try? await sink(nil)
-                    throw SupervisorError(.invalid, "the stdin upload broke off after \(total) bytes: \(error)", field: "body")
+                    throw SupervisorError(.invalid, "the stdin upload broke off after \(total) bytes: \(error)", field: "body", cause: error)
                 }
                 try await sink(nil)
                 return .json(.ok, ["bytes": JSONValue(total)])
