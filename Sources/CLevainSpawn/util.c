@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/resource.h>
@@ -209,4 +210,8 @@ ssize_t lv_recvmsg_fds(int sock, void *data, size_t len, int *fds, size_t max_fd
 
 int lv_setns_net(int pidfd) {
     return setns(pidfd, CLONE_NEWNET);
+}
+
+int lv_spawn_actions_closefrom(posix_spawn_file_actions_t *actions, int lowfd) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, lowfd);
 }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLevainSpawn
+import LevainSystem
 
 /// A workspace with a size the kernel enforces: a sparse ext4 image file per
 /// workspace (`<workspace>.img`), attached to a loop device by the parent and
@@ -79,7 +80,7 @@ public enum WorkspaceImage {
         // lazy init: only the metadata mkfs must write now, not zeroed tables.
         let args = [mkfs, "-q", "-F", "-m", "0", "-L", "workspace",
                     "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=\(uid):\(gid)", temporary]
-        let (status, output) = runQuietly(args, outputPath: temporary + ".output")
+        let (status, output) = QuietProcess.run(args, outputPath: temporary + ".output")
         guard status == 0 else {
             unlink(temporary)
             throw SandboxError(.io, "mkfs.ext4 failed on the workspace image \(temporary) (status \(status)): \(output)")
@@ -175,36 +176,6 @@ public enum WorkspaceImage {
             throw SandboxError(.io, "cannot attach the workspace image \(image) to a loop device: \(String(cString: strerror(-loop)))")
         }
         return LoopDevice(fd: loop, path: "/dev/loop\(index)")
-    }
-
-    /// Runs a program with no input, its output (both streams, the first
-    /// 4 KiB, through a file beside `outputPath`: no pipe another thread's
-    /// fork could inherit) returned with its exit status.
-    static func runQuietly(_ argv: [String], outputPath: String) -> (Int32, String) {
-        unlink(outputPath)
-        let out = open(outputPath, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard out >= 0 else { return (-1, "cannot create \(outputPath): \(String(cString: strerror(errno)))") }
-        defer { close(out); unlink(outputPath) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, out, 1)
-        posix_spawn_file_actions_adddup2(&actions, out, 2)
-        let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-        defer { cArgs.forEach { free($0) } }
-        let env: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), strdup("LC_ALL=C"), nil]
-        defer { env.forEach { free($0) } }
-        var pid: pid_t = 0
-        let r = posix_spawn(&pid, argv[0], &actions, nil, cArgs, env)
-        guard r == 0 else { return (-1, "cannot start \(argv[0]): \(String(cString: strerror(r)))") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let n = pread(out, &buffer, buffer.count, 0)
-        let text = String(decoding: buffer.prefix(max(n, 0)), as: UTF8.self).split(whereSeparator: \.isNewline).joined(separator: "; ")
-        return (exit, text)
     }
 }
 

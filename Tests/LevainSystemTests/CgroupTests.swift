@@ -886,6 +886,8 @@ extension CgroupTests {
             for fd: Int32 in 0...2 {
                 posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0)
             }
+            // Not the test process's sockets (NIO's are not close-on-exec).
+            QuietProcess.closeInherited(&actions)
             var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
             var cEnv: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/bin:/bin"), nil]
             defer { for arg in cArgs + cEnv { free(arg) } }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <spawn.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -315,6 +316,10 @@ int lv_send_descriptors(int sock, const char *label, const int *fds, size_t coun
 // Receives one such message: the label (NUL-terminated) and up to max_fds
 // descriptors (close-on-exec). Returns how many descriptors, or -1.
 int lv_recv_descriptors(int sock, char *label, size_t label_size, int *fds, size_t max_fds);
+
+/// posix_spawn_file_actions_addclosefrom_np (glibc 2.34+, not visible to
+/// Swift): the spawned program gets no descriptor from `lowfd` up.
+int lv_spawn_actions_closefrom(posix_spawn_file_actions_t *actions, int lowfd);
 // 1 when path is the root of a cgroup2 mount (statfs).
 int lv_is_cgroup2_mount(const char *path);
 
