@@ -117,12 +117,36 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // A run as the supervisor holds it: its record, waiters and output
+        // spools (what the API, the tools and the run's task share).
+        .target(
+            name: "LevainRuns",
+            dependencies: [
+                "LevainAPI", "LevainClock", "LevainJSON", "LevainSessionLog",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // The tool service, built-in tools, MCP host servers, the in-jail MCP
+        // endpoint, approvals: over ToolHost, what they need of the supervisor.
+        .target(
+            name: "LevainTools",
+            dependencies: [
+                "LevainAPI", "LevainAgent", "LevainJSON", "LevainPolicy", "LevainProtocol", "LevainProxy", "LevainRuns",
+                "LevainSandbox", "LevainSessionLog",
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "LevainSupervisor",
             dependencies: [
-                "LevainAPI", "LevainJSON", "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainClock", "LevainProtocol", "LevainProtocolNIO",
+                "LevainAPI", "LevainJSON", "LevainRuns", "LevainTools", "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainClock", "LevainProtocol", "LevainProtocolNIO",
                 "LevainSessionLog", "LevainProxy", "LevainAgent", "CLevainSpawn",
-                .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -190,7 +214,7 @@ let package = Package(
         // Need root and a real kernel; every test checks getuid() == 0.
         .testTarget(name: "LevainJailTests", dependencies: ["LevainSandbox", "LevainPolicy", "LevainSystem", "LevainTestSupport"],
                     exclude: ["Payloads"]),
-        .testTarget(name: "LevainSupervisorTests", dependencies: ["LevainAPI", "LevainJSON", "LevainSupervisor", "LevainTestSupport", "LevainSessionLog", "LevainProtocol", "LevainAgent"]),
+        .testTarget(name: "LevainSupervisorTests", dependencies: ["LevainAPI", "LevainJSON", "LevainRuns", "LevainSupervisor", "LevainTestSupport", "LevainTools", "LevainSessionLog", "LevainProtocol", "LevainAgent"]),
         .testTarget(name: "LevainAgentTests", dependencies: ["LevainAgent", "LevainJSON", "LevainPolicy", "LevainSessionLog"]),
     ]
 )

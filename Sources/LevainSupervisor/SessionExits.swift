@@ -8,6 +8,7 @@ import LevainPolicy
 import LevainProxy
 import LevainSessionLog
 import LevainSystem
+import LevainTools
 import NIOCore
 import Synchronization
 
@@ -224,14 +225,6 @@ final class SessionExits: Sendable {
         return NewEvent(sessionID: session, runID: run, tenant: tenant,
                         type: r.decision == .denied ? EventType.networkDenied : EventType.networkRequest, payload: p)
     }
-}
-
-/// The live runs of a session, read by the gateway's event loops.
-final class RunsBox: Sendable {
-    private let ids = Mutex<Set<String>>([])
-    func insert(_ id: String) { _ = ids.withLock { $0.insert(id) } }
-    func remove(_ id: String) { _ = ids.withLock { $0.remove(id) } }
-    func contains(_ id: String) -> Bool { ids.withLock { $0.contains(id) } }
 }
 
 extension UsageLedger.Totals {

@@ -6,6 +6,7 @@ import LevainAPI
 import LevainPolicy
 import LevainProtocol
 import LevainProtocolNIO
+import LevainRuns
 import LevainSandbox
 import LevainSessionLog
 import LevainSystem

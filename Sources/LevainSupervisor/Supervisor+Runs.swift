@@ -7,6 +7,7 @@ import LevainJSON
 import LevainPolicy
 import LevainProtocol
 import LevainProxy
+import LevainRuns
 import LevainSandbox
 import LevainSessionLog
 import LevainSystem

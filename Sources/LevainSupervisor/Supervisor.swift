@@ -7,16 +7,18 @@ import LevainJSON
 import LevainPolicy
 import LevainProtocol
 import LevainProxy
+import LevainRuns
 import LevainSandbox
 import LevainSessionLog
 import LevainSystem
+import LevainTools
 
 /// The supervisor: sessions, the run queue, recovery, shutdown. The HTTP
 /// API (APIServer) and the tests drive it through these methods.
 public actor Supervisor {
     public let context: SupervisorContext
     nonisolated var config: SupervisorConfig { context.config }
-    nonisolated var log: SessionLog { context.log }
+    public nonisolated var log: SessionLog { context.log }
     var hosts: [String: SessionHost] = [:]
     /// Sessions being (re)opened, and the task doing it.
     private var opening: [String: Task<Result<SessionHost, SupervisorError>, Never>] = [:]

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import LevainAPI
 import LevainPolicy
+import LevainTools
 
 /// The supervisor's settings: `levain serve --config FILE` (TOML), then
 /// the command-line options. Every key is optional; docs/SUPERVISOR.md
@@ -59,7 +60,7 @@ public struct SupervisorConfig: Sendable, Equatable {
     public var cgroupV2Root: String?
     /// The model gateway and the egress proxy (SupervisorConfig+Proxy).
     public var proxy = ProxyConfig()
-    /// The in-jail MCP endpoint and the host tools (Tools/ToolsConfig).
+    /// The in-jail MCP endpoint and the host tools (LevainTools/ToolsConfig).
     public var tools = ToolsConfig()
 
     public init() {}

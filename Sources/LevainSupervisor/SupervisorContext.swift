@@ -8,6 +8,7 @@ import LevainProxy
 import LevainSandbox
 import LevainSessionLog
 import LevainSystem
+import LevainTools
 import NIOPosix
 import Synchronization
 

@@ -1,5 +1,5 @@
 import Foundation
-@testable import LevainSupervisor
+@testable import LevainTools
 import Testing
 #if canImport(Glibc)
 import Glibc

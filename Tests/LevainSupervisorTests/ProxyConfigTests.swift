@@ -1,6 +1,7 @@
 import LevainAPI
 import LevainPolicy
 import LevainProxy
+import LevainTools
 import Testing
 @testable import LevainSupervisor
 

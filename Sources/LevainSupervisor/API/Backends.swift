@@ -2,7 +2,9 @@ import LevainAPI
 import LevainAgent
 import LevainJSON
 import LevainPolicy
+import LevainRuns
 import LevainSessionLog
+import LevainTools
 
 // What each resource's routes need of the supervisor: one narrow protocol
 // per room of the API (Routes/), which `Supervisor` implements. A route

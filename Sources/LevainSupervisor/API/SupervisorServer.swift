@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Hummingbird
 import LevainAPI
+import LevainTools
 import Logging
 import ServiceLifecycle
 import Synchronization

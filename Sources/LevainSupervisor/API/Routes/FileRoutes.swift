@@ -7,6 +7,7 @@ import Hummingbird
 import LevainAPI
 import LevainJSON
 import LevainProtocol
+import LevainRuns
 import LevainSessionLog
 import NIOCore
 
@@ -17,13 +18,13 @@ extension APIServer {
         router.get("/v1/sessions/:id/files") { request, context in
             await api.respond {
                 let path = request.uri.queryParameters["path"].map(String.init) ?? "."
-                let r = try await api.fileRequest(try api.param(context, "id"), .fileList(FileList(path: try APIServer.checkPath(path, allowRoot: true))), s)
+                let r = try await api.fileRequest(try api.param(context, "id"), .fileList(FileList(path: try WorkspacePath.check(path, allowRoot: true))), s)
                 return .json(.ok, ["path": .string(path), "entries": .array((r.entries ?? []).map(APIServer.json))])
             }
         }
         router.get("/v1/sessions/:id/stat/**") { _, context in
             await api.respond {
-                let path = try APIServer.checkPath(APIServer.workspacePath(context), allowRoot: true)
+                let path = try WorkspacePath.check(APIServer.workspacePath(context), allowRoot: true)
                 let r = try await api.fileRequest(try api.param(context, "id"), .fileStat(FileStat(path: path)), s)
                 guard let st = r.stat else { throw SupervisorError(.internalError, "the harness sent no stat") }
                 var o = APIServer.json(DirEntry(name: path, type: st.type, size: st.size, mode: st.mode, mtime: st.mtime)).objectValue ?? [:]
@@ -33,20 +34,20 @@ extension APIServer {
         }
         router.get("/v1/sessions/:id/files/**") { _, context in
             await api.respond {
-                let path = try APIServer.checkPath(APIServer.workspacePath(context))
+                let path = try WorkspacePath.check(APIServer.workspacePath(context))
                 return try await api.readFile(try api.param(context, "id"), path, s)
             }
         }
         router.put("/v1/sessions/:id/files/**") { request, context in
             await api.respond {
-                let path = try APIServer.checkPath(APIServer.workspacePath(context))
+                let path = try WorkspacePath.check(APIServer.workspacePath(context))
                 let mode = try api.intQuery(request, "mode", max: 0o7777).map { UInt32($0) } ?? 0o644
                 return try await api.writeFile(try api.param(context, "id"), path, request: request, mode: mode, s)
             }
         }
         router.delete("/v1/sessions/:id/files/**") { request, context in
             await api.respond {
-                let path = try APIServer.checkPath(APIServer.workspacePath(context))
+                let path = try WorkspacePath.check(APIServer.workspacePath(context))
                 let recursive = ["true", "1"].contains(request.uri.queryParameters["recursive"] ?? "")
                 _ = try await api.fileRequest(try api.param(context, "id"), .fileDelete(FileDelete(path: path, recursive: recursive)), s)
                 let id = try api.param(context, "id")
@@ -80,19 +81,6 @@ extension APIServer {
         }
         guard !bytes.contains(0) else { return nil }
         return String(validating: bytes, as: UTF8.self)
-    }
-
-    /// A workspace path from a URL: relative, no "..", no NUL.
-    static func checkPath(_ path: String, allowRoot: Bool = false) throws -> String {
-        let p = path.isEmpty ? "." : path
-        if p == "." && allowRoot { return p }
-        guard p != ".", !p.hasPrefix("/"), !p.utf8.contains(0), p.utf8.count <= 4096 else {
-            throw SupervisorError(.invalid, "path \(p) must be relative to the workspace", field: "path")
-        }
-        guard !p.split(separator: "/").contains("..") else {
-            throw SupervisorError(.invalid, "path \(p) leaves the workspace", field: "path")
-        }
-        return p
     }
 
     func fileRequest(_ session: String, _ operation: LevainProtocol.Operation, _ s: some FilesBackend) async throws -> LevainProtocol.Response {

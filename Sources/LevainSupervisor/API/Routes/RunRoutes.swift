@@ -7,6 +7,7 @@ import LevainAPI
 import LevainClock
 import LevainJSON
 import LevainProtocol
+import LevainRuns
 import LevainSessionLog
 import NIOCore
 

@@ -37,7 +37,7 @@ public struct ToolsConfig: Sendable, Equatable {
     public var servers: [Server] = []
     public init() {}
 
-    static func parse(_ root: inout TableReader, into c: inout ToolsConfig) throws(PolicyError) {
+    public static func parse(_ root: inout TableReader, into c: inout ToolsConfig) throws(PolicyError) {
         if var t = try root.table("tools") {
             if let v = try t.integer("mcp_port", in: 1...65535) { c.mcpPort = Int(v) }
             try t.finish()

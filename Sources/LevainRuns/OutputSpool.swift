@@ -104,7 +104,7 @@ public final class OutputSpool: Sendable {
         return ok
     }
 
-    static func makeParents(of path: String) {
+    public static func makeParents(of path: String) {
         guard let slash = path.lastIndex(of: "/") else { return }
         let dir = String(path[..<slash])
         if mkdir(dir, 0o700) != 0 && errno == ENOENT, let up = dir.lastIndex(of: "/") {

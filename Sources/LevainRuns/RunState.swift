@@ -13,6 +13,14 @@ public struct ProcessOutcome: Sendable, Equatable {
     public var userMicros: UInt64
     public var systemMicros: UInt64
     public var maxRSSKilobytes: UInt64
+
+    public init(code: Int32?, signal: Int32?, userMicros: UInt64, systemMicros: UInt64, maxRSSKilobytes: UInt64) {
+        self.code = code
+        self.signal = signal
+        self.userMicros = userMicros
+        self.systemMicros = systemMicros
+        self.maxRSSKilobytes = maxRSSKilobytes
+    }
 }
 
 /// A run the supervisor knows in memory: its record, its output, and the
@@ -42,15 +50,15 @@ public final class RunState: Sendable {
     private let state: Mutex<Mutable>
 
     /// LEVAIN_TIMINGS=1: each run's phases, printed on stderr at its end.
-    static let tracing = getenv("LEVAIN_TIMINGS") != nil
+    public static let tracing = getenv("LEVAIN_TIMINGS") != nil
 
-    func mark(_ label: String, at time: UInt64? = nil) {
+    public func mark(_ label: String, at time: UInt64? = nil) {
         guard Self.tracing else { return }
         let now = time ?? Monotonic.nanos()
         state.withLock { $0.marks.append((label, now)) }
     }
 
-    func printMarks() {
+    public func printMarks() {
         guard Self.tracing else { return }
         let marks = state.withLock { $0.marks }
         guard let first = marks.first else { return }
@@ -63,7 +71,7 @@ public final class RunState: Sendable {
         _ = line.withCString { write(2, $0, strlen($0)) }
     }
 
-    init(record: RunRecord, spec: RunSpec, outputDirectory: String, maxOutput: UInt64) {
+    public init(record: RunRecord, spec: RunSpec, outputDirectory: String, maxOutput: UInt64) {
         id = record.id
         sessionID = record.sessionID
         tenant = record.tenant
@@ -75,7 +83,7 @@ public final class RunState: Sendable {
 
     public var record: RunRecord { state.withLock { $0.record } }
 
-    func update(_ body: (inout RunRecord) -> Void) {
+    public func update(_ body: (inout RunRecord) -> Void) {
         let (done, waiters): (RunRecord?, [CheckedContinuation<RunRecord, Never>]) = state.withLock { s in
             body(&s.record)
             guard s.record.status.isTerminal else { return (nil, []) }
@@ -111,7 +119,7 @@ public final class RunState: Sendable {
 
     /// Answers every waiter with the record as it stands (the supervisor is
     /// stopping and could not record the run's end: what the log holds).
-    func releaseWaiters() {
+    public func releaseWaiters() {
         let (now, waiters) = state.withLock { s -> (RunRecord, [CheckedContinuation<RunRecord, Never>]) in
             let w = Array(s.waiters.values)
             s.waiters = [:]
@@ -120,11 +128,11 @@ public final class RunState: Sendable {
         for w in waiters { w.resume(returning: now) }
     }
 
-    var cancelRequested: Bool { state.withLock { $0.cancelRequested } }
+    public var cancelRequested: Bool { state.withLock { $0.cancelRequested } }
 
     /// Marks the run cancelled and calls whoever can stop it (the session
     /// killing its cgroup, or the queue dropping it).
-    func requestCancel() {
+    public func requestCancel() {
         let handler: (@Sendable () -> Void)? = state.withLock { s in
             s.cancelRequested = true
             return s.cancelHandler
@@ -132,7 +140,7 @@ public final class RunState: Sendable {
         handler?()
     }
 
-    func setCancelHandler(_ handler: (@Sendable () -> Void)?) {
+    public func setCancelHandler(_ handler: (@Sendable () -> Void)?) {
         let fire: Bool = state.withLock { s in
             s.cancelHandler = handler
             return s.cancelRequested && handler != nil
@@ -142,7 +150,7 @@ public final class RunState: Sendable {
 
     /// Streaming stdin (PUT /v1/runs/{id}/stdin): the session sets the
     /// sink once the process runs; nil bytes end the stream.
-    func setStdinSink(_ sink: (@Sendable ([UInt8]?) async throws -> Void)?) {
+    public func setStdinSink(_ sink: (@Sendable ([UInt8]?) async throws -> Void)?) {
         let waiters: [CheckedContinuation<Void, Never>] = state.withLock { s in
             s.stdinSink = sink
             let w = s.stdinWaiters
@@ -154,7 +162,7 @@ public final class RunState: Sendable {
 
     /// Claims the run's stdin (once): waits until the run's process exists;
     /// nil when the run ended or its stdin was claimed already.
-    func stdinSink() async -> (@Sendable ([UInt8]?) async throws -> Void)? {
+    public func stdinSink() async -> (@Sendable ([UInt8]?) async throws -> Void)? {
         while true {
             let (sink, ended): ((@Sendable ([UInt8]?) async throws -> Void)?, Bool) = state.withLock { s in
                 if s.stdinClaimed { return (nil, true) }
@@ -177,7 +185,7 @@ public final class RunState: Sendable {
         }
     }
 
-    func wakeStdinWaiters() {
+    public func wakeStdinWaiters() {
         let waiters: [CheckedContinuation<Void, Never>] = state.withLock { s in
             let w = s.stdinWaiters
             s.stdinWaiters = []

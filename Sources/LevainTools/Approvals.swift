@@ -16,7 +16,7 @@ public actor Approvals {
         public var requestedAt: LogTimestamp
         public var timeout: Double
 
-        var json: JSONValue {
+        public var json: JSONValue {
             var o: JSONObject = ["call_id": .string(callID), "session": .string(sessionID), "tool": .string(tool),
                                  "arguments": arguments, "requested_at": .string(requestedAt.rfc3339), "timeout_s": .double(timeout)]
             o["run"] = runID.map { .string($0) } ?? .null
@@ -88,10 +88,10 @@ public actor Approvals {
     /// A person's decision; the pending call, or nil when nothing waits
     /// under that id. A call decided already (by a person, its timeout, or
     /// the end of its run) is a conflict.
-    public func decide(_ id: String, allow: Bool, by: String, reason: String) throws(SupervisorError) -> Pending? {
+    public func decide(_ id: String, allow: Bool, by: String, reason: String) throws(APIError) -> Pending? {
         guard let (p, c) = waiting.removeValue(forKey: id) else {
             if let d = decided[id] {
-                throw SupervisorError(.conflict, "no tool call \(id) waits for approval: it was \(d.allow ? "allowed" : "denied") already, by \(d.by)\(d.reason.isEmpty ? "" : ": \(d.reason)")", field: "id")
+                throw APIError(.conflict, "no tool call \(id) waits for approval: it was \(d.allow ? "allowed" : "denied") already, by \(d.by)\(d.reason.isEmpty ? "" : ": \(d.reason)")", field: "id")
             }
             return nil
         }

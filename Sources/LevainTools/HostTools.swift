@@ -8,6 +8,7 @@ import LevainAgent
 import LevainJSON
 import LevainPolicy
 import LevainProxy
+import LevainRuns
 import LevainSessionLog
 import Logging
 import MCP
@@ -21,7 +22,7 @@ import Synchronization
 /// `mcp__SERVER__TOOL` once their input schemas pass JSONSchema's check; a
 /// server that dies, writes garbage or does not answer fails the call in
 /// progress and is started again on the next.
-actor HostTools {
+public actor HostTools {
     private let servers: [HostServer]
     private var registered: [String: (HostServer, ToolDefinition, String)] = [:]
 
@@ -29,12 +30,12 @@ actor HostTools {
         self.servers = servers.map(HostServer.init)
     }
 
-    func definitions() -> [ToolDefinition] { registered.values.map(\.1).sorted { $0.name < $1.name } }
+    public func definitions() -> [ToolDefinition] { registered.values.map(\.1).sorted { $0.name < $1.name } }
     func definition(_ name: String) -> ToolDefinition? { registered[name]?.1 }
 
     /// Starts every server and registers its tools; a server that fails is
     /// left out, and what went wrong returned (levain serve prints it).
-    func start(supervisor: Supervisor) async -> [String] {
+    public func start(supervisor: any ToolHost) async -> [String] {
         var problems: [String] = []
         for s in servers {
             do {
@@ -52,14 +53,14 @@ actor HostTools {
         return try await server.call(original, args, timeout: timeout)
     }
 
-    func stop(supervisor: Supervisor) async {
+    public func stop(supervisor: any ToolHost) async {
         for s in servers { await s.stop(supervisor: supervisor) }
     }
 }
 
 actor HostServer {
     let config: ToolsConfig.Server
-    private var supervisor: Supervisor?
+    private var supervisor: (any ToolHost)?
     private var client: Client?
     private var transport: (any Transport)?
     /// A URL server's way out: an egress proxy under its policy, and the
@@ -75,7 +76,7 @@ actor HostServer {
 
     /// Starts the server (its jail, its process, initialize, tools/list);
     /// returns its tools whose schemas are usable (original name, definition).
-    func start(supervisor: Supervisor) async throws(SupervisorError) -> [(String, ToolDefinition)] {
+    func start(supervisor: any ToolHost) async throws(APIError) -> [(String, ToolDefinition)] {
         self.supervisor = supervisor
         let tools = try await connect(supervisor)
         var out: [(String, ToolDefinition)] = []
@@ -97,7 +98,7 @@ actor HostServer {
         }
         if let session {
             let tenant = "levain"
-            _ = try? await supervisor.context.log.append(NewEvent(sessionID: session, runID: run, tenant: tenant, type: EventType.mcpRegistered, payload: [
+            _ = try? await supervisor.log.append(NewEvent(sessionID: session, runID: run, tenant: tenant, type: EventType.mcpRegistered, payload: [
                 Attribute.mcpServer: .string(config.name), Attribute.tools: JSONValue(out.map(\.1.name)), Attribute.rejected: .array(rejected),
             ]))
         }
@@ -107,20 +108,19 @@ actor HostServer {
         return out
     }
 
-    private func connect(_ supervisor: Supervisor) async throws(SupervisorError) -> [Tool] {
+    private func connect(_ supervisor: any ToolHost) async throws(APIError) -> [Tool] {
         if session == nil {
-            var spec = SessionSpec(policy: config.policy ?? supervisor.context.config.defaultPolicy)
+            var spec = SessionSpec(policy: config.policy ?? supervisor.defaultPolicy)
             spec.tenant = "levain"
             spec.labels = ["levain.mcp": config.name]
             for b in config.binds {
                 do {
                     spec.binds.append(try PolicyLoader.parseBind(b, writable: false, optional: false, file: "mcp.\(config.name)", line: nil, key: "binds"))
                 } catch {
-                    throw SupervisorError(.invalid, error.message, field: "mcp.\(config.name).binds")
+                    throw APIError(.invalid, error.message, field: "mcp.\(config.name).binds")
                 }
             }
-            session = try await supervisor.createSession(spec).id
-            await supervisor.markHostToolSession(session!)
+            session = try await supervisor.openHostToolSession(spec).id
         }
         signal = FailureSignal()
         let transport: any Transport
@@ -143,7 +143,7 @@ actor HostServer {
         let client = Client(name: "levain", version: "1")
         let timeout = config.startTimeout
         let signal = self.signal
-        let result: Result<[Tool], SupervisorError>? = await Race.first(timeout: timeout, [
+        let result: Result<[Tool], APIError>? = await Race.first(timeout: timeout, [
             {
                 do {
                     _ = try await client.connect(transport: transport)
@@ -156,12 +156,12 @@ actor HostServer {
                     } while cursor != nil && tools.count < 1000
                     return .success(tools)
                 } catch {
-                    return .failure(SupervisorError(.unavailable, "\(error)", cause: error))
+                    return .failure(APIError(.unavailable, "\(error)", cause: error))
                 }
             },
             {
                 guard let why = await signal.waitOrCancel() else { return nil }
-                return .failure(SupervisorError(.unavailable, why))
+                return .failure(APIError(.unavailable, why))
             },
         ])
         switch result {
@@ -174,7 +174,7 @@ actor HostServer {
             throw e
         case nil:
             await kill(supervisor)
-            throw SupervisorError(.unavailable, "no answer to initialize and tools/list within \(timeout)s")
+            throw APIError(.unavailable, "no answer to initialize and tools/list within \(timeout)s")
         }
     }
 
@@ -182,26 +182,18 @@ actor HostServer {
     /// (127.0.0.1, an ephemeral port; no injected secrets, so it lends a
     /// host process nothing it could not do itself) under the [network]
     /// rules of the server's policy, logged in the server's session.
-    private func httpClient(_ supervisor: Supervisor) async throws(SupervisorError) -> HTTPClient {
+    private func httpClient(_ supervisor: any ToolHost) async throws(APIError) -> HTTPClient {
         if let http { return http }
-        guard let session else { throw SupervisorError(.internalError, "no session for MCP server \(config.name)") }
-        let context = supervisor.context
-        let host = try await supervisor.host(ready: session)
-        let settings = EgressSettings(rules: host.policy.egress, hosts: context.config.proxy.hosts, secrets: [:],
-                                      connectTimeout: context.config.proxy.connectTimeout)
-        let log = context.log
+        guard let session else { throw APIError(.internalError, "no session for MCP server \(config.name)") }
         let denial = lastDenialBox
-        let proxy = EgressProxy(group: context.eventLoopGroup, settings: { settings }, record: { r in
-            if r.decision == .denied { denial.withLock { $0 = "\(r.message ?? r.host) (\(r.rule))" } }
-            log.enqueue([SessionExits.event(r, session: session, run: nil, tenant: "levain")], and: [])
-        })
+        let proxy = try await supervisor.hostToolEgress(session: session) { reason in denial.withLock { $0 = reason } }
         let port: Int
         do {
             let channel = try await proxy.serve(host: "127.0.0.1", port: 0)
-            guard let p = channel.localAddress?.port else { throw SupervisorError(.internalError, "no port") }
+            guard let p = channel.localAddress?.port else { throw APIError(.internalError, "no port") }
             port = p
         } catch {
-            throw SupervisorError(.internalError, "the egress proxy of MCP server \(config.name): \(error)", cause: error)
+            throw APIError(.internalError, "the egress proxy of MCP server \(config.name): \(error)", cause: error)
         }
         var configuration = HTTPClient.Configuration()
         configuration.proxy = .server(host: "127.0.0.1", port: port)
@@ -210,13 +202,13 @@ actor HostServer {
         // Idle connections close soon, so each burst of calls is logged
         // (the proxy logs a tunnel when it closes) within seconds.
         configuration.connectionPool.idleTimeout = .seconds(2)
-        let client = HTTPClient(eventLoopGroup: context.eventLoopGroup, configuration: configuration)
+        let client = HTTPClient(eventLoopGroup: supervisor.eventLoopGroup, configuration: configuration)
         egress = proxy
         http = client
         return client
     }
 
-    private func kill(_ supervisor: Supervisor) async {
+    private func kill(_ supervisor: any ToolHost) async {
         if let run { _ = try? await supervisor.cancelRun(run) }
         // Not waited for: the client ends its pending requests, and a dead
         // server's transport must not hold this actor.
@@ -271,7 +263,7 @@ actor HostServer {
         }
     }
 
-    func stop(supervisor: Supervisor) async {
+    func stop(supervisor: any ToolHost) async {
         await kill(supervisor)
         egress?.stop()
         try? await http?.shutdown()

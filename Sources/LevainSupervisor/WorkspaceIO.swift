@@ -8,7 +8,7 @@ import Synchronization
 extension Supervisor {
     /// The file's content; a file above `maxBytes` is refused, or with
     /// `truncate` its first `maxBytes` bytes are read (never more).
-    func readWorkspace(_ session: String, _ path: String, maxBytes: UInt64, truncate: Bool = false) async throws(SupervisorError) -> [UInt8] {
+    public func readWorkspace(_ session: String, _ path: String, maxBytes: UInt64, truncate: Bool) async throws(SupervisorError) -> [UInt8] {
         let host = try await host(ready: session)
         guard let connection = await host.harnessConnection else { throw SupervisorError(.unavailable, "the session's harness is gone") }
         let stream = await host.newStream()
@@ -26,7 +26,7 @@ extension Supervisor {
         return buffer.withLock { $0 }
     }
 
-    func writeWorkspace(_ session: String, _ path: String, _ bytes: [UInt8], mode: UInt32 = 0o644) async throws(SupervisorError) {
+    public func writeWorkspace(_ session: String, _ path: String, _ bytes: [UInt8], mode: UInt32) async throws(SupervisorError) {
         let host = try await host(ready: session)
         guard let connection = await host.harnessConnection else { throw SupervisorError(.unavailable, "the session's harness is gone") }
         let stream = await host.newStream()
@@ -48,14 +48,14 @@ extension Supervisor {
         guard r.ok else { throw APIServer.fileError(r) }
     }
 
-    func statWorkspace(_ session: String, _ path: String) async throws(SupervisorError) -> FileInfo {
+    public func statWorkspace(_ session: String, _ path: String) async throws(SupervisorError) -> FileInfo {
         let host = try await host(ready: session)
         let r = try await host.fileRequest(.fileStat(FileStat(path: path)))
         guard r.ok, let info = r.stat else { throw APIServer.fileError(r) }
         return info
     }
 
-    func listWorkspace(_ session: String, _ path: String) async throws(SupervisorError) -> [DirEntry] {
+    public func listWorkspace(_ session: String, _ path: String) async throws(SupervisorError) -> [DirEntry] {
         let host = try await host(ready: session)
         let r = try await host.fileRequest(.fileList(FileList(path: path)))
         guard r.ok else { throw APIServer.fileError(r) }

@@ -7,7 +7,7 @@ import Synchronization
 /// When one of them ends, its calls end: each is cancelled (an `exec` it
 /// started is cancelled with it) and a decision it waits for is withdrawn
 /// (denied, with the reason). A run that has ended starts no call.
-final class CallsInFlight: Sendable {
+public final class CallsInFlight: Sendable {
     struct Call {
         var session: String
         var run: String?
@@ -26,12 +26,12 @@ final class CallsInFlight: Sendable {
 
     private let state = Mutex(State())
 
-    func runStarted(_ run: String, session: String) {
+    public func runStarted(_ run: String, session: String) {
         state.withLock { $0.runs[run] = session }
     }
 
     /// The run ended (or is being cancelled): its calls end.
-    func runEnded(_ run: String, reason: String = "run ended") {
+    public func runEnded(_ run: String, reason: String = "run ended") {
         end(reason) { s in
             s.runs[run] = nil
             return { $0.run == run }
@@ -39,7 +39,7 @@ final class CallsInFlight: Sendable {
     }
 
     /// The session closed: every call of it ends.
-    func sessionEnded(_ session: String, reason: String = "session closed") {
+    public func sessionEnded(_ session: String, reason: String = "session closed") {
         end(reason) { s in
             s.runs = s.runs.filter { $0.value != session }
             return { $0.session == session }
@@ -47,12 +47,12 @@ final class CallsInFlight: Sendable {
     }
 
     /// A number for an MCP client's connection.
-    func newConnection() -> UInt64 {
+    public func newConnection() -> UInt64 {
         state.withLock { s in s.connections += 1; return s.connections }
     }
 
     /// The MCP client of these calls hung up: nobody waits for them.
-    func connectionClosed(_ connection: UInt64, reason: String = "the MCP client hung up") {
+    public func connectionClosed(_ connection: UInt64, reason: String = "the MCP client hung up") {
         end(reason) { _ in { $0.connection == connection } }
     }
 
@@ -89,5 +89,5 @@ final class CallsInFlight: Sendable {
         state.withLock { $0.calls[id]?.ended }
     }
 
-    var count: Int { state.withLock { $0.calls.count } }
+    public var count: Int { state.withLock { $0.calls.count } }
 }

@@ -21,9 +21,9 @@ import Synchronization
 /// the run (`/runs/RUN/mcp`, in the run's LEVAIN_MCP_URL): its calls end
 /// with the run. `/mcp` is the session's: its calls end when their client
 /// hangs up (nobody waits for the answer), or with the session.
-final class MCPEndpoint: Sendable {
-    let sessionID: String
-    private let supervisor: Supervisor
+public final class MCPEndpoint: Sendable {
+    public let sessionID: String
+    private let supervisor: any ToolHost
     private let service: ToolService
     private let group: any EventLoopGroup
     private let live: RunsBox
@@ -34,7 +34,7 @@ final class MCPEndpoint: Sendable {
 
     typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
 
-    init(sessionID: String, supervisor: Supervisor, service: ToolService, group: any EventLoopGroup, live: RunsBox) {
+    public init(sessionID: String, supervisor: any ToolHost, service: ToolService, group: any EventLoopGroup, live: RunsBox) {
         self.sessionID = sessionID
         self.supervisor = supervisor
         self.service = service
@@ -42,7 +42,7 @@ final class MCPEndpoint: Sendable {
         self.live = live
     }
 
-    func serve(boundSocket fd: Int32) async throws {
+    public func serve(boundSocket fd: Int32) async throws {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .bind(fd) { channel in
@@ -58,7 +58,7 @@ final class MCPEndpoint: Sendable {
         }
     }
 
-    func stop() {
+    public func stop() {
         let c = server.withLock { s -> (any Channel)? in defer { s = nil }; return s }
         c?.close(promise: nil)
     }

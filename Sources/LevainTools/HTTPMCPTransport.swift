@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MCP
 import NIOCore
+import NIOFoundationCompat
 import NIOHTTP1
 
 /// The MCP streamable-HTTP transport, client side, over async-http-client

@@ -8,8 +8,10 @@ import LevainAgent
 import LevainJSON
 import LevainPolicy
 import LevainProxy
+import LevainRuns
 import LevainSandbox
 import LevainSessionLog
+import LevainTools
 import NIOCore
 import NIOHTTP1
 

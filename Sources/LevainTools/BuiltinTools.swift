@@ -6,6 +6,7 @@ import LevainAgent
 import LevainJSON
 import LevainPolicy
 import LevainProtocol
+import LevainRuns
 import LevainSessionLog
 
 /// The built-in sandbox tools. Each runs inside the session's jail: `exec`,
@@ -20,7 +21,7 @@ import LevainSessionLog
 /// most `maxEditBytes`, twice, and at most `editsPerSession` of them at
 /// once per session; `list_files` one directory (the harness sends at most
 /// 10,000 entries); a run's output is read up to the cap from its spool.
-enum BuiltinTools {
+public enum BuiltinTools {
     /// The largest file `edit_file` edits (it is held in the supervisor).
     static let maxEditBytes: UInt64 = 8 << 20
     /// `edit_file` calls of one session held in memory at once; the others wait.
@@ -34,7 +35,7 @@ enum BuiltinTools {
     }
     static let path: JSONValue = ["type": "string", "description": "a path relative to the workspace", "minLength": 1]
 
-    static let definitions: [ToolDefinition] = [
+    public static let definitions: [ToolDefinition] = [
         ToolDefinition(name: "exec", description: "Run a shell command (/bin/sh -c) in the workspace; returns its exit code, stdout and stderr.",
                        inputSchema: schema(["command": ["type": "string", "minLength": 1],
                                             "timeout": ["type": "number", "exclusiveMinimum": 0, "description": "seconds (capped by policy)"]],
@@ -68,16 +69,16 @@ enum BuiltinTools {
     }
 
     static func checkPath(_ p: String, allowRoot: Bool = false) throws(Failure) -> String {
-        do { return try APIServer.checkPath(p, allowRoot: allowRoot) } catch {
-            throw Failure((error as? SupervisorError)?.message ?? "\(error)")
+        do { return try WorkspacePath.check(p, allowRoot: allowRoot) } catch {
+            throw Failure((error as? APIError)?.message ?? "\(error)")
         }
     }
 
     /// Runs a built-in; the text is what the model gets back.
-    static func call(_ name: String, _ args: JSONObject, session: String, supervisor: Supervisor, timeout: Double,
+    static func call(_ name: String, _ args: JSONObject, session: String, supervisor: any ToolHost, timeout: Double,
                      maxOutput: UInt64) async throws(Failure) -> String {
         func str(_ k: String) -> String? { args[k]?.stringValue }
-        func io<T>(_ body: () async throws(SupervisorError) -> T) async throws(Failure) -> T {
+        func io<T>(_ body: () async throws(APIError) -> T) async throws(Failure) -> T {
             do { return try await body() } catch { throw Failure(error.message) }
         }
         switch name {
@@ -89,7 +90,7 @@ enum BuiltinTools {
             // One byte past the cap tells whether there is more; the rest
             // of the file is never read.
             let cap = min(maxOutput, 64 << 20)
-            let bytes = try await io { () async throws(SupervisorError) in
+            let bytes = try await io { () async throws(APIError) in
                 try await supervisor.readWorkspace(session, p, maxBytes: cap + 1, truncate: true)
             }
             var text = String(decoding: bytes.prefix(Int(cap)), as: UTF8.self)
@@ -101,7 +102,7 @@ enum BuiltinTools {
         case "write_file":
             let p = try checkPath(str("path") ?? "")
             let content = Array((str("content") ?? "").utf8)
-            try await io { () async throws(SupervisorError) in try await supervisor.writeWorkspace(session, p, content) }
+            try await io { () async throws(APIError) in try await supervisor.writeWorkspace(session, p, content) }
             return "wrote \(content.count) bytes to \(p)"
         case "edit_file":
             let p = try checkPath(str("path") ?? "")
@@ -111,7 +112,7 @@ enum BuiltinTools {
             return try result.get()
         case "list_files":
             let p = try checkPath(str("path") ?? ".", allowRoot: true)
-            let entries = try await io { () async throws(SupervisorError) in try await supervisor.listWorkspace(session, p) }
+            let entries = try await io { () async throws(APIError) in try await supervisor.listWorkspace(session, p) }
             let lines = entries.sorted { $0.name < $1.name }.map { "\($0.name)\($0.type == .dir ? "/" : "")\t\($0.type.rawValue)\t\($0.size)" }
             return clip(lines.isEmpty ? "(empty)" : lines.joined(separator: "\n"), maxOutput)
         case "glob":
@@ -146,7 +147,7 @@ enum BuiltinTools {
     /// A run of the session (its cgroup, its limits); at most `maxOutput`
     /// bytes of each stream are read from its spool; cancelled with the
     /// caller.
-    static func run(_ argv: [String], env: [String: String] = [:], session: String, supervisor: Supervisor, timeout: Double,
+    static func run(_ argv: [String], env: [String: String] = [:], session: String, supervisor: any ToolHost, timeout: Double,
                     maxOutput: UInt64) async throws(Failure) -> Finished {
         var spec = RunSpec(argv: argv)
         spec.timeout = timeout
@@ -177,7 +178,7 @@ enum BuiltinTools {
     }
 
     /// A command as a run of the session: its exit code and output, capped.
-    static func exec(_ argv: [String], session: String, supervisor: Supervisor, timeout: Double, maxOutput: UInt64,
+    static func exec(_ argv: [String], session: String, supervisor: any ToolHost, timeout: Double, maxOutput: UInt64,
                      explain: (Int32) -> String? = { _ in nil }) async throws(Failure) -> String {
         let f = try await run(argv, session: session, supervisor: supervisor, timeout: timeout, maxOutput: maxOutput)
         let (code, out, err, state) = (f.code, f.out, f.err, f.state)
@@ -196,7 +197,7 @@ extension BuiltinTools {
     /// pattern as a regular expression (GlobPattern), as a run of the
     /// session, stopped after `maxGlobMatches` + 1 paths. The supervisor
     /// reads at most `maxOutput` + 4 KiB of its output and sorts it.
-    static func glob(_ g: GlobPattern, session: String, supervisor: Supervisor, timeout: Double, maxOutput: UInt64) async throws(Failure) -> String {
+    static func glob(_ g: GlobPattern, session: String, supervisor: any ToolHost, timeout: Double, maxOutput: UInt64) async throws(Failure) -> String {
         var find = "find \"$1\" -mindepth \(g.minDepth)"
         if let d = g.maxDepth { find += " -maxdepth \(d)" }
         find += " -regextype posix-extended -regex \"$2\" ! -name '.levain-write-*' -print0 2>/dev/null | head -z -n \(maxGlobMatches + 1)"
@@ -215,7 +216,7 @@ extension BuiltinTools {
 
     /// Replaces the one occurrence of `old` in the file (at most
     /// `maxEditBytes`, held twice: read and written).
-    static func edit(_ p: String, _ oldString: String, _ newString: String, session: String, supervisor: Supervisor) async -> Result<String, Failure> {
+    static func edit(_ p: String, _ oldString: String, _ newString: String, session: String, supervisor: any ToolHost) async -> Result<String, Failure> {
         let old = Array(oldString.utf8), new = Array(newString.utf8)
         let bytes: [UInt8]
         do { bytes = try await supervisor.readWorkspace(session, p, maxBytes: maxEditBytes) } catch {

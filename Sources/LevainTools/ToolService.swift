@@ -18,39 +18,48 @@ import LevainSessionLog
 /// that made it on the session's path.
 public final class ToolService: Sendable {
     public let approvals = Approvals()
-    let calls = CallsInFlight()
-    let hostTools: HostTools
+    public let calls = CallsInFlight()
+    public let hostTools: HostTools
     let log: SessionLog
 
     /// How much of a call's arguments and result the log keeps.
     static let loggedBytes = 8 << 10
 
-    init(config: ToolsConfig, log: SessionLog) {
+    public init(config: ToolsConfig, log: SessionLog) {
         self.log = log
         hostTools = HostTools(servers: config.servers)
     }
 
     /// The tools a session's policy lets an agent see (those needing approval included).
-    func definitions(policy: Policy.Tools, only names: [String]? = nil) async -> [ToolDefinition] {
+    public func definitions(policy: Policy.Tools, only names: [String]? = nil) async -> [ToolDefinition] {
         let all = BuiltinTools.definitions + (await hostTools.definitions())
         return all.filter { d in policy.denyingRule(for: d.name) == nil && (names == nil || names!.contains(d.name)) }
     }
 
-    struct Caller: Sendable {
-        var sessionID: String
-        var runID: String?
-        var tenant: String
-        var policy: Policy.Tools
+    public struct Caller: Sendable {
+        public var sessionID: String
+        public var runID: String?
+        public var tenant: String
+        public var policy: Policy.Tools
         /// "agent" (the built-in loop) or "mcp" (the in-jail endpoint).
-        var origin: String
+        public var origin: String
         /// The MCP client's connection, for a call on the session's path
         /// (it ends when the client hangs up).
-        var connection: UInt64? = nil
+        public var connection: UInt64? = nil
+
+        public init(sessionID: String, runID: String?, tenant: String, policy: Policy.Tools, origin: String, connection: UInt64? = nil) {
+            self.sessionID = sessionID
+            self.runID = runID
+            self.tenant = tenant
+            self.policy = policy
+            self.origin = origin
+            self.connection = connection
+        }
     }
 
-    func caller(supervisor: Supervisor, session: String, run: String?, origin: String) async throws(SupervisorError) -> Caller {
-        let host = try await supervisor.host(ready: session)
-        return Caller(sessionID: session, runID: run, tenant: host.tenant, policy: host.policy.tools, origin: origin)
+    public func caller(supervisor: any ToolHost, session: String, run: String?, origin: String) async throws(APIError) -> Caller {
+        let (tenant, tools) = try await supervisor.toolCaller(session: session)
+        return Caller(sessionID: session, runID: run, tenant: tenant, policy: tools, origin: origin)
     }
 
     public static func newCallID() -> String { RunID.randomID(prefix: "c-") }
@@ -59,7 +68,7 @@ public final class ToolService: Sendable {
     /// failure is a tool error the agent can read and react to. It runs as
     /// a task of its own, registered with what it belongs to, so that the
     /// end of its run (or session, or MCP client) ends it.
-    func call(_ c: ToolCallRequest, by caller: Caller, supervisor: Supervisor) async -> ToolOutcome {
+    public func call(_ c: ToolCallRequest, by caller: Caller, supervisor: any ToolHost) async -> ToolOutcome {
         let callID = Self.newCallID()
         guard let task = calls.start(callID, session: caller.sessionID, run: caller.runID, connection: caller.connection, { [self] in
             await perform(c, callID: callID, by: caller, supervisor: supervisor)
@@ -71,7 +80,7 @@ public final class ToolService: Sendable {
         return outcome
     }
 
-    private func perform(_ c: ToolCallRequest, callID: String, by caller: Caller, supervisor: Supervisor, runEnded: Bool = false) async -> ToolOutcome {
+    private func perform(_ c: ToolCallRequest, callID: String, by caller: Caller, supervisor: any ToolHost, runEnded: Bool = false) async -> ToolOutcome {
         let started = LogTimestamp.now()
         var base: JSONObject = [
             Attribute.genAIOperationName: "execute_tool", Attribute.genAIToolName: .string(c.name), Attribute.genAIToolCallId: .string(c.id),
@@ -171,7 +180,7 @@ public final class ToolService: Sendable {
         return outcome
     }
 
-    static func clip(_ s: String) -> String {
+    public static func clip(_ s: String) -> String {
         let b = Array(s.utf8)
         guard b.count > loggedBytes else { return s }
         return String(decoding: b.prefix(loggedBytes), as: UTF8.self) + "…[\(b.count) bytes]"
