@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "LevainProxy",
             dependencies: [
-                "LevainPolicy", "LevainClock",
+                "LevainPolicy", "LevainClock", "LevainJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -119,17 +119,16 @@ public enum JSONText {
     /// of the same text must never see two different values. Strings must
     /// be valid UTF-8 (text outside strings is ASCII by the grammar).
     struct Parser {
-        private let bytes: [UInt8]
-        private var index = 0
+        private var scanner: JSONScanner
         private static let maximumDepth = 256
 
-        init(_ bytes: [UInt8]) { self.bytes = bytes }
+        init(_ bytes: [UInt8]) { scanner = JSONScanner(bytes) }
 
         mutating func parseDocument() throws(JSONError) -> JSONValue {
-            skipWhitespace()
+            scanner.skipWhitespace()
             let value = try parseValue(depth: 0)
-            skipWhitespace()
-            guard index == bytes.count else { throw fail("unexpected text after the JSON value") }
+            scanner.skipWhitespace()
+            guard scanner.atEnd else { throw fail("unexpected text after the JSON value") }
             return value
         }
 
@@ -142,203 +141,95 @@ public enum JSONText {
             return e
         }
 
-        private func fail(_ what: String) -> JSONError {
-            JSONError("invalid JSON at byte \(index): \(what)", offset: index)
+        private func fail(_ what: String) -> JSONError { Self.error(scanner.fault(what)) }
+
+        private static func error(_ f: JSONScanner.Fault) -> JSONError {
+            JSONError("invalid JSON at byte \(f.offset): \(f.what)", offset: f.offset)
         }
 
-        private mutating func skipWhitespace() {
-            while index < bytes.count {
-                switch bytes[index] {
-                case 0x20, 0x09, 0x0A, 0x0D: index += 1
-                default: return
-                }
-            }
+        // The scanner's steps, their faults worded as this parser's errors.
+        private mutating func string() throws(JSONError) -> String {
+            do { return try scanner.string() } catch { throw Self.error(error) }
+        }
+
+        private mutating func literal(_ word: StaticString) throws(JSONError) {
+            do { try scanner.literal(word) } catch { throw Self.error(error) }
+        }
+
+        private mutating func number() throws(JSONError) -> (literal: String, isInteger: Bool) {
+            do { return try scanner.number() } catch { throw Self.error(error) }
         }
 
         private mutating func parseValue(depth: Int) throws(JSONError) -> JSONValue {
             guard depth < Self.maximumDepth else { throw fail("nested too deeply") }
-            guard index < bytes.count else { throw fail("unexpected end") }
-            switch bytes[index] {
+            guard let c = scanner.peek else { throw fail("unexpected end") }
+            switch c {
             case UInt8(ascii: "{"): return try parseObject(depth: depth)
             case UInt8(ascii: "["): return try parseArray(depth: depth)
-            case UInt8(ascii: "\""): return .string(try parseString())
-            case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
-            case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
-            case UInt8(ascii: "n"): try expectLiteral("null"); return .null
-            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
+            case UInt8(ascii: "\""): return .string(try string())
+            case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+            case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+            case UInt8(ascii: "n"): try literal("null"); return .null
+            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                let start = scanner.index
+                let (text, isInteger) = try number()
+                if isInteger, let i = Int64(text) { return .int(i) }
+                guard let d = Double(text) else { throw Self.error(JSONScanner.Fault(what: "invalid number", offset: start)) }
+                return .double(d)
             default: throw fail("unexpected character")
             }
         }
 
-        private mutating func expectLiteral(_ literal: StaticString) throws(JSONError) {
-            let count = literal.utf8CodeUnitCount
-            guard index + count <= bytes.count else { throw fail("unexpected end") }
-            let expected = UnsafeBufferPointer(start: literal.utf8Start, count: count)
-            for i in 0..<count where bytes[index + i] != expected[i] {
-                throw fail("invalid literal")
-            }
-            index += count
-        }
-
         private mutating func parseObject(depth: Int) throws(JSONError) -> JSONValue {
-            index += 1
+            scanner.index += 1  // {
             var object = JSONObject()
-            skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-                index += 1
-                return .object(object)
-            }
+            scanner.skipWhitespace()
+            if scanner.consume(UInt8(ascii: "}")) { return .object(object) }
             while true {
-                skipWhitespace()
-                guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a key") }
-                let keyStart = index
-                let key = try parseString()
+                scanner.skipWhitespace()
+                guard scanner.peek == UInt8(ascii: "\"") else { throw fail("expected a key") }
+                let keyStart = scanner.index
+                let key = try string()
                 guard object[key] == nil else {
-                    index = keyStart
+                    scanner.index = keyStart
                     var e = fail("the key \(JSONValue.string(key).encoded()) appears twice in one object")
                     e.duplicateKeyPath = key
                     throw e
                 }
-                skipWhitespace()
-                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
-                index += 1
-                skipWhitespace()
+                scanner.skipWhitespace()
+                guard scanner.consume(UInt8(ascii: ":")) else { throw fail("expected ':'") }
+                scanner.skipWhitespace()
                 do {
                     object[key] = try parseValue(depth: depth + 1)
                 } catch {
                     throw Self.within(key, error)
                 }
-                skipWhitespace()
-                guard index < bytes.count else { throw fail("unexpected end") }
-                if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-                if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(object) }
+                scanner.skipWhitespace()
+                guard !scanner.atEnd else { throw fail("unexpected end") }
+                if scanner.consume(UInt8(ascii: ",")) { continue }
+                if scanner.consume(UInt8(ascii: "}")) { return .object(object) }
                 throw fail("expected ',' or '}'")
             }
         }
 
         private mutating func parseArray(depth: Int) throws(JSONError) -> JSONValue {
-            index += 1
+            scanner.index += 1  // [
             var array: [JSONValue] = []
-            skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-                index += 1
-                return .array(array)
-            }
+            scanner.skipWhitespace()
+            if scanner.consume(UInt8(ascii: "]")) { return .array(array) }
             while true {
-                skipWhitespace()
+                scanner.skipWhitespace()
                 do {
                     array.append(try parseValue(depth: depth + 1))
                 } catch {
                     throw Self.within("[\(array.count)]", error)
                 }
-                skipWhitespace()
-                guard index < bytes.count else { throw fail("unexpected end") }
-                if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-                if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(array) }
+                scanner.skipWhitespace()
+                guard !scanner.atEnd else { throw fail("unexpected end") }
+                if scanner.consume(UInt8(ascii: ",")) { continue }
+                if scanner.consume(UInt8(ascii: "]")) { return .array(array) }
                 throw fail("expected ',' or ']'")
             }
-        }
-
-        private mutating func parseHex4() throws(JSONError) -> UInt32 {
-            guard index + 4 <= bytes.count else { throw fail("short \\u escape") }
-            var value: UInt32 = 0
-            for _ in 0..<4 {
-                let c = bytes[index]
-                let digit: UInt32
-                switch c {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(c - UInt8(ascii: "0"))
-                case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(c - UInt8(ascii: "a") + 10)
-                case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(c - UInt8(ascii: "A") + 10)
-                default: throw fail("bad \\u escape")
-                }
-                value = value << 4 | digit
-                index += 1
-            }
-            return value
-        }
-
-        private mutating func parseString() throws(JSONError) -> String {
-            index += 1  // opening quote
-            var out: [UInt8] = []
-            while true {
-                guard index < bytes.count else { throw fail("unterminated string") }
-                let c = bytes[index]
-                if c == UInt8(ascii: "\"") {
-                    index += 1
-                    break
-                }
-                if c < 0x20 { throw fail("control character in string") }
-                if c != UInt8(ascii: "\\") {
-                    out.append(c)
-                    index += 1
-                    continue
-                }
-                index += 1
-                guard index < bytes.count else { throw fail("unterminated escape") }
-                let e = bytes[index]
-                index += 1
-                switch e {
-                case UInt8(ascii: "\""): out.append(UInt8(ascii: "\""))
-                case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\"))
-                case UInt8(ascii: "/"): out.append(UInt8(ascii: "/"))
-                case UInt8(ascii: "b"): out.append(0x08)
-                case UInt8(ascii: "f"): out.append(0x0C)
-                case UInt8(ascii: "n"): out.append(0x0A)
-                case UInt8(ascii: "r"): out.append(0x0D)
-                case UInt8(ascii: "t"): out.append(0x09)
-                case UInt8(ascii: "u"):
-                    var scalar = try parseHex4()
-                    if (0xD800..<0xDC00).contains(scalar) {
-                        guard index + 2 <= bytes.count, bytes[index] == UInt8(ascii: "\\"),
-                              bytes[index + 1] == UInt8(ascii: "u") else { throw fail("lone surrogate") }
-                        index += 2
-                        let low = try parseHex4()
-                        guard (0xDC00..<0xE000).contains(low) else { throw fail("bad surrogate pair") }
-                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                    } else if (0xDC00..<0xE000).contains(scalar) {
-                        throw fail("lone surrogate")
-                    }
-                    guard let unicode = Unicode.Scalar(scalar) else { throw fail("bad scalar") }
-                    out.append(contentsOf: Array(String(Character(unicode)).utf8))
-                default:
-                    throw fail("bad escape")
-                }
-            }
-            guard let string = String(validating: out, as: UTF8.self) else { throw fail("invalid UTF-8") }
-            return string
-        }
-
-        private mutating func parseNumber() throws(JSONError) -> JSONValue {
-            let start = index
-            var isInteger = true
-            if bytes[index] == UInt8(ascii: "-") { index += 1 }
-            guard index < bytes.count else { throw fail("bad number") }
-            if bytes[index] == UInt8(ascii: "0") {
-                index += 1
-            } else if (UInt8(ascii: "1")...UInt8(ascii: "9")).contains(bytes[index]) {
-                while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
-            } else {
-                throw fail("bad number")
-            }
-            if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
-                isInteger = false
-                index += 1
-                let digits = index
-                while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
-                guard index > digits else { throw fail("bad fraction") }
-            }
-            if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
-                isInteger = false
-                index += 1
-                if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
-                let digits = index
-                while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
-                guard index > digits else { throw fail("bad exponent") }
-            }
-            let text = String(decoding: bytes[start..<index], as: UTF8.self)
-            if isInteger, let i = Int64(text) { return .int(i) }
-            guard let d = Double(text) else { throw fail("bad number") }
-            return .double(d)
         }
     }
 }

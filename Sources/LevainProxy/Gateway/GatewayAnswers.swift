@@ -1,4 +1,5 @@
 import Foundation
+import LevainJSON
 import NIOCore
 import NIOHTTP1
 
@@ -42,17 +43,17 @@ struct GatewayAnswer: Error {
     }
 
     func body(for kind: ProviderKind?) -> ByteBuffer {
-        var levain: [String: Any] = ["decision": decision.rawValue, "rule": rule]
-        if let param { levain["param"] = param }
-        let object: [String: Any]
+        var levain: JSONObject = ["decision": .string(decision.rawValue), "rule": .string(rule)]
+        if let param { levain["param"] = .string(param) }
+        let object: JSONValue
         switch kind {
         case .anthropic:
-            object = ["type": "error", "error": ["type": type, "message": message], "levain": levain]
+            object = ["type": "error", "error": ["type": .string(type), "message": .string(message)], "levain": .object(levain)]
         case .openai, nil:
-            object = ["error": ["message": message, "type": type, "code": rule, "param": param.map { $0 as Any } ?? NSNull()], "levain": levain]
+            object = ["error": ["message": .string(message), "type": .string(type), "code": .string(rule), "param": param.map { .string($0) } ?? .null],
+                      "levain": .object(levain)]
         }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return ByteBuffer(bytes: data)
+        return ByteBuffer(string: object.encoded())
     }
 
     func head(for kind: ProviderKind?, keepAlive: Bool, contentLength: Int) -> HTTPResponseHead {

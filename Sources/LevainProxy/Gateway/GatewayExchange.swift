@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import LevainClock
+import LevainJSON
 import LevainPolicy
 import NIOCore
 import NIOHTTP1
@@ -269,10 +270,10 @@ struct GatewayExchange {
                                              decision: .error, rule: "auth"), kind: .openai, outbound: outbound, keepAlive: keepAlive)
         }
         let settings = gateway.settings()
-        let data: [[String: Any]] = settings.catalog.values.sorted { $0.name < $1.name }
+        let data: [JSONValue] = settings.catalog.values.sorted { $0.name < $1.name }
             .filter { settings.policy.denyingRule(for: $0.name) == nil && settings.allowedProvider($0.provider) }
-            .map { ["id": $0.name, "object": "model", "created": 0, "owned_by": $0.provider] }
-        let json = (try? JSONSerialization.data(withJSONObject: ["object": "list", "data": data], options: [.sortedKeys])) ?? Data()
+            .map { ["id": .string($0.name), "object": "model", "created": 0, "owned_by": .string($0.provider)] }
+        let json = Array(JSONValue.object(["object": "list", "data": .array(data)]).encoded().utf8)
         var headers = HTTPHeaders([("content-type", "application/json"), ("content-length", String(json.count))])
         if !keepAlive { headers.add(name: "connection", value: "close") }
         do {

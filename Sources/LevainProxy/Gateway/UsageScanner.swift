@@ -1,4 +1,4 @@
-import Foundation
+import LevainJSON
 import NIOCore
 
 /// Reads what an answer used while it passes through: the `usage` of a
@@ -68,61 +68,66 @@ struct UsageScanner {
         readEvent(object)
     }
 
-    private mutating func readAnswer(_ o: [String: Any]) {
-        model = o["model"] as? String ?? model
+    private mutating func readAnswer(_ o: JSONObject) {
+        model = o["model"]?.stringValue ?? model
         switch kind {
         case .openai:
             readOpenAIUsage(o["usage"])
-            if let choices = o["choices"] as? [[String: Any]], let r = choices.first?["finish_reason"] as? String { finishReason = r }
+            if let r = o["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = r }
         case .anthropic:
             readAnthropicUsage(o["usage"])
-            finishReason = o["stop_reason"] as? String ?? finishReason
+            finishReason = o["stop_reason"]?.stringValue ?? finishReason
         }
     }
 
-    private mutating func readEvent(_ o: [String: Any]) {
+    private mutating func readEvent(_ o: JSONObject) {
         switch kind {
         case .openai:
-            if let m = o["model"] as? String { model = m }
+            if let m = o["model"]?.stringValue { model = m }
             readOpenAIUsage(o["usage"])
-            if let choices = o["choices"] as? [[String: Any]], let r = choices.first?["finish_reason"] as? String { finishReason = r }
+            if let r = o["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = r }
         case .anthropic:
-            switch o["type"] as? String {
+            switch o["type"]?.stringValue {
             case "message_start":
-                if let m = o["message"] as? [String: Any] {
-                    model = m["model"] as? String ?? model
+                if let m = o["message"]?.objectValue {
+                    model = m["model"]?.stringValue ?? model
                     readAnthropicUsage(m["usage"])
                 }
             case "message_delta":
                 readAnthropicUsage(o["usage"])
-                if let d = o["delta"] as? [String: Any], let r = d["stop_reason"] as? String { finishReason = r }
+                if let r = o["delta"]?["stop_reason"]?.stringValue { finishReason = r }
             default: break
             }
         }
     }
 
-    private mutating func readOpenAIUsage(_ u: Any?) {
-        guard let u = u as? [String: Any] else { return }
+    private mutating func readOpenAIUsage(_ u: JSONValue?) {
+        guard let u = u?.objectValue else { return }
         if let i = Self.count(u["prompt_tokens"]) { inputTokens = i }
         if let o = Self.count(u["completion_tokens"]) { outputTokens = o }
     }
 
     /// Anthropic counts cached input apart; all of it is input. Streamed
     /// counts are cumulative: the largest seen is the total.
-    private mutating func readAnthropicUsage(_ u: Any?) {
-        guard let u = u as? [String: Any] else { return }
+    private mutating func readAnthropicUsage(_ u: JSONValue?) {
+        guard let u = u?.objectValue else { return }
         let parts = ["input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"].compactMap { Self.count(u[$0]) }
         if !parts.isEmpty { inputTokens = max(inputTokens ?? 0, parts.reduce(0, +)) }
         if let o = Self.count(u["output_tokens"]) { outputTokens = max(outputTokens ?? 0, o) }
     }
 
-    static func count(_ v: Any?) -> UInt64? {
-        if let n = v as? NSNumber, n.int64Value >= 0 { return UInt64(n.int64Value) }
-        return nil
+    /// A token count: a whole number, 0 or more (written 12 or 12.0).
+    static func count(_ v: JSONValue?) -> UInt64? {
+        switch v {
+        case .int(let i)?: return i >= 0 ? UInt64(i) : nil
+        case .double(let d)?: return d >= 0 && d < 1.8e19 && d.rounded() == d ? UInt64(d) : nil
+        default: return nil
+        }
     }
 
-    static func object(_ bytes: ArraySlice<UInt8>) -> [String: Any]? {
+    /// A JSON object, or nil for anything else (usage is then unknown).
+    static func object(_ bytes: ArraySlice<UInt8>) -> JSONObject? {
         guard !bytes.isEmpty else { return nil }
-        return (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any]
+        return try? JSONValue.parseObject(utf8: Array(bytes))
     }
 }
