@@ -90,6 +90,8 @@ def main():
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--compare", metavar="PATH",
+                    help="another levain binary (a build before a change), run interleaved with the rest as 'levain-b'")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (levain and runc need it)")
@@ -98,6 +100,8 @@ def main():
     bundle_root = tempfile.mkdtemp(prefix="levain-bench-runc-")
     tools = {"levain": [os.path.abspath(args.levain), "run", "--state", state, "--", "/bin/true"],
              "bwrap": bwrap_cmd()}
+    if args.compare:
+        tools["levain-b"] = [os.path.abspath(args.compare), "run", "--state", state, "--", "/bin/true"]
     if shutil.which("runc"):
         make_runc_bundle(bundle_root)
     else:
@@ -131,6 +135,9 @@ def main():
     print(f"  levain/bwrap p50 ratio: {ratio:.2f} (target: <= 2.0)")
     if "runc" in figures:
         print(f"  levain/runc p50 ratio:  {figures['levain']['p50'] / figures['runc']['p50']:.2f}")
+    if "levain-b" in figures:
+        figures["ratio_levain_levain_b_p50"] = figures["levain"]["p50"] / figures["levain-b"]["p50"]
+        print(f"  levain/levain-b p50 ratio: {figures['ratio_levain_levain_b_p50']:.2f} (levain-b: {args.compare})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)
