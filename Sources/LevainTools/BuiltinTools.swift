@@ -70,7 +70,7 @@ public enum BuiltinTools {
 
     static func checkPath(_ p: String, allowRoot: Bool = false) throws(Failure) -> String {
         do { return try WorkspacePath.check(p, allowRoot: allowRoot) } catch {
-            throw Failure((error as? APIError)?.message ?? "\(error)")
+            throw Failure(error.message)
         }
     }
 
