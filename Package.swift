@@ -56,7 +56,7 @@ let package = Package(
         ),
         // Frame format and messages shared by supervisor and harness: no
         // privileged code, no NIO (the harness stays small).
-        .target(name: "LevainProtocol"),
+        .target(name: "LevainProtocol", dependencies: ["LevainJSON"]),
         // The supervisor's side of the protocol on swift-nio.
         .target(
             name: "LevainProtocolNIO",

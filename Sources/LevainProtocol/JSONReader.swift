@@ -8,6 +8,8 @@
 // matter are a violation, and every error names its key. It also keeps
 // Foundation out of the statically linked harness.
 
+import LevainJSON
+
 /// A JSON number as the protocol sees it: integers only.
 enum JSONNumber: Equatable {
     /// An integer literal (no fraction, no exponent) that fits an Int64.
@@ -21,12 +23,20 @@ enum JSONNumber: Equatable {
 /// A cursor over a JSON text. Values are read in place; `skipValue` checks a
 /// value without building it.
 struct JSONReader {
-    let bytes: [UInt8]
-    var position: Int
+    /// The lexical layer (strings, numbers, literals, UTF-8) is LevainJSON's
+    /// JSONScanner, the one every JSON reader of the project uses; this
+    /// reader adds the protocol's structure, bounds and typed reads.
+    private var scanner: JSONScanner
+
+    var bytes: [UInt8] { scanner.bytes }
+    var position: Int {
+        get { scanner.index }
+        set { scanner.index = newValue }
+    }
 
     init(_ bytes: [UInt8], at position: Int = 0) {
-        self.bytes = bytes
-        self.position = position
+        scanner = JSONScanner(bytes)
+        scanner.index = position
     }
 
     // MARK: Structure
@@ -245,203 +255,32 @@ struct JSONReader {
     }
 
     private mutating func literal(_ word: StaticString) throws(ProtocolViolation) {
-        let count = word.utf8CodeUnitCount
-        guard position + count <= bytes.count else { throw syntaxError("unexpected end of the body") }
-        let matches = word.withUTF8Buffer { expected in
-            for index in 0..<count where bytes[position + index] != expected[index] { return false }
-            return true
-        }
-        guard matches else { throw syntaxError("invalid literal") }
-        position += count
+        do { try scanner.literal(word) } catch { throw Self.violation(error) }
     }
 
     /// Scans the number at the cursor per RFC 8259's grammar.
     mutating func scanNumber() throws(ProtocolViolation) -> JSONNumber {
-        var negative = false
-        if peek() == UInt8(ascii: "-") {
-            negative = true
-            position += 1
-        }
-        guard let first = peek(), isDigit(first) else { throw syntaxError("invalid number") }
-        var magnitude: UInt64 = 0
-        var overflow = false
-        if first == UInt8(ascii: "0") {
-            position += 1
-            if let next = peek(), isDigit(next) { throw syntaxError("number with a leading zero") }
-        } else {
-            while let digit = peek(), isDigit(digit) {
-                let (times10, o1) = magnitude.multipliedReportingOverflow(by: 10)
-                let (sum, o2) = times10.addingReportingOverflow(UInt64(digit &- 0x30))
-                overflow = overflow || o1 || o2
-                magnitude = sum
-                position += 1
-            }
-        }
-        var isInteger = true
-        if peek() == UInt8(ascii: ".") {
-            position += 1
-            guard let digit = peek(), isDigit(digit) else { throw syntaxError("invalid number") }
-            while let digit = peek(), isDigit(digit) { position += 1 }
-            isInteger = false
-        }
-        if let e = peek(), e == UInt8(ascii: "e") || e == UInt8(ascii: "E") {
-            position += 1
-            if let sign = peek(), sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") { position += 1 }
-            guard let digit = peek(), isDigit(digit) else { throw syntaxError("invalid number") }
-            while let digit = peek(), isDigit(digit) { position += 1 }
-            isInteger = false
-        }
-        guard isInteger else { return .nonInteger }
-        if overflow { return .outOfRange }
-        if negative {
-            if magnitude <= UInt64(Int64.max) { return .integer(-Int64(magnitude)) }
-            if magnitude == UInt64(Int64.max) + 1 { return .integer(Int64.min) }
-            return .outOfRange
-        }
-        return magnitude <= UInt64(Int64.max) ? .integer(Int64(magnitude)) : .outOfRange
-    }
-
-    @inline(__always)
-    private func isDigit(_ byte: UInt8) -> Bool {
-        byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+        let number: (literal: String, isInteger: Bool)
+        do { number = try scanner.number() } catch { throw Self.violation(error) }
+        guard number.isInteger else { return .nonInteger }
+        return Int64(number.literal).map { .integer($0) } ?? .outOfRange
     }
 
     /// Scans the string at the cursor (at its opening quote): escapes,
     /// surrogate pairs and UTF-8 are checked. Returns the value if
     /// `materialize`.
     mutating func scanString(materialize: Bool) throws(ProtocolViolation) -> String? {
-        position += 1  // opening quote
-        let start = position
-        var runStart = position
-        var decoded: [UInt8]? = nil
-        while true {
-            guard position < bytes.count else { throw syntaxError("unterminated string") }
-            let byte = bytes[position]
-            if byte == UInt8(ascii: "\"") {
-                let end = position
-                position += 1
-                guard materialize else { return nil }
-                if var decoded {
-                    decoded.append(contentsOf: bytes[runStart..<end])
-                    return String(decoding: decoded, as: UTF8.self)
-                }
-                return String(decoding: bytes[start..<end], as: UTF8.self)
-            } else if byte == UInt8(ascii: "\\") {
-                if materialize {
-                    if decoded == nil { decoded = [] }
-                    decoded!.append(contentsOf: bytes[runStart..<position])
-                }
-                position += 1
-                guard position < bytes.count else { throw syntaxError("unterminated string") }
-                let escape = bytes[position]
-                position += 1
-                var unescaped: UInt8? = nil
-                switch escape {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): unescaped = escape
-                case UInt8(ascii: "b"): unescaped = 0x08
-                case UInt8(ascii: "f"): unescaped = 0x0C
-                case UInt8(ascii: "n"): unescaped = 0x0A
-                case UInt8(ascii: "r"): unescaped = 0x0D
-                case UInt8(ascii: "t"): unescaped = 0x09
-                case UInt8(ascii: "u"):
-                    let scalar = try scanUnicodeEscape()
-                    if materialize { appendUTF8(scalar, to: &decoded!) }
-                default:
-                    throw syntaxError("invalid escape in a string")
-                }
-                if let unescaped, materialize { decoded!.append(unescaped) }
-                runStart = position
-            } else if byte < 0x20 {
-                throw syntaxError("unescaped control character in a string")
-            } else if byte < 0x80 {
-                position += 1
-            } else {
-                try scanUTF8Sequence()
-            }
+        do {
+            if materialize { return try scanner.string() }
+            try scanner.skipString()
+            return nil
+        } catch {
+            throw Self.violation(error)
         }
     }
 
-    /// After `\u`: four hex digits, and a second `\uXXXX` for a surrogate pair.
-    private mutating func scanUnicodeEscape() throws(ProtocolViolation) -> UInt32 {
-        let first = try hex4()
-        switch first {
-        case 0xD800...0xDBFF:
-            guard position + 2 <= bytes.count, bytes[position] == UInt8(ascii: "\\"),
-                  bytes[position + 1] == UInt8(ascii: "u")
-            else { throw syntaxError("unpaired surrogate escape") }
-            position += 2
-            let second = try hex4()
-            guard (0xDC00...0xDFFF).contains(second) else { throw syntaxError("unpaired surrogate escape") }
-            return 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
-        case 0xDC00...0xDFFF:
-            throw syntaxError("unpaired surrogate escape")
-        default:
-            return first
-        }
-    }
-
-    private mutating func hex4() throws(ProtocolViolation) -> UInt32 {
-        guard position + 4 <= bytes.count else { throw syntaxError("unterminated \\u escape") }
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            let byte = bytes[position]
-            let digit: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
-            default: throw syntaxError("invalid \\u escape")
-            }
-            value = value << 4 | UInt32(digit)
-            position += 1
-        }
-        return value
-    }
-
-    /// One well-formed multi-byte UTF-8 sequence (Unicode Table 3-7).
-    private mutating func scanUTF8Sequence() throws(ProtocolViolation) {
-        let lead = bytes[position]
-        var count: Int
-        var low: UInt8 = 0x80
-        var high: UInt8 = 0xBF
-        switch lead {
-        case 0xC2...0xDF: count = 1
-        case 0xE0: count = 2; low = 0xA0
-        case 0xE1...0xEC, 0xEE...0xEF: count = 2
-        case 0xED: count = 2; high = 0x9F
-        case 0xF0: count = 3; low = 0x90
-        case 0xF1...0xF3: count = 3
-        case 0xF4: count = 3; high = 0x8F
-        default: throw syntaxError("invalid UTF-8")
-        }
-        guard position + count < bytes.count else { throw syntaxError("invalid UTF-8") }
-        let second = bytes[position + 1]
-        guard second >= low && second <= high else { throw syntaxError("invalid UTF-8") }
-        var index = 2
-        while index <= count {
-            guard bytes[position + index] & 0xC0 == 0x80 else { throw syntaxError("invalid UTF-8") }
-            index += 1
-        }
-        position += count + 1
-    }
-
-    private func appendUTF8(_ scalar: UInt32, to out: inout [UInt8]) {
-        switch scalar {
-        case 0..<0x80:
-            out.append(UInt8(scalar))
-        case 0x80..<0x800:
-            out.append(UInt8(0xC0 | scalar >> 6))
-            out.append(UInt8(0x80 | scalar & 0x3F))
-        case 0x800..<0x10000:
-            out.append(UInt8(0xE0 | scalar >> 12))
-            out.append(UInt8(0x80 | scalar >> 6 & 0x3F))
-            out.append(UInt8(0x80 | scalar & 0x3F))
-        default:
-            out.append(UInt8(0xF0 | scalar >> 18))
-            out.append(UInt8(0x80 | scalar >> 12 & 0x3F))
-            out.append(UInt8(0x80 | scalar >> 6 & 0x3F))
-            out.append(UInt8(0x80 | scalar & 0x3F))
-        }
+    static func violation(_ f: JSONScanner.Fault) -> ProtocolViolation {
+        ProtocolViolation(.invalidJSON, "invalid JSON: \(f.what) at byte \(f.offset)")
     }
 
     // MARK: Errors
@@ -463,7 +302,7 @@ struct JSONReader {
         case UInt8(ascii: "t"), UInt8(ascii: "f"): "a boolean"
         case UInt8(ascii: "n"): "null"
         case nil: "nothing"
-        case .some(let byte) where byte == UInt8(ascii: "-") || isDigit(byte): "a number"
+        case .some(let byte) where byte == UInt8(ascii: "-") || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte): "a number"
         default: "not JSON"
         }
     }

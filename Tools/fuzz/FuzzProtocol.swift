@@ -1,5 +1,6 @@
 // libFuzzer target for LevainProtocol (built by Tools/fuzz/build.sh together
-// with Sources/LevainProtocol/*.swift as one module, without SwiftPM).
+// with Sources/LevainProtocol/*.swift as one module, without SwiftPM, over
+// LevainJSON built as a module of its own).
 //
 // An input is a byte stream as the supervisor's socket would deliver it. It
 // goes through:

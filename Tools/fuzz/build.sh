@@ -33,8 +33,19 @@ if ! "$swiftc" -sanitize=fuzzer,address -parse-as-library "${linker[@]}" "$probe
 fi
 rm -f "$probe" "$probe.swift" "$probe.log"
 
+# LevainJSON (the lexer the protocol's reader uses) first, as a module of
+# its own, instrumented the same way; then the protocol with the target.
+json="$out/json"
+rm -rf "$json"
+mkdir -p "$json"
 "$swiftc" -sanitize=fuzzer,address -parse-as-library -O -swift-version 6 \
-    -module-name LevainProtocolFuzz "${linker[@]}" \
+    -module-name LevainJSON -emit-module -emit-module-path "$json/LevainJSON.swiftmodule" \
+    -emit-library -static -o "$json/libLevainJSON.a" \
+    "$root"/Sources/LevainJSON/*.swift
+
+"$swiftc" -sanitize=fuzzer,address -parse-as-library -O -swift-version 6 \
+    -module-name LevainProtocolFuzz "${linker[@]}" -I "$json" \
     "$root"/Sources/LevainProtocol/*.swift "$root/Tools/fuzz/FuzzProtocol.swift" \
+    "$json/libLevainJSON.a" \
     -o "$out/fuzz-protocol"
 echo "built $out/fuzz-protocol"
