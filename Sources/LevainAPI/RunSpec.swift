@@ -151,11 +151,20 @@ public struct RunSpec: Sendable, Equatable {
 
     /// Reads a stored request back. A stored run was checked when it was
     /// submitted, so anything that does not read is a damaged or foreign
-    /// record: refused with the field, never replaced by a guess. An agent
-    /// run's record carries its agent too (`agent`), which is not the spec's.
+    /// record: refused with the field, never replaced by a guess. Two other
+    /// writers store a run's request in the same log: an agent run's record
+    /// carries its agent too (`agent`, not the spec's), and a one-shot
+    /// `levain run` stores `env_keys` (the names only: the values are not
+    /// kept) and its `--timeout` as given ("30s", or seconds).
     public init(stored o: JSONObject, idempotencyKey: String? = nil, retry: RetryPolicy = .fail) throws(APIError) {
-        try Fields(o, allowed: ["argv", "env", "cwd", "stdin_bytes", "stdin_stream", "timeout", "cpu_time", "file_size", "agent"],
-                   prefix: "request.").check()
+        do {
+            try Fields(o, allowed: ["argv", "env", "cwd", "stdin_bytes", "stdin_stream", "timeout", "cpu_time", "file_size", "agent",
+                                    "env_keys"],
+                       prefix: "request.").check()
+        } catch {
+            // The log's record, not the client's request: the supervisor's fault.
+            throw APIError(.internalError, "the stored request of this run has an \(error.message)", field: error.field, cause: error)
+        }
         func bad(_ key: String, _ what: String) -> APIError {
             APIError(.internalError, "the stored request of this run has a bad \(key) (\(what))", field: "request." + key)
         }
@@ -179,8 +188,13 @@ public struct RunSpec: Sendable, Equatable {
             stdinStream = b
         }
         if let t = o["timeout"] {
-            guard let v = t.doubleValue, v > 0 else { throw bad("timeout", "not a positive number") }
+            guard let v = t.doubleValue ?? t.stringValue.flatMap(Quantity.parseDuration), v > 0 else {
+                throw bad("timeout", "not a positive number of seconds or a duration")
+            }
             timeout = v
+        }
+        if let keys = o["env_keys"] {
+            guard let list = keys.arrayValue, list.allSatisfy({ $0.stringValue != nil }) else { throw bad("env_keys", "not an array of strings") }
         }
         if let t = o["cpu_time"] {
             guard let v = t.intValue, v > 0 else { throw bad("cpu_time", "not a positive whole number") }

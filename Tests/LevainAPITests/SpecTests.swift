@@ -106,6 +106,16 @@ import Testing
         #expect(RunSpec.storedHadStdin(withStdin.stored))
     }
 
+    @Test("a one-shot levain run's stored request (env_keys, --timeout as given) reads back")
+    func aOneShotRequestReadsBack() throws {
+        // What Sources/LevainCLI/OneShotLog.swift stores for `levain run --timeout 30s --cwd /w -e A=1 -- sh -c x`.
+        let stored: JSONObject = ["argv": ["sh", "-c", "x"], "env_keys": ["A"], "cwd": "/w", "timeout": "30s"]
+        let spec = try RunSpec(stored: stored)
+        #expect(spec.argv == ["sh", "-c", "x"] && spec.cwd == "/w" && spec.timeout == 30 && spec.env.isEmpty)
+        do { _ = try RunSpec(stored: ["argv": ["a"], "env_keys": [1]]); Issue.record("accepted") } catch { #expect(error.field == "request.env_keys") }
+        do { _ = try RunSpec(stored: ["argv": ["a"], "timeout": "soon"]); Issue.record("accepted") } catch { #expect(error.field == "request.timeout") }
+    }
+
     @Test func aDamagedStoredRequestIsRefusedNotGuessed() {
         func field(_ o: JSONObject) -> String? {
             do { _ = try RunSpec(stored: o); return nil } catch { return error.field }
@@ -113,7 +123,7 @@ import Testing
         #expect(field([:]) == "request.argv")
         #expect(field(["argv": []]) == "request.argv")
         #expect(field(["argv": ["a", 1]]) == "request.argv")
-        #expect(field(["argv": ["a"], "timeout": "30s"]) == "request.timeout")
+        #expect(field(["argv": ["a"], "timeout": "never"]) == "request.timeout")
         #expect(field(["argv": ["a"], "env": ["A": 1]]) == "request.env")
         #expect(field(["argv": ["a"], "shell": true]) == "request.shell")
         // Control: an agent run's record carries its agent beside the spec.

@@ -27,6 +27,31 @@ struct RecoveryTests {
         return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
     }
 
+    /// A one-shot `levain run` writes its request in its own form (env_keys,
+    /// --timeout as given) into the same log; the supervisor reads it back
+    /// for the run's routes. Reading stored requests exactly made these 500.
+    @Test("a one-shot levain run in the supervisor's log can be waited for and read through the API")
+    func oneShotRunThroughTheAPI() async throws {
+        let sv = try await TestSupervisor.start("oneshot-api")
+        defer { sv.cleanUp() }
+        let report = sv.directory + "/report.json"
+        let local = try runProcess([levainBinary, "run", "--state", sv.state, "-q", "--timeout", "30s", "--env", "A=1", "--cwd", "/workspace",
+                                    "--json-report", report, "--", "/bin/sh", "-c", "exit 3"])
+        #expect(local.status == 3, "\(local)")
+        let data = try #require(FileManager.default.contents(atPath: report))
+        let id = try #require((try JSONSerialization.jsonObject(with: data) as? [String: Any])?["id"] as? String)
+        let waited = try await sv.request("POST", "/v1/runs/\(id)/wait")
+        #expect(waited.status == 200, "\(waited.status) \(waited.text)")
+        #expect(waited.json?["exit_status"]?.intValue == 3)
+        let output = try await sv.request("GET", "/v1/runs/\(id)/output/stdout?follow=false")
+        #expect(output.status == 200, "\(output.status) \(output.text)")
+        // Control: a run of the supervisor itself reads back too.
+        let session = try await sv.openSession()
+        let run = try await sv.startRun(session, ["argv": ["/bin/true"], "timeout": "30s", "env": ["A": "1"], "wait": true])
+        let runID = try #require(run["id"]?.stringValue)
+        #expect(try await sv.request("POST", "/v1/runs/\(runID)/wait").status == 200)
+    }
+
     @Test("kill -9 of the supervisor with 20 running jails leaves nothing behind; the restart records run.interrupted, retries or fails, and sessions reopen with their workspace")
     func killNineAndRecover() async throws {
         let sv = try await TestSupervisor.start("kill9", config: "concurrency = 32\n")
