@@ -187,7 +187,7 @@ public struct RunSpec: Sendable, Equatable {
             guard let b = s.boolValue else { throw bad("stdin_stream", "not a boolean") }
             stdinStream = b
         }
-        if let t = o["timeout"] {
+        if let t = o["timeout"], t.stringValue != "off" {  // a one-shot's `--timeout off`: no limit
             guard let v = t.doubleValue ?? t.stringValue.flatMap(Quantity.parseDuration), v > 0 else {
                 throw bad("timeout", "not a positive number of seconds or a duration")
             }

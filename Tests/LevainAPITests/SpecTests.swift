@@ -112,6 +112,7 @@ import Testing
         let stored: JSONObject = ["argv": ["sh", "-c", "x"], "env_keys": ["A"], "cwd": "/w", "timeout": "30s"]
         let spec = try RunSpec(stored: stored)
         #expect(spec.argv == ["sh", "-c", "x"] && spec.cwd == "/w" && spec.timeout == 30 && spec.env.isEmpty)
+        #expect(try RunSpec(stored: ["argv": ["a"], "timeout": "off"]).timeout == nil)
         do { _ = try RunSpec(stored: ["argv": ["a"], "env_keys": [1]]); Issue.record("accepted") } catch { #expect(error.field == "request.env_keys") }
         do { _ = try RunSpec(stored: ["argv": ["a"], "timeout": "soon"]); Issue.record("accepted") } catch { #expect(error.field == "request.timeout") }
     }
