@@ -56,8 +56,7 @@ public struct APIClient: Sendable {
         public var text: String { String(decoding: body, as: UTF8.self) }
         /// The API's error message, for a non-2xx reply.
         public var errorMessage: String {
-            if let e = json?["error"]?.objectValue, let m = e["message"]?.stringValue { return m }
-            return "HTTP \(status): \(text)"
+            APIError(status: status, json: json)?.message ?? "HTTP \(status): \(text)"
         }
     }
 

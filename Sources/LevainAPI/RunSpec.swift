@@ -214,8 +214,6 @@ public struct RunSpec: Sendable, Equatable {
         try self.init(stored: record.request, idempotencyKey: record.idempotencyKey, retry: record.retryPolicy)
     }
 
-    /// Whether the stored request said the run had stdin (its content is gone).
-    public static func storedHadStdin(_ o: JSONObject) -> Bool { o["stdin_bytes"] != nil }
 
     // MARK: checks shared by every writer of a spec
 

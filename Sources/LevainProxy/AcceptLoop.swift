@@ -18,8 +18,6 @@ public final class ConnectionLimit: Sendable {
     }
 
     func release() { open.withLock { $0 -= 1 } }
-
-    public var inUse: Int { open.withLock { $0 } }
 }
 
 /// The accept loop of the servers the supervisor runs on NIO's async

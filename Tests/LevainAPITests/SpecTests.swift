@@ -103,7 +103,6 @@ import Testing
         #expect(withStdin.stored["stdin_bytes"]?.intValue == 3)
         #expect(withStdin.stored["stdin"] == nil)
         #expect(try RunSpec(stored: withStdin.stored).stdin == nil)
-        #expect(RunSpec.storedHadStdin(withStdin.stored))
     }
 
     @Test("a one-shot levain run's stored request (env_keys, --timeout as given) reads back")
