@@ -22,7 +22,6 @@ public final class OutputSpool: Sendable {
         var lostBytes: UInt64 = 0
         var writeError: Int32 = 0
         var waiters: [Int: Waiter] = [:]
-        var endWaiters: [Int: CheckedContinuation<Bool, Never>] = [:]
         var nextWaiter = 0
     }
 
@@ -124,21 +123,22 @@ public final class OutputSpool: Sendable {
     }
 
     /// The stream ended (an empty DATA, or the run ended).
-    public func finish() {
-        let (waiters, endWaiters): ([CheckedContinuation<Void, Never>], [CheckedContinuation<Bool, Never>]) = state.withLock { s in
+    /// Ends the stream: readers following it stop at its end. `cut`: it
+    /// had not ended by itself (the run's end did not wait longer for it),
+    /// so what it holds may not be all, and it is marked truncated.
+    public func finish(cut: Bool = false) {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { s in
+            if cut && !s.finished { s.truncated = true }
             s.finished = true
             if s.fd >= 0 {
                 close(s.fd)
                 s.fd = -1
             }
             let w = s.waiters.values.map(\.continuation)
-            let e = Array(s.endWaiters.values)
             s.waiters = [:]
-            s.endWaiters = [:]
-            return (w, e)
+            return w
         }
         for w in waiters { w.resume() }
-        for w in endWaiters { w.resume(returning: true) }
     }
 
     /// Wakes every `wait(beyond:)` now, whatever the stream holds (the
@@ -150,25 +150,6 @@ public final class OutputSpool: Sendable {
             return w
         }
         for w in waiters { w.resume() }
-    }
-
-    /// Waits until the stream ended, at most `timeout` seconds; whether it did.
-    public func waitFinished(timeout: Double) async -> Bool {
-        await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-            let id: Int? = state.withLock { s in
-                if s.finished { return nil }
-                let id = s.nextWaiter
-                s.nextWaiter += 1
-                s.endWaiters[id] = c
-                return id
-            }
-            guard let id else { c.resume(returning: true); return }
-            Task {
-                try? await Task.sleep(nanoseconds: UInt64(min(max(0, timeout), 1e9) * 1e9))
-                let w = self.state.withLock { $0.endWaiters.removeValue(forKey: id) }
-                w?.resume(returning: false)
-            }
-        }
     }
 
     public var length: UInt64 { state.withLock { $0.length } }

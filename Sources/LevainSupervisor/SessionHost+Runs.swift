@@ -36,10 +36,54 @@ struct SpareCgroup: @unchecked Sendable {
     var fds: [Int32]
 }
 
+/// Whether an attempt's stdout and stderr have ended (the harness's empty
+/// DATA, or its connection closing). Not the run's spools: a run's output
+/// ends with the run, and an attempt whose start failed is followed by a
+/// retry that writes on into the same spools.
+final class AttemptStreams: Sendable {
+    private struct State {
+        var ended = [false, false]
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var next = 0
+    }
+    private let state = Mutex(State())
+
+    static let stdout = 0, stderr = 1
+
+    func end(_ which: Int) {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { s in
+            s.ended[which] = true
+            guard !s.ended.contains(false) else { return [] }
+            defer { s.waiters = [:] }
+            return Array(s.waiters.values)
+        }
+        for w in waiters { w.resume() }
+    }
+
+    /// Waits until both streams ended or `timeout` seconds passed; which ended.
+    func wait(timeout: Double) async -> [Bool] {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let id: Int? = state.withLock { s in
+                if !s.ended.contains(false) { return nil }
+                s.next += 1
+                s.waiters[s.next] = c
+                return s.next
+            }
+            guard let id else { c.resume(); return }
+            Task {
+                try? await Task.sleep(nanoseconds: UInt64(min(max(0, timeout), 1e9) * 1e9))
+                self.state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+            }
+        }
+        return state.withLock { $0.ended }
+    }
+}
+
 /// One live run inside a session.
 final class LiveRun: @unchecked Sendable {
     let state: RunState
     let cgroup: RunCgroup?
+    let streams = AttemptStreams()
     private let lock = Mutex<(outcome: ProcessOutcome?, ended: AttemptEnd?, waiter: CheckedContinuation<AttemptEnd, Never>?)>((nil, nil, nil))
 
     init(state: RunState, cgroup: RunCgroup?) {
@@ -121,10 +165,15 @@ extension SessionHost {
         let stdinStream: StreamID? = (run.spec.stdin != nil || run.spec.stdinStream) ? nextStream + 2 : nil
         nextStream += 3
         let out = run.stdout, err = run.stderr
-        connection.receive(stream: stdoutStream, sink: { bytes in _ = bytes.withUnsafeBytes { out.append($0) } }, end: { out.finish() })
-        connection.receive(stream: stderrStream, sink: { bytes in _ = bytes.withUnsafeBytes { err.append($0) } }, end: { err.finish() })
-
         let liveRun = LiveRun(state: run, cgroup: runGroup)
+        // The streams' ends are this attempt's; the spools end with the run
+        // (wait, finalize): a start that fails here, its connection closing,
+        // leaves them open for the retry.
+        let streams = liveRun.streams
+        connection.receive(stream: stdoutStream, sink: { bytes in _ = bytes.withUnsafeBytes { out.append($0) } },
+                           end: { streams.end(AttemptStreams.stdout) })
+        connection.receive(stream: stderrStream, sink: { bytes in _ = bytes.withUnsafeBytes { err.append($0) } },
+                           end: { streams.end(AttemptStreams.stderr) })
         live[run.id] = liveRun
         exits?.runStarted(run.id)
         let start = RunStart(
@@ -138,14 +187,16 @@ extension SessionHost {
         } catch {
             live[run.id] = nil
             exits?.runEnded(run.id)
+            connection.abandon(stream: stdoutStream)
+            connection.abandon(stream: stderrStream)
             if let g = runGroup { context.removeCgroup(g) }
             throw .infrastructure("the harness: \(error)")
         }
         guard response.ok else {
             live[run.id] = nil
             exits?.runEnded(run.id)
-            out.finish()
-            err.finish()
+            connection.abandon(stream: stdoutStream)
+            connection.abandon(stream: stderrStream)
             if let g = runGroup { context.removeCgroup(g) }
             let code = response.error?.code ?? "EIO"
             let message = response.error?.message ?? "run.start failed"
@@ -231,6 +282,9 @@ extension SessionHost {
         context.removeCgroup(spare.group)
     }
 
+    /// How long a finished run's output may take to arrive from the harness.
+    static let outputDrainSeconds = 5.0
+
     /// Waits for the run's end: its exit, its timeout, a cancel, or the session's failure.
     func wait(_ liveRun: LiveRun, timeout: Double?) async -> AttemptEnd {
         let run = liveRun.state
@@ -255,12 +309,14 @@ extension SessionHost {
         if let g = liveRun.cgroup {
             g.kill(timeoutMillis: 1000)
         }
-        // Let the output streams drain (bounded: a jail that never closes
-        // them is cut off).
-        if await run.stdout.waitFinished(timeout: 2) { _ = await run.stderr.waitFinished(timeout: 2) }
+        // Let the output streams drain: what the run wrote before it ended
+        // is still on its way from the harness. Bounded: a jail that keeps a
+        // pipe open (a process of another run holding it through /proc) is
+        // cut off, and the output marked truncated, not passed off as whole.
+        let ended = await liveRun.streams.wait(timeout: Self.outputDrainSeconds)
         run.mark("drained")
-        run.stdout.finish()
-        run.stderr.finish()
+        run.stdout.finish(cut: !ended[AttemptStreams.stdout])
+        run.stderr.finish(cut: !ended[AttemptStreams.stderr])
         live[run.id] = nil
         exits?.runEnded(run.id)
         var result = end

@@ -336,6 +336,101 @@ struct ReliabilityTests {
         #expect(ok["status"]?.stringValue == "succeeded")
     }
 
+    // MARK: a retried start keeps the retry's output
+
+    @Test("a run whose start dies with its harness is retried in the reopened jail, and the retry's output is kept in full, also for a client following it")
+    func retriedStartKeepsOutput() async throws {
+        let sv = try await TestSupervisor.start("reliab-retry-out")
+        defer { sv.cleanUp() }
+        let session = try await sv.openSession()
+        // Control: the session runs and keeps output.
+        let before = try await sv.startRun(session, ["command": "echo before", "wait": true])
+        #expect(before["status"]?.stringValue == "succeeded", "\(before)")
+        let beforeID = try #require(before["id"]?.stringValue)
+        #expect(try await sv.output(beforeID) == "before\n")
+
+        // The harness stops: the next run's run.start gets no answer.
+        let harness = try #require(harnessPIDs(session: session).first, "no harness")
+        kill(harness, SIGSTOP)
+        let run = try await sv.startRun(session, ["argv": ["/bin/sh", "-c", "echo retried-output; echo to-stderr >&2"]])
+        let id = try #require(run["id"]?.stringValue)
+        let follower = Task { try await sv.request("GET", "/v1/runs/\(id)/output/stdout?follow=true").text }
+        let starting = await eventually(within: 20) {
+            (try? await sv.request("GET", "/v1/runs/\(id)").json?["status"]?.stringValue) == "starting"
+        }
+        #expect(starting, "the run's start was sent to the stopped harness")
+        // The harness dies with the start in flight (its output streams
+        // registered): an infrastructure failure, retried in a new jail.
+        kill(harness, SIGKILL)
+        let done = try await sv.wait(id, timeout: 60)
+        #expect(done["status"]?.stringValue == "succeeded" && done["exit_code"]?.intValue == 0, "\(done)")
+        #expect(done["attempt"]?.intValue == 2, "\(done)")
+        #expect(try await sv.output(id) == "retried-output\n", "the retry's stdout")
+        #expect(try await sv.output(id, "stderr") == "to-stderr\n", "the retry's stderr")
+        #expect(try await follower.value == "retried-output\n", "a client following the output from the first attempt gets the retry's")
+        let types = try await sv.events(run: id).compactMap { $0["type"]?.stringValue }
+        #expect(types.contains("run.retry"), "\(types)")
+        let finished = try await sv.events(run: id).last { $0["type"]?.stringValue == "run.finished" }
+        #expect(finished?["payload"]?["stdout_bytes"]?.intValue == 15, "the log's record of the output: \(String(describing: finished))")
+    }
+
+    /// A harness that starts every run, sends some of its output and its
+    /// exit, and never ends its output streams; it answers pings.
+    static let neverEndingHarness = #"""
+        #!/usr/bin/python3
+        import json, os, struct
+        def frame(t, body):
+            return struct.pack('>IB', len(body) + 1, t) + body
+        os.write(3, frame(0x01, json.dumps({'protocol': 1, 'harness': 'never-ends', 'pid': os.getpid()}).encode()))
+        buf = b''
+        while True:
+            chunk = os.read(3, 65536)
+            if not chunk:
+                os._exit(0)
+            buf += chunk
+            while len(buf) >= 4 and len(buf) >= 4 + struct.unpack('>I', buf[:4])[0]:
+                n = struct.unpack('>I', buf[:4])[0]
+                kind, body, buf = buf[4], buf[5:4 + n], buf[4 + n:]
+                if kind == 0x40:
+                    os.write(3, frame(0x41, body))
+                elif kind == 0x10:
+                    req = json.loads(body)
+                    if req.get('op') == 'run.start':
+                        os.write(3, frame(0x11, json.dumps({'id': req['id'], 'ok': True, 'pid': 42}).encode()))
+                        os.write(3, frame(0x30, struct.pack('>I', req['stdout']) + b'partial\n'))
+                        os.write(3, frame(0x20, json.dumps({'event': 'process.exited', 'run': req['run'], 'pid': 42, 'code': 0, 'signal': None, 'user_us': 0, 'system_us': 0, 'max_rss_kb': 0}).encode()))
+                    else:
+                        os.write(3, frame(0x11, json.dumps({'id': req['id'], 'ok': False, 'error': {'code': 'ENOSYS', 'message': 'no'}}).encode()))
+        """#
+
+    @Test("a run's output that never ends after its exit is cut after the drain and marked truncated, in the answer and in the log, not passed off as whole")
+    func neverEndingOutputIsFlagged() async throws {
+        let sv = try await TestSupervisor.start("reliab-cut", config: "[retries]\nattempts = 1\n",
+                                                environment: ["LEVAIN_ALLOW_HARNESS_OVERRIDE": "1"])
+        defer { sv.cleanUp() }
+        // Control: with the real harness, the output is whole and not flagged.
+        let control = try await sv.openSession()
+        let plain = try await sv.startRun(control, ["command": "echo partial", "wait": true])
+        #expect(plain["status"]?.stringValue == "succeeded" && plain["output_truncated"] == nil, "\(plain)")
+
+        let dir = sv.directory + "/h"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o755)
+        let path = dir + "/never-ends.py"
+        try Self.neverEndingHarness.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o755)
+        let opened = try await sv.request("POST", "/v1/sessions", ["harness": .string(path)])
+        #expect(opened.status == 201, "\(opened.text)")
+        let session = try #require(opened.json?["id"]?.stringValue)
+        let done = try await sv.startRun(session, ["argv": ["/bin/true"], "wait": true])
+        #expect(done["status"]?.stringValue == "succeeded", "\(done)")
+        #expect(done["output_truncated"]?.boolValue == true, "the stream is cut and flagged: \(done)")
+        let id = try #require(done["id"]?.stringValue)
+        #expect(try await sv.output(id) == "partial\n", "what arrived is kept")
+        let finished = try await sv.events(run: id).last { $0["type"]?.stringValue == "run.finished" }
+        #expect(finished?["payload"]?["output_truncated"]?.boolValue == true, "the log says so too: \(String(describing: finished))")
+    }
+
     // MARK: a harness killed mid-frame
 
     @Test("a harness that dies inside a frame is logged as harness.died, not as a protocol violation")
