@@ -26,14 +26,19 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
     public var message: String
     /// The request field at fault, when there is one.
     public var field: String?
+    /// The errno name a file operation in the jail failed with (`EACCES`,
+    /// `ENOENT`, `EISDIR`, ...), so clients can tell a permission error from
+    /// a directory in the way, both 409.
+    public var errno: String?
     /// What went wrong underneath, when something did (not sent to clients:
     /// it is for the supervisor's own messages and logs).
     public var cause: (any Error & Sendable)?
 
-    public init(_ code: Code, _ message: String, field: String? = nil, cause: (any Error & Sendable)? = nil) {
+    public init(_ code: Code, _ message: String, field: String? = nil, errno: String? = nil, cause: (any Error & Sendable)? = nil) {
         self.code = code
         self.message = message
         self.field = field
+        self.errno = errno
         self.cause = cause
     }
 
@@ -52,17 +57,19 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { message }
 
-    /// The error as the API sends it: `{"error": {"code", "message", "field"?}}`.
+    /// The error as the API sends it: `{"error": {"code", "message", "field"?, "errno"?}}`.
     public var json: JSONValue {
         var e: JSONObject = ["code": .string(code.rawValue), "message": .string(message)]
         if let field { e["field"] = .string(field) }
+        if let errno { e["errno"] = .string(errno) }
         return ["error": .object(e)]
     }
 
     /// An error the API sent (`Reply.json`), read back; nil if the body is not one.
     public init?(status: Int, json: JSONObject?) {
         guard let e = json?["error"]?.objectValue, let m = e["message"]?.stringValue else { return nil }
-        self.init(Code(rawValue: e["code"]?.stringValue ?? "") ?? Self.code(forStatus: status), m, field: e["field"]?.stringValue)
+        self.init(Code(rawValue: e["code"]?.stringValue ?? "") ?? Self.code(forStatus: status), m, field: e["field"]?.stringValue,
+                  errno: e["errno"]?.stringValue)
     }
 
     public static func code(forStatus status: Int) -> Code {

@@ -106,3 +106,53 @@ public struct AgentRunRequest: Sendable, Equatable {
         return o
     }
 }
+
+/// `POST /v1/sessions/{id}/mkdir`: a directory in the workspace.
+public struct MkdirRequest: Sendable, Equatable {
+    public var path: String
+    /// Also the missing directories above it; an existing directory is then no error.
+    public var parents: Bool
+    /// Permission bits (decimal in JSON, as the file write's `mode`); default 0755.
+    public var mode: UInt32
+
+    public init(path: String, parents: Bool = false, mode: UInt32 = 0o755) {
+        self.path = path
+        self.parents = parents
+        self.mode = mode
+    }
+
+    public init(json o: JSONObject) throws(APIError) {
+        try Fields(o, allowed: ["path", "parents", "mode"]).check()
+        path = try WorkspacePath.checkStrict(o["path"], field: "path")
+        parents = try Fields.bool(o, "parents") ?? false
+        if let m = o["mode"], m != .null {
+            guard let v = m.intValue, (0...0o7777).contains(v) else {
+                throw APIError(.invalid, "mode must be a whole number from 0 to 4095 (the permission bits in decimal: 493 = 0755)", field: "mode")
+            }
+            mode = UInt32(v)
+        } else {
+            mode = 0o755
+        }
+    }
+
+    public var json: JSONObject { ["path": .string(path), "parents": .bool(parents), "mode": .int(Int64(mode))] }
+}
+
+/// `POST /v1/sessions/{id}/rename`: moves a file or directory within the workspace.
+public struct RenameRequest: Sendable, Equatable {
+    public var path: String
+    public var to: String
+
+    public init(path: String, to: String) {
+        self.path = path
+        self.to = to
+    }
+
+    public init(json o: JSONObject) throws(APIError) {
+        try Fields(o, allowed: ["path", "to"]).check()
+        path = try WorkspacePath.checkStrict(o["path"], field: "path")
+        to = try WorkspacePath.checkStrict(o["to"], field: "to")
+    }
+
+    public var json: JSONObject { ["path": .string(path), "to": .string(to)] }
+}

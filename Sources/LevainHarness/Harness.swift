@@ -319,6 +319,22 @@ public final class Harness {
             } catch {
                 send(.response(.failure(id: request.id, code: error.code, message: error.message)))
             }
+        case .fileMkdir(let op):
+            guard let files else { return noWorkspace(request.id) }
+            do {
+                try files.mkdir(op.path, parents: op.parents, mode: op.mode)
+                send(.response(.success(id: request.id)))
+            } catch {
+                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
+            }
+        case .fileRename(let op):
+            guard let files else { return noWorkspace(request.id) }
+            do {
+                try files.rename(op.path, to: op.to)
+                send(.response(.success(id: request.id)))
+            } catch {
+                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
+            }
         }
     }
 

@@ -168,6 +168,42 @@ struct WorkspaceFiles {
         }
     }
 
+    /// Makes a directory; with `parents` also the missing ones above it, and
+    /// an existing directory is then no error (mkdir -p).
+    func mkdir(_ path: String, parents: Bool, mode: UInt32) throws(Failure) {
+        try Self.validate(path)
+        let (dir, base) = Self.split(path)
+        guard base != "." && !base.isEmpty else { throw Failure(code: "EEXIST", message: "\(path): the workspace itself") }
+        try asJailUser { () throws(Failure) in
+            let dirfd = parents ? try mkdirs(dir) : try openBeneath(dir, O_PATH_LINUX | O_DIRECTORY)
+            defer { close(dirfd) }
+            guard mkdirat(dirfd, base, mode_t(mode & 0o777)) != 0 else { return }
+            let e = errno
+            var st = Glibc.stat()
+            if parents && e == EEXIST && fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+                return
+            }
+            throw .errno(e, path)
+        }
+    }
+
+    /// Moves `path` to `to` (rename(2) beneath the workspace: a file there is
+    /// replaced, an empty directory too; a symlink is moved, not followed).
+    func rename(_ path: String, to: String) throws(Failure) {
+        try Self.validate(path)
+        try Self.validate(to)
+        let (fromDir, fromBase) = Self.split(path)
+        let (toDir, toBase) = Self.split(to)
+        guard fromBase != ".", toBase != "." else { throw Failure(code: "EINVAL", message: "the workspace itself cannot be moved") }
+        try asJailUser { () throws(Failure) in
+            let from = try openBeneath(fromDir, O_PATH_LINUX | O_DIRECTORY)
+            defer { close(from) }
+            let into = try openBeneath(toDir, O_PATH_LINUX | O_DIRECTORY)
+            defer { close(into) }
+            guard renameat(from, fromBase, into, toBase) == 0 else { throw .errno(errno, "\(path) -> \(to)") }
+        }
+    }
+
     func delete(_ path: String, recursive: Bool) throws(Failure) {
         try Self.validate(path)
         let (dir, base) = Self.split(path)
@@ -186,14 +222,15 @@ struct WorkspaceFiles {
             guard recursive else { throw Failure(code: "EISDIR", message: "\(path): a directory; delete it with recursive") }
             guard depth < 256 else { throw Failure(code: "ELOOP", message: "\(path): too deep") }
             let sub = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            guard sub >= 0, let d = fdopendir(sub) else { throw .errno(errno, path) }
+            guard sub >= 0 else { throw .errno(errno, path) }
+            guard let d = fdopendir(sub) else { let e = errno; close(sub); throw .errno(e, path) }
+            defer { closedir(d) }
             var names: [String] = []
             while let ent = readdir(d) {
                 let n = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
                 if n != "." && n != ".." { names.append(n) }
             }
             for n in names { try removeEntry(dirfd(d), n, recursive: true, path: path + "/" + n, depth: depth + 1) }
-            closedir(d)
             guard unlinkat(parent, name, AT_REMOVEDIR) == 0 else { throw .errno(errno, path) }
         } else {
             guard unlinkat(parent, name, 0) == 0 else { throw .errno(errno, path) }

@@ -1,4 +1,4 @@
-/// The frame types of protocol version 1 (docs/PROTOCOL.md, "Frames").
+/// The frame types of the protocol (docs/PROTOCOL.md, "Frames"; the same in versions 1 and 2).
 public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case hello = 0x01
     case welcome = 0x02

@@ -83,7 +83,8 @@ public struct HarnessConnectionState: Sendable {
                 throw ProtocolViolation(.handshake, "the first frame must be WELCOME, not \(message.frameType)")
             }
             guard welcome.protocolVersion <= offeredVersion,
-                  welcome.protocolVersion == ProtocolLimits.protocolVersion
+                  welcome.protocolVersion >= ProtocolLimits.oldestProtocolVersion,
+                  welcome.protocolVersion <= ProtocolLimits.protocolVersion
             else {
                 throw ProtocolViolation(
                     .handshake, "WELCOME of version \(welcome.protocolVersion), not one this harness speaks",
@@ -100,6 +101,9 @@ public struct HarnessConnectionState: Sendable {
         case .hello, .response, .event:
             throw ProtocolViolation(.unexpectedFrame, "\(message.frameType) frames are not sent by the supervisor")
         case .request(let request):
+            guard request.operation.kind.since <= welcome?.protocolVersion ?? 0 else {
+                throw ProtocolViolation(.unknownOperation, "\(request.operation.kind.rawValue) is not an operation of protocol version \(welcome?.protocolVersion ?? 0)", key: "op")
+            }
             try register(request)
             return .deliverRequest(request)
         case .data(let stream, let bytes):
@@ -152,7 +156,7 @@ public struct HarnessConnectionState: Sendable {
             try fresh(write.stream, "stream")
             streams.openInbound(write.stream)
             entry.stream = write.stream
-        case .runSignal, .fileList, .fileStat, .fileDelete:
+        case .runSignal, .fileList, .fileStat, .fileDelete, .fileMkdir, .fileRename:
             break
         }
         pending[request.id] = entry

@@ -130,7 +130,7 @@ extension MessageCodec {
         let object = try JSONReader.topLevelObject(body) { key throws(ProtocolViolation) in
             switch key {
             case "id", "op", "run", "argv", "env", "cwd", "stdin", "stdout", "stderr", "cgroup", "rlimits", "signal",
-                 "path", "stream", "max_bytes", "truncate", "mode", "size", "recursive": true
+                 "path", "stream", "max_bytes", "truncate", "mode", "size", "recursive", "parents", "to": true
             default: false
             }
         }
@@ -172,6 +172,11 @@ extension MessageCodec {
             operation = .fileStat(FileStat(path: try object.string("path")))
         case .fileDelete:
             operation = .fileDelete(FileDelete(path: try object.string("path"), recursive: try object.bool("recursive")))
+        case .fileMkdir:
+            operation = .fileMkdir(FileMkdir(path: try object.string("path"), parents: try object.bool("parents"),
+                                             mode: try object.integer("mode")))
+        case .fileRename:
+            operation = .fileRename(FileRename(path: try object.string("path"), to: try object.string("to")))
         }
         return Request(id: id, operation: operation)
     }
@@ -374,6 +379,13 @@ extension Request {
         case .fileDelete(let value):
             json.member("path", value.path)
             json.member("recursive", value.recursive)
+        case .fileMkdir(let value):
+            json.member("path", value.path)
+            json.member("parents", value.parents)
+            json.member("mode", value.mode)
+        case .fileRename(let value):
+            json.member("path", value.path)
+            json.member("to", value.to)
         }
         json.endObject()
     }

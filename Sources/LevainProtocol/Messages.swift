@@ -110,7 +110,8 @@ public struct Request: Equatable, Sendable {
     }
 }
 
-/// The operations of version 1 with their arguments.
+/// The operations with their arguments (`OperationKind.since`: the version
+/// that added each).
 public enum Operation: Equatable, Sendable {
     case runStart(RunStart)
     case runSignal(RunSignal)
@@ -119,6 +120,8 @@ public enum Operation: Equatable, Sendable {
     case fileList(FileList)
     case fileStat(FileStat)
     case fileDelete(FileDelete)
+    case fileMkdir(FileMkdir)
+    case fileRename(FileRename)
 
     public var kind: OperationKind {
         switch self {
@@ -129,6 +132,8 @@ public enum Operation: Equatable, Sendable {
         case .fileList: .fileList
         case .fileStat: .fileStat
         case .fileDelete: .fileDelete
+        case .fileMkdir: .fileMkdir
+        case .fileRename: .fileRename
         }
     }
 
@@ -141,6 +146,12 @@ public enum Operation: Equatable, Sendable {
         case .fileList(let value): try Check.relativePath(value.path, key: "path")
         case .fileStat(let value): try Check.relativePath(value.path, key: "path")
         case .fileDelete(let value): try Check.relativePath(value.path, key: "path")
+        case .fileMkdir(let value):
+            try Check.relativePath(value.path, key: "path")
+            try Check.range(value.mode, 0...ProtocolLimits.maxMode, key: "mode")
+        case .fileRename(let value):
+            try Check.relativePath(value.path, key: "path")
+            try Check.relativePath(value.to, key: "to")
         }
     }
 }
@@ -154,6 +165,18 @@ public enum OperationKind: String, Sendable, CaseIterable {
     case fileList = "file.list"
     case fileStat = "file.stat"
     case fileDelete = "file.delete"
+    case fileMkdir = "file.mkdir"
+    case fileRename = "file.rename"
+
+    /// The protocol version that added the operation: a peer sends it only
+    /// on a connection of that version or later, and one that arrives on an
+    /// older connection is an unknown operation.
+    public var since: UInt32 {
+        switch self {
+        case .fileMkdir, .fileRename: 2
+        default: 1
+        }
+    }
 }
 
 /// `run.start`: start the run's process as the jail user.
@@ -378,6 +401,33 @@ public struct FileList: Equatable, Sendable {
 public struct FileStat: Equatable, Sendable {
     public var path: String
     public init(path: String) { self.path = path }
+}
+
+/// `file.mkdir` (version 2): makes a directory (with `parents`, the missing
+/// ones above it too; an existing directory is then no error).
+public struct FileMkdir: Equatable, Sendable {
+    public var path: String
+    public var parents: Bool
+    public var mode: UInt32
+
+    public init(path: String, parents: Bool, mode: UInt32 = 0o755) {
+        self.path = path
+        self.parents = parents
+        self.mode = mode
+    }
+}
+
+/// `file.rename` (version 2): moves `path` to `to`, both beneath the
+/// workspace; an existing file at `to` is replaced, a directory only when
+/// empty (rename(2)'s rules).
+public struct FileRename: Equatable, Sendable {
+    public var path: String
+    public var to: String
+
+    public init(path: String, to: String) {
+        self.path = path
+        self.to = to
+    }
 }
 
 public struct FileDelete: Equatable, Sendable {

@@ -1,10 +1,13 @@
-/// Every bound of protocol version 1 (docs/PROTOCOL.md), in one place.
+/// Every bound of the protocol (docs/PROTOCOL.md; versions 1 and 2 share them), in one place.
 ///
 /// The supervisor treats the harness as hostile: each of these is a limit a
 /// frame must respect, or a default it can rely on. Sizes are in bytes.
 public enum ProtocolLimits {
-    /// The only protocol version this module speaks.
-    public static let protocolVersion: UInt32 = 1
+    /// The highest protocol version this module speaks. It speaks every
+    /// version from 1 up: version 2 adds `file.mkdir` and `file.rename`.
+    public static let protocolVersion: UInt32 = 2
+    /// The lowest protocol version this module speaks.
+    public static let oldestProtocolVersion: UInt32 = 1
 
     // MARK: Frames
 

@@ -77,6 +77,14 @@ public struct SupervisorConnectionState: Sendable {
     public let configuration: Configuration
     public private(set) var phase: Phase = .awaitingHello
     public private(set) var hello: Hello?
+    /// The version the WELCOME settled on (0 before it): what requests may use.
+    public var negotiatedVersion: UInt32 { welcome?.protocolVersion ?? 0 }
+    /// The version to answer a HELLO with: the highest both sides speak, or
+    /// nil when there is none.
+    public static func version(answering hello: Hello) -> UInt32? {
+        let v = min(hello.protocolVersion, ProtocolLimits.protocolVersion)
+        return v >= ProtocolLimits.oldestProtocolVersion ? v : nil
+    }
     public private(set) var welcome: Welcome?
     /// The violation that failed the connection, if any.
     public private(set) var failure: ProtocolViolation?
@@ -244,7 +252,7 @@ public struct SupervisorConnectionState: Sendable {
             try require(response.entries != nil, "entries")
         case .fileStat:
             try require(response.stat != nil, "type")
-        case .runSignal, .fileDelete:
+        case .runSignal, .fileDelete, .fileMkdir, .fileRename:
             break
         }
         return .deliverResponse(response, operation: request.kind)
@@ -334,7 +342,8 @@ public struct SupervisorConnectionState: Sendable {
                 throw ProtocolMisuse(.wrongPhase, "WELCOME is sent once, in answer to HELLO")
             }
             try Self.validate(message)
-            guard welcome.protocolVersion == ProtocolLimits.protocolVersion,
+            guard welcome.protocolVersion >= ProtocolLimits.oldestProtocolVersion,
+                  welcome.protocolVersion <= ProtocolLimits.protocolVersion,
                   welcome.protocolVersion <= hello.protocolVersion
             else {
                 throw ProtocolMisuse(
@@ -350,6 +359,9 @@ public struct SupervisorConnectionState: Sendable {
                 throw ProtocolMisuse(.duplicateRequest, "request id \(request.id) is outstanding")
             }
             try Self.validate(message)
+            guard request.operation.kind.since <= negotiatedVersion else {
+                throw ProtocolMisuse(.notSendable, "\(request.operation.kind.rawValue) needs protocol version \(request.operation.kind.since); this connection speaks \(negotiatedVersion)")
+            }
             let length = MessageCodec.encode(message).length
             guard length <= maxFrame else {
                 throw ProtocolMisuse(.oversizedFrame, "REQUEST of \(length) bytes exceeds max_frame \(maxFrame)")
@@ -421,7 +433,7 @@ public struct SupervisorConnectionState: Sendable {
             try requireFresh(write.stream)
             streams.openOutbound(write.stream)
             entry.stream = write.stream
-        case .fileList, .fileStat, .fileDelete:
+        case .fileList, .fileStat, .fileDelete, .fileMkdir, .fileRename:
             break
         }
         pending[request.id] = entry

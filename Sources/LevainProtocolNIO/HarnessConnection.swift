@@ -312,6 +312,10 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let action else { return }
         switch action {
         case .answerHello:
+            var welcome = self.welcome
+            if let hello = state.hello, let version = SupervisorConnectionState.version(answering: hello) {
+                welcome.protocolVersion = version
+            }
             if write(.welcome(welcome)) {
                 limit.maxFrame = welcome.maxFrame
                 isEstablished = true

@@ -37,6 +37,8 @@ public enum EventType {
     public static let mcpRegistered = "mcp.registered"
     public static let fileWritten = "file.written"
     public static let fileDeleted = "file.deleted"
+    public static let directoryMade = "file.mkdir"
+    public static let fileRenamed = "file.renamed"
 }
 
 /// Payload keys of model, tool and agent events (see EventType).

@@ -209,11 +209,39 @@ import Testing
         do { _ = try AgentRunRequest(json: ["agent": "x"]); Issue.record("accepted") } catch { #expect(error.field == "input") }
     }
 
+    @Test("mkdir and rename bodies: paths relative without '..', '.' or empty segments, named by field; mode 0...4095")
+    func mkdirAndRenameRequests() throws {
+        let m = MkdirRequest(path: "out/logs", parents: true, mode: 0o700)
+        #expect(try MkdirRequest(json: m.json) == m)
+        #expect(try MkdirRequest(json: ["path": "a"]) == MkdirRequest(path: "a", parents: false, mode: 0o755))
+        let r = RenameRequest(path: "a b.txt", to: "done/ünï.txt")
+        #expect(try RenameRequest(json: r.json) == r)
+        let badMkdir: [(JSONObject, String)] = [
+            ([:], "path"), (["path": 3], "path"), (["path": "../x"], "path"), (["path": "/etc"], "path"),
+            (["path": "a//b"], "path"), (["path": "a/./b"], "path"), (["path": "."], "path"), (["path": ""], "path"),
+            (["path": "a", "mode": 4096], "mode"), (["path": "a", "mode": -1], "mode"), (["path": "a", "mode": "755"], "mode"),
+            (["path": "a", "parents": "yes"], "parents"), (["path": "a", "colour": 1], "colour"),
+        ]
+        for (body, field) in badMkdir {
+            do { _ = try MkdirRequest(json: body); Issue.record("accepted \(body)") } catch { #expect(error.field == field, "\(body)") }
+        }
+        let badRename: [(JSONObject, String)] = [
+            (["to": "b"], "path"), (["path": "a"], "to"), (["path": "a", "to": "../b"], "to"), (["path": "a", "to": "b/"], "to"),
+            (["path": "a/..", "to": "b"], "path"),
+        ]
+        for (body, field) in badRename {
+            do { _ = try RenameRequest(json: body); Issue.record("accepted \(body)") } catch { #expect(error.field == field, "\(body)") }
+        }
+    }
+
     @Test func errorsReadBackAsSent() throws {
         let e = APIError(.conflict, "session s-1 is closed", field: "session")
         let sent = try JSONValue.parseObject(e.json.encoded())
         let back = try #require(APIError(status: 409, json: sent))
         #expect(back.code == .conflict && back.message == e.message && back.field == "session")
+        let fileError = APIError(.conflict, "x: Permission denied", field: "path", errno: "EACCES")
+        #expect(APIError(status: 409, json: try JSONValue.parseObject(fileError.json.encoded()))?.errno == "EACCES")
+        #expect(back.errno == nil)
         // A body without the error shape is not an error.
         #expect(APIError(status: 500, json: ["x": 1]) == nil)
         // An unknown code falls back to the status's.

@@ -27,6 +27,8 @@ enum Fixtures {
         Request(id: 6, operation: .fileList(FileList(path: "."))),
         Request(id: 7, operation: .fileStat(FileStat(path: "a.txt"))),
         Request(id: 1 << 53, operation: .fileDelete(FileDelete(path: "dir/sub", recursive: true))),
+        Request(id: 9, operation: .fileMkdir(FileMkdir(path: "out/logs", parents: true, mode: 0o700))),
+        Request(id: 10, operation: .fileRename(FileRename(path: "a b.txt", to: "done/ünï.txt"))),
     ]
 
     static let responses: [Response] = [

@@ -24,9 +24,29 @@ struct HarnessConnectionStateTests {
         var ok = try Self.established()
         expectViolation(.handshake, key: "WELCOME") { _ = try ok.receive(.welcome(Fixtures.welcome)) }
         var future = HarnessConnectionState()
-        expectViolation(.handshake, key: "version 2") {
-            _ = try future.receive(.welcome(Welcome(protocolVersion: 2, session: "s")))
+        expectViolation(.handshake, key: "version \(ProtocolLimits.protocolVersion + 1)") {
+            _ = try future.receive(.welcome(Welcome(protocolVersion: ProtocolLimits.protocolVersion + 1, session: "s")))
         }
+    }
+
+    @Test("an operation of a later version than the connection's is an unknown operation; on a version 2 connection it is delivered")
+    func operationsOfLaterVersions() throws {
+        let mkdir = Request(id: 1, operation: .fileMkdir(FileMkdir(path: "a", parents: false)))
+        let rename = Request(id: 2, operation: .fileRename(FileRename(path: "a", to: "b")))
+        var old = HarnessConnectionState()
+        _ = try old.receive(.welcome(Welcome(protocolVersion: 1, session: "s")))
+        expectViolation(.unknownOperation, key: "file.mkdir") { _ = try old.receive(.request(mkdir)) }
+        var old2 = HarnessConnectionState()
+        _ = try old2.receive(.welcome(Welcome(protocolVersion: 1, session: "s")))
+        expectViolation(.unknownOperation, key: "file.rename") { _ = try old2.receive(.request(rename)) }
+        // Control: version 1's operations on the version 1 connection, version 2's on a version 2 one.
+        var old3 = HarnessConnectionState()
+        _ = try old3.receive(.welcome(Welcome(protocolVersion: 1, session: "s")))
+        let delete = Request(id: 3, operation: .fileDelete(FileDelete(path: "a", recursive: false)))
+        #expect(try old3.receive(.request(delete)) == .deliverRequest(delete))
+        var current = try Self.established()
+        #expect(try current.receive(.request(mkdir)) == .deliverRequest(mkdir))
+        #expect(try current.receive(.request(rename)) == .deliverRequest(rename))
     }
 
     @Test("the harness respects the supervisor's window on stdout, and answers each request once")

@@ -28,10 +28,10 @@ struct MessageCodecRoundTripTests {
     func handshakeJSON() throws {
         let hello = MessageCodec.encode(.hello(Fixtures.hello))
         #expect(String(decoding: hello.body, as: UTF8.self)
-            == #"{"protocol":1,"harness":"levain-harness 0.2.0","pid":1}"#)
+            == #"{"protocol":2,"harness":"levain-harness 0.2.0","pid":1}"#)
         let welcome = MessageCodec.encode(.welcome(Fixtures.welcome))
         #expect(String(decoding: welcome.body, as: UTF8.self)
-            == #"{"protocol":1,"max_frame":1048576,"heartbeat_ms":2000,"window":262144,"session":"s-0001"}"#)
+            == #"{"protocol":2,"max_frame":1048576,"heartbeat_ms":2000,"window":262144,"session":"s-0001"}"#)
     }
 
     @Test("file.write carries an exact size: it round-trips, is optional, and may not exceed max_bytes")
@@ -276,11 +276,25 @@ struct MessageCodecViolationTests {
     func paths(path: String) {
         for operation in [Operation.fileRead(FileRead(path: path, stream: 1, maxBytes: 1)), .fileList(FileList(path: path)),
                           .fileStat(FileStat(path: path)), .fileDelete(FileDelete(path: path, recursive: false)),
-                          .fileWrite(FileWrite(path: path, stream: 1, maxBytes: 1, mode: 0o600))] {
+                          .fileWrite(FileWrite(path: path, stream: 1, maxBytes: 1, mode: 0o600)),
+                          .fileMkdir(FileMkdir(path: path, parents: false)), .fileRename(FileRename(path: path, to: "b"))] {
             expectViolation(.invalidValue, key: "path") {
                 _ = try MessageCodec.decode(MessageCodec.encode(.request(Request(id: 1, operation: operation))), sentBy: .supervisor)
             }
         }
+        expectViolation(.invalidValue, key: "to") {
+            let op = Operation.fileRename(FileRename(path: "a", to: path))
+            _ = try MessageCodec.decode(MessageCodec.encode(.request(Request(id: 1, operation: op))), sentBy: .supervisor)
+        }
+    }
+
+    @Test("invalidValue: a file.mkdir mode above 0o7777")
+    func mkdirMode() throws {
+        expectViolation(.invalidValue, key: "mode") {
+            _ = try Fixtures.decode(.request, #"{"id": 1, "op": "file.mkdir", "path": "a", "parents": false, "mode": 4096}"#, from: .supervisor)
+        }
+        let ok = try Fixtures.decode(.request, #"{"id": 1, "op": "file.mkdir", "path": "a", "parents": true, "mode": 4095}"#, from: .supervisor)
+        #expect(ok == .request(Request(id: 1, operation: .fileMkdir(FileMkdir(path: "a", parents: true, mode: 4095)))))
     }
 
     @Test("valid odd paths are accepted")

@@ -80,6 +80,24 @@ struct HandshakeTests {
         expectViolation(.handshake, key: "RESPONSE") { try session.receive(.response(.success(id: 1))) }
     }
 
+    @Test("the WELCOME answers with the highest version both speak; a version 2 operation is not sent on a version 1 connection")
+    func versionNegotiation() throws {
+        #expect(SupervisorConnectionState.version(answering: Hello(protocolVersion: 1, harness: "h", pid: 1)) == 1)
+        #expect(SupervisorConnectionState.version(answering: Hello(protocolVersion: 2, harness: "h", pid: 1)) == 2)
+        #expect(SupervisorConnectionState.version(answering: Hello(protocolVersion: 99, harness: "h", pid: 1)) == ProtocolLimits.protocolVersion)
+        var old = Session()
+        try old.receive(.hello(Hello(protocolVersion: 1, harness: "h", pid: 1)))
+        try old.send(.welcome(Welcome(protocolVersion: 1, session: "s")))
+        #expect(old.state.negotiatedVersion == 1)
+        expectMisuse(.notSendable) { try old.request(.fileMkdir(FileMkdir(path: "a", parents: true))) }
+        expectMisuse(.notSendable) { try old.request(.fileRename(FileRename(path: "a", to: "b"))) }
+        try old.request(.fileDelete(FileDelete(path: "a", recursive: false)))  // control: version 1's operation
+        var current = try Session.established()
+        #expect(current.state.negotiatedVersion == 2)
+        try current.request(.fileMkdir(FileMkdir(path: "a", parents: true)))
+        try current.request(.fileRename(FileRename(path: "a", to: "b")))
+    }
+
     @Test("a second HELLO is a violation")
     func secondHello() throws {
         var session = try Session.established()
@@ -91,9 +109,9 @@ struct HandshakeTests {
         var session = Session()
         try session.receive(.hello(Hello(protocolVersion: 1, harness: "h", pid: 1)))
         expectMisuse(.invalidMessage) { try session.send(.welcome(Welcome(protocolVersion: 2, session: "s"))) }
-        expectMisuse(.invalidMessage) { try session.send(.welcome(Welcome(maxFrame: 100, session: "s"))) }
+        expectMisuse(.invalidMessage) { try session.send(.welcome(Welcome(protocolVersion: 1, maxFrame: 100, session: "s"))) }
         #expect(session.state.maxFrame == ProtocolLimits.handshakeMaxFrame)
-        try session.send(.welcome(Welcome(maxFrame: 2 << 20, window: 5000, session: "s")))
+        try session.send(.welcome(Welcome(protocolVersion: 1, maxFrame: 2 << 20, window: 5000, session: "s")))
         #expect(session.state.maxFrame == 2 << 20)
         expectMisuse(.wrongPhase) { try session.send(.welcome(Welcome(session: "s"))) }
         try session.startRun(Fixtures.run, stdin: 1, stdout: 2, stderr: 3)

@@ -403,6 +403,22 @@ struct ReliabilityTests {
                         os.write(3, frame(0x11, json.dumps({'id': req['id'], 'ok': False, 'error': {'code': 'ENOSYS', 'message': 'no'}}).encode()))
         """#
 
+    /// A session whose harness is `script` (a supervisor started with
+    /// LEVAIN_ALLOW_HARNESS_OVERRIDE).
+    static func openSession(_ sv: TestSupervisor, harness script: String) async throws -> String {
+        let dir = sv.directory + "/h"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o755)
+        let path = dir + "/harness-\(UInt32.random(in: 0..<UInt32.max)).py"
+        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o755)
+        let opened = try await sv.request("POST", "/v1/sessions", ["harness": .string(path)])
+        guard opened.status == 201, let session = opened.json?["id"]?.stringValue else {
+            throw TestFailure("opening a session with the harness \(path): \(opened.status) \(opened.text)")
+        }
+        return session
+    }
+
     @Test("a run's output that never ends after its exit is cut after the drain and marked truncated, in the answer and in the log, not passed off as whole")
     func neverEndingOutputIsFlagged() async throws {
         let sv = try await TestSupervisor.start("reliab-cut", config: "[retries]\nattempts = 1\n",
@@ -413,15 +429,7 @@ struct ReliabilityTests {
         let plain = try await sv.startRun(control, ["command": "echo partial", "wait": true])
         #expect(plain["status"]?.stringValue == "succeeded" && plain["output_truncated"] == nil, "\(plain)")
 
-        let dir = sv.directory + "/h"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        chmod(dir, 0o755)
-        let path = dir + "/never-ends.py"
-        try Self.neverEndingHarness.write(toFile: path, atomically: true, encoding: .utf8)
-        chmod(path, 0o755)
-        let opened = try await sv.request("POST", "/v1/sessions", ["harness": .string(path)])
-        #expect(opened.status == 201, "\(opened.text)")
-        let session = try #require(opened.json?["id"]?.stringValue)
+        let session = try await Self.openSession(sv, harness: Self.neverEndingHarness)
         let done = try await sv.startRun(session, ["argv": ["/bin/true"], "wait": true])
         #expect(done["status"]?.stringValue == "succeeded", "\(done)")
         #expect(done["output_truncated"]?.boolValue == true, "the stream is cut and flagged: \(done)")
@@ -429,6 +437,23 @@ struct ReliabilityTests {
         #expect(try await sv.output(id) == "partial\n", "what arrived is kept")
         let finished = try await sv.events(run: id).last { $0["type"]?.stringValue == "run.finished" }
         #expect(finished?["payload"]?["output_truncated"]?.boolValue == true, "the log says so too: \(String(describing: finished))")
+    }
+
+    @Test("a harness of protocol version 1 is answered with version 1 and sent no version 2 operation: mkdir is 503 naming the version, and the session carries on")
+    func versionOneHarness() async throws {
+        let sv = try await TestSupervisor.start("reliab-v1", environment: ["LEVAIN_ALLOW_HARNESS_OVERRIDE": "1"])
+        defer { sv.cleanUp() }
+        let session = try await Self.openSession(sv, harness: Self.neverEndingHarness)
+        let mkdir = try await sv.request("POST", "/v1/sessions/\(session)/mkdir", ["path": "d"])
+        #expect(mkdir.status == 503 && mkdir.text.contains("version 2"), "\(mkdir.status) \(mkdir.text)")
+        let types = try await sv.events(session: session).compactMap { $0["type"]?.stringValue }
+        #expect(!types.contains("protocol.violation") && !types.contains("file.mkdir"), "\(types)")
+        let status = try await sv.request("GET", "/v1/sessions/\(session)").json?["status"]?.stringValue
+        #expect(status == "open")
+        // Control: the real harness speaks version 2.
+        let control = try await sv.openSession()
+        let made = try await sv.request("POST", "/v1/sessions/\(control)/mkdir", ["path": "d"])
+        #expect(made.status == 201, "\(made.text)")
     }
 
     // MARK: a harness killed mid-frame

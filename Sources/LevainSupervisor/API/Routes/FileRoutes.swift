@@ -55,6 +55,24 @@ extension APIServer {
                 return Response(status: .noContent)
             }
         }
+        router.post("/v1/sessions/:id/mkdir") { request, context in
+            await api.respond {
+                let id = try api.param(context, "id")
+                let r = try MkdirRequest(json: try await api.jsonBody(request))
+                _ = try await api.fileRequest(id, .fileMkdir(FileMkdir(path: r.path, parents: r.parents, mode: r.mode)), s)
+                await s.recordFileEvent(session: id, type: EventType.directoryMade, payload: ["path": .string(r.path)])
+                return .json(.created, ["path": .string(r.path)])
+            }
+        }
+        router.post("/v1/sessions/:id/rename") { request, context in
+            await api.respond {
+                let id = try api.param(context, "id")
+                let r = try RenameRequest(json: try await api.jsonBody(request))
+                _ = try await api.fileRequest(id, .fileRename(FileRename(path: r.path, to: r.to)), s)
+                await s.recordFileEvent(session: id, type: EventType.fileRenamed, payload: ["path": .string(r.path), "to": .string(r.to)])
+                return .json(.ok, ["path": .string(r.to), "from": .string(r.path)])
+            }
+        }
     }
 
     /// The workspace path of a file route: the catch-all's segments,
@@ -94,13 +112,13 @@ extension APIServer {
         let code = r.error?.code ?? "EIO"
         let message = r.error?.message ?? "failed"
         switch code {
-        case "ENOENT", "ENOTDIR": return SupervisorError(.notFound, message, field: "path")
-        case "EXDEV": return SupervisorError(.invalid, "\(message) (the path leaves the workspace)", field: "path")
-        case "ELOOP": return SupervisorError(.invalid, "\(message) (a symlink: it leads out of the workspace, or it is where the file would go)", field: "path")
-        case "EFBIG": return SupervisorError(.tooLarge, message, field: "body")
-        case "EISDIR", "ENOTEMPTY", "EEXIST": return SupervisorError(.conflict, message, field: "path")
-        case "EACCES", "EPERM", "EROFS": return SupervisorError(.conflict, message, field: "path")
-        default: return SupervisorError(.invalid, "\(code): \(message)", field: "path")
+        case "ENOENT", "ENOTDIR": return SupervisorError(.notFound, message, field: "path", errno: code)
+        case "EXDEV": return SupervisorError(.invalid, "\(message) (the path leaves the workspace)", field: "path", errno: code)
+        case "ELOOP": return SupervisorError(.invalid, "\(message) (a symlink: it leads out of the workspace, or it is where the file would go)", field: "path", errno: code)
+        case "EFBIG": return SupervisorError(.tooLarge, message, field: "body", errno: code)
+        case "EISDIR", "ENOTEMPTY", "EEXIST": return SupervisorError(.conflict, message, field: "path", errno: code)
+        case "EACCES", "EPERM", "EROFS": return SupervisorError(.conflict, message, field: "path", errno: code)
+        default: return SupervisorError(.invalid, "\(code): \(message)", field: "path", errno: code)
         }
     }
 
