@@ -46,6 +46,7 @@ test: deps
 	$(DEBUG)
 	LEVAIN_BIN=$(CURDIR)/$(DEBUG_DIR)/levain $(SWIFT) test --parallel --num-workers 2 --skip '$(TIMING_TESTS)'
 	LEVAIN_BIN=$(CURDIR)/$(DEBUG_DIR)/levain $(SWIFT) test --skip-build --no-parallel --filter '$(TIMING_TESTS)'
+	LEVAIN_BIN=$(CURDIR)/$(DEBUG_DIR)/levain Tools/python-client-tests.sh
 	@Tools/check-leftovers.sh
 	SWIFT=$(SWIFT) python3 Tools/check-architecture.py
 	Tools/fuzz/run.sh $(FUZZ_SECONDS)

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Creates the Python virtual environment that the model-gateway tests use
-# (the official openai and anthropic SDKs, requests, mcp), idempotently.
+# (the official openai and anthropic SDKs, requests, mcp) and the Python
+# client's tests run in (its HTTP library httpx2, pytest), idempotently.
 #
 # Usage: Tools/python-venv.sh [VENV_DIR]
 #   VENV_DIR defaults to $LEVAIN_PYVENV, else /var/cache/levain/pyvenv.
@@ -21,7 +22,9 @@ set -eu
 VENV="${1:-${LEVAIN_PYVENV:-/var/cache/levain/pyvenv}}"
 PYTHON=/usr/bin/python3
 # Not pinned strictly; what got installed is recorded after each install.
-REQUIREMENTS="openai anthropic requests mcp"
+# The client package's own dependency range (clients/python/pyproject.toml)
+# and the test runner, pinned.
+REQUIREMENTS="openai anthropic requests mcp httpx2>=2.16,<3 pytest==9.2.0"
 STAMP="$VENV/.levain-venv-stamp"
 STAMP_CONTENT="python=$PYTHON requirements=$REQUIREMENTS"
 

@@ -1,0 +1,231 @@
+"""What the sync and asyncio clients share: where the supervisor is, how a
+request is built, how an answer is read. No I/O here."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+from urllib.parse import quote
+
+from .errors import InvalidRequest, error_from
+
+DEFAULT_SOCKET = "/run/levain/levain.sock"
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where the control API listens: a Unix socket or TCP (with a bearer token)."""
+
+    unix: str | None = None
+    host: str | None = None
+    port: int | None = None
+
+    @staticmethod
+    def parse(text: str) -> "Address":
+        """``unix:PATH``, ``tcp:HOST:PORT`` or an absolute socket path (as ``levain --connect``)."""
+        if text.startswith("unix:"):
+            path = text[5:]
+            if not path:
+                raise ValueError(f"{text!r}: expected unix:PATH with a path")
+            return Address(unix=path)
+        if text.startswith("tcp:"):
+            host, sep, port = text[4:].rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{text!r}: expected tcp:HOST:PORT")
+            return Address(host=host.strip("[]"), port=int(port))
+        if text.startswith("/"):
+            return Address(unix=text)
+        raise ValueError(f"{text!r}: expected unix:PATH, tcp:HOST:PORT or an absolute socket path")
+
+    @staticmethod
+    def resolve(connect: "str | Address | None") -> "Address":
+        """The address given, else ``LEVAIN_CONNECT``, else the default socket."""
+        if isinstance(connect, Address):
+            return connect
+        if connect:
+            return Address.parse(connect)
+        env = os.environ.get("LEVAIN_CONNECT", "")
+        if env:
+            try:
+                return Address.parse(env)
+            except ValueError as e:
+                raise ValueError(f"LEVAIN_CONNECT={env}: {e}") from None
+        return Address(unix=DEFAULT_SOCKET)
+
+    @property
+    def base_url(self) -> str:
+        if self.unix is not None:
+            return "http://levain"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"unix:{self.unix}" if self.unix is not None else f"tcp:{self.host}:{self.port}"
+
+
+def headers(token: str | None, address: Address) -> dict[str, str]:
+    """The bearer token (given, or ``LEVAIN_TOKEN``) for a TCP listener."""
+    token = token if token is not None else os.environ.get("LEVAIN_TOKEN")
+    h = {"User-Agent": "levain-python/0.1.0"}
+    if token and address.unix is None:
+        h["Authorization"] = f"Bearer {token}"
+    return h
+
+
+def segment(value: str, what: str) -> str:
+    """One path segment of the API (a session or run id, a call id)."""
+    if not isinstance(value, str) or not value or "/" in value:
+        raise InvalidRequest(400, "invalid_request", f"{what} must be a non-empty string without '/': {value!r}", what)
+    return quote(value, safe="")
+
+
+def workspace_path(path: str) -> str:
+    """A workspace path for the files routes: relative to /workspace (an
+    absolute path under /workspace is made relative), each segment
+    percent-encoded. ``.``/``..``/empty segments are refused here with the
+    API's own words, before a request is made."""
+    if not isinstance(path, str):
+        raise TypeError(f"path must be a str, not {type(path).__name__}")
+    p = path
+    if p == "/workspace" or p.startswith("/workspace/"):
+        p = p[len("/workspace"):].lstrip("/")
+    elif p.startswith("/"):
+        raise InvalidRequest(400, "invalid_request",
+                             f"{path}: absolute paths must be under /workspace (the files API reaches the workspace only)", "path")
+    parts = p.split("/")
+    if p == "" or any(s in ("", ".", "..") for s in parts):
+        raise InvalidRequest(400, "invalid_request", f"{path!r}: a workspace path without '.', '..' or empty segments", "path")
+    return "/".join(quote(s, safe="") for s in parts)
+
+
+def body_path(path: str, field: str = "path") -> str:
+    """A workspace path for a JSON body (mkdir, rename): relative to
+    /workspace; an absolute one under /workspace is made relative."""
+    if not isinstance(path, str):
+        raise TypeError(f"{field} must be a str, not {type(path).__name__}")
+    if path.startswith("/workspace/"):
+        return path[len("/workspace/"):]
+    if path.startswith("/"):
+        raise InvalidRequest(400, "invalid_request", f"{path}: absolute paths must be under /workspace", field)
+    return path
+
+
+def listing_path(path: str) -> str:
+    """The ``path`` query value of a listing (``.`` is the workspace)."""
+    if path in (".", "", "/workspace", "/workspace/"):
+        return "."
+    if path.startswith("/workspace/"):
+        return path[len("/workspace/"):]
+    if path.startswith("/"):
+        raise InvalidRequest(400, "invalid_request", f"{path}: absolute paths must be under /workspace", "path")
+    return path
+
+
+def session_body(*, policy: str | None, tenant: str | None, labels: Mapping[str, str] | None,
+                 memory: int | str | None, cpus: float | None, pids: int | None, timeout: float | str | None,
+                 binds_ro: Sequence[str], binds_rw: Sequence[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if policy is not None:
+        body["policy"] = policy
+    if tenant is not None:
+        body["tenant"] = tenant
+    if labels:
+        body["labels"] = dict(labels)
+    limits = {k: v for k, v in (("memory", memory), ("cpus", cpus), ("pids", pids), ("timeout", timeout)) if v is not None}
+    if limits:
+        body["limits"] = limits
+    binds = {k: list(v) for k, v in (("ro", binds_ro), ("rw", binds_rw)) if v}
+    if binds:
+        body["binds"] = binds
+    return body
+
+
+def run_body(command: str | Sequence[str], *, env: Mapping[str, str] | None, cwd: str | None,
+             timeout: float | str | None, stdin: bytes | str | None, stdin_stream: bool,
+             cpu_time: float | str | None, file_size: int | str | None,
+             idempotency_key: str | None, retry: str | None, wait: bool) -> dict[str, Any]:
+    """A run submission: a str is a shell command line (``/bin/sh -c``), a
+    sequence is the argv."""
+    body: dict[str, Any] = {}
+    if isinstance(command, str):
+        body["command"] = command
+    else:
+        argv = list(command)
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise InvalidRequest(400, "invalid_request", "argv must be a non-empty list of strings", "argv")
+        body["argv"] = argv
+    if env:
+        body["env"] = dict(env)
+    if cwd is not None:
+        body["cwd"] = cwd
+    if timeout is not None:
+        body["timeout"] = timeout
+    if cpu_time is not None:
+        body["cpu_time"] = cpu_time
+    if file_size is not None:
+        body["file_size"] = file_size
+    if stdin is not None:
+        if isinstance(stdin, str):
+            body["stdin"] = stdin
+        else:
+            import base64
+            body["stdin_base64"] = base64.b64encode(bytes(stdin)).decode("ascii")
+    if stdin_stream:
+        body["stdin_stream"] = True
+    if idempotency_key is not None:
+        body["idempotency_key"] = idempotency_key
+    if retry is not None:
+        body["retry"] = retry
+    if wait:
+        body["wait"] = True
+    return body
+
+
+def check(status: int, content: bytes) -> Any:
+    """The JSON of a successful answer (None for an empty one); the typed
+    error of a failed one."""
+    body: Any = None
+    if content:
+        try:
+            body = json.loads(content)
+        except ValueError:
+            body = None
+    if status >= 400:
+        raise error_from(status, body, content.decode("utf-8", "replace"))
+    return body
+
+
+@dataclass
+class SSEParser:
+    """Server-sent events, fed line by line (the event streams of the API)."""
+
+    data: list[str] = field(default_factory=list)
+    event: str | None = None
+    id: str | None = None
+
+    def feed(self, line: str) -> dict[str, Any] | None:
+        """Returns the event JSON when ``line`` ends a message."""
+        if line == "":
+            if not self.data:
+                self.event = None
+                return None
+            text = "\n".join(self.data)
+            self.data, self.event = [], None
+            try:
+                value = json.loads(text)
+            except ValueError:
+                return None
+            return value if isinstance(value, dict) else None
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            self.data.append(value)
+        elif name == "event":
+            self.event = value
+        elif name == "id":
+            self.id = value
+        return None
