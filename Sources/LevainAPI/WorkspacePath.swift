@@ -18,15 +18,38 @@ public enum WorkspacePath {
         return p
     }
 
-    /// A path given in a JSON body (`mkdir`, `rename`): as `check`, and
-    /// also without empty or `.` segments, the rule URL paths follow.
+    /// A path as the jail sees it, for the routes that take one in a query
+    /// or a body: relative (beneath /workspace, checked as `check`), or
+    /// absolute under /workspace (made relative: "/workspace" is ".") or
+    /// under /tmp (kept: the harness resolves it beneath the jail's /tmp).
+    /// Other absolute paths are refused: the files API reaches the two
+    /// directories a jail user may write, no more.
+    public static func jailPath(_ path: String, allowRoot: Bool = false, field: String = "path") throws(APIError) -> String {
+        guard path.hasPrefix("/") else { return try check(path, allowRoot: allowRoot, field: field) }
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        guard !path.utf8.contains(0), path.utf8.count <= 4096,
+              !segments.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) || path == "/" else {
+            throw APIError(.invalid, "\(field) \(path) has an empty, '.' or '..' segment", field: field)
+        }
+        if path == "/workspace" {
+            guard allowRoot else { throw APIError(.invalid, "\(field) /workspace is the workspace itself", field: field) }
+            return "."
+        }
+        if path.hasPrefix("/workspace/") { return String(path.dropFirst("/workspace/".count)) }
+        if path == "/tmp" || path.hasPrefix("/tmp/") { return path }
+        throw APIError(.invalid, "\(field) \(path): the files API reaches /workspace and /tmp (absolute, or relative to /workspace); read other paths with a command (cat)", field: field)
+    }
+
+    /// A path given in a JSON body (`mkdir`, `rename`): as `jailPath`, and a
+    /// relative one also without empty or `.` segments, the rule URL paths follow.
     public static func checkStrict(_ value: JSONValue?, field: String) throws(APIError) -> String {
         guard let path = value?.stringValue else {
-            throw APIError(.invalid, "\(field) must be a path relative to the workspace (a string)", field: field)
+            throw APIError(.invalid, "\(field) must be a path (a string): relative to /workspace, or absolute under /workspace or /tmp", field: field)
         }
-        guard !path.isEmpty, !path.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0.isEmpty || $0 == "." }) else {
+        guard !path.isEmpty, !path.split(separator: "/", omittingEmptySubsequences: false).dropFirst(path.hasPrefix("/") ? 1 : 0)
+            .contains(where: { $0.isEmpty || $0 == "." }) else {
             throw APIError(.invalid, "\(field) \"\(path)\" has an empty or '.' segment", field: field)
         }
-        return try check(path, field: field)
+        return try jailPath(path, field: field)
     }
 }

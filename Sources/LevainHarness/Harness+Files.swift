@@ -74,6 +74,101 @@ extension Harness {
         }
     }
 
+    // MARK: file requests
+
+    func handleFile(_ request: Request) {
+        switch request.operation {
+        case .runStart, .runSignal:
+            preconditionFailure("not a file operation")
+        case .fileRead(let op):
+            guard let (files, path) = locate(op.path, request.id) else { return }
+            do {
+                let (fd, size) = try files.openForReading(path, maxBytes: op.maxBytes, truncate: op.truncate)
+                reads[op.stream] = FileReadJob(requestID: request.id, fd: fd, stream: op.stream, size: size)
+                pumpFileReads()
+            } catch {
+                send(.data(stream: op.stream, bytes: []))
+                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
+            }
+        case .fileWrite(let op):
+            guard let (files, path) = locate(op.path, request.id) else { return }
+            do {
+                let pending = try files.beginWrite(path, mode: op.mode == 0 ? 0o644 : op.mode)
+                writes[op.stream] = FileWriteJob(requestID: request.id, pending: pending, maxBytes: op.size ?? op.maxBytes, size: op.size)
+            } catch {
+                // Its data will be ignored; answer now.
+                state.abandonInbound(stream: op.stream)
+                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
+            }
+        case .fileList(let op):
+            guard let (files, path) = locate(op.path, request.id) else { return }
+            do {
+                let entries = try files.list(path).map {
+                    DirEntry(name: $0.name, type: FileKind(rawValue: $0.type) ?? .other, size: $0.size, mode: $0.mode, mtime: $0.mtime)
+                }
+                send(.response(Response(id: request.id, ok: true, entries: entries)))
+            } catch {
+                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
+            }
+        case .fileStat(let op):
+            guard let (files, path) = locate(op.path, request.id) else { return }
+            do {
+                let e = try files.stat(path)
+                send(.response(Response(id: request.id, ok: true,
+                                        stat: FileInfo(type: FileKind(rawValue: e.type) ?? .other, size: e.size, mode: e.mode, mtime: e.mtime))))
+            } catch {
+                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
+            }
+        case .fileDelete(let op):
+            guard let (files, path) = locate(op.path, request.id) else { return }
+            do {
+                try files.delete(path, recursive: op.recursive)
+                send(.response(.success(id: request.id)))
+            } catch {
+                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
+            }
+        case .fileMkdir(let op):
+            guard let (files, path) = locate(op.path, request.id) else { return }
+            do {
+                try files.mkdir(path, parents: op.parents, mode: op.mode)
+                send(.response(.success(id: request.id)))
+            } catch {
+                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
+            }
+        case .fileRename(let op):
+            guard let (files, path) = locate(op.path, request.id), let (toFiles, to) = locate(op.to, request.id) else { return }
+            guard files.root == toFiles.root else {
+                return send(.response(.failure(id: request.id, code: "EXDEV", message: "\(op.path) -> \(op.to): not on one file system")))
+            }
+            do {
+                try files.rename(path, to: to)
+                send(.response(.success(id: request.id)))
+            } catch {
+                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
+            }
+        }
+    }
+
+    func noWorkspace(_ id: UInt64) {
+        send(.response(.failure(id: id, code: "ENOENT", message: "this session has no /workspace")))
+    }
+
+    /// The root a file operation's path is beneath and the path relative to
+    /// it: "/tmp" and "/tmp/..." the jail's /tmp, the rest /workspace. Nil
+    /// (answered with ENOENT) when the jail has no such directory.
+    func locate(_ path: String, _ id: UInt64) -> (WorkspaceFiles, String)? {
+        if FilePaths.isTmp(path) {
+            guard let tmpFiles else {
+                send(.response(.failure(id: id, code: "ENOENT", message: "this jail has no /tmp")))
+                return nil
+            }
+            let rest = path.dropFirst(5)
+            return (tmpFiles, rest.isEmpty ? "." : String(rest))
+        }
+        guard let files else { noWorkspace(id); return nil }
+        return (files, path)
+    }
+
     func fatal(_ message: String) -> Never {
         let line = "levain-harness: \(message)\n"
         _ = line.withCString { write(2, $0, strlen($0)) }

@@ -63,6 +63,8 @@ public final class Harness {
     var writes: [StreamID: FileWriteJob] = [:]
     private let signalFD: Int32
     var files: WorkspaceFiles?
+    /// The jail's /tmp, for file operations on absolute /tmp paths (version 2).
+    var tmpFiles: WorkspaceFiles?
     private let runUID: UInt32
     private let runGID: UInt32
     private let capsEmpty: UnsafeMutableRawPointer?
@@ -91,6 +93,7 @@ public final class Harness {
         runGID = getenv("LEVAIN_RUN_GID").flatMap { UInt32(String(cString: $0)) } ?? 1000
         capsEmpty = lv_caps_empty()
         files = try? WorkspaceFiles(uid: runUID, gid: runGID)
+        tmpFiles = try? WorkspaceFiles(path: "/tmp", uid: runUID, gid: runGID)
         // Nobody in the jail may trace or read the harness.
         _ = prctl_set_dumpable_zero()
         _ = fcntl(Self.protocolFD, F_SETFL, fcntl(Self.protocolFD, F_GETFL) | O_NONBLOCK)
@@ -272,74 +275,9 @@ public final class Harness {
             } else {
                 send(.response(.failure(id: request.id, code: "ESRCH", message: "run \(sig.run) has no live process")))
             }
-        case .fileRead(let op):
-            guard let files else { return noWorkspace(request.id) }
-            do {
-                let (fd, size) = try files.openForReading(op.path, maxBytes: op.maxBytes, truncate: op.truncate)
-                reads[op.stream] = FileReadJob(requestID: request.id, fd: fd, stream: op.stream, size: size)
-                pumpFileReads()
-            } catch {
-                send(.data(stream: op.stream, bytes: []))
-                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
-            }
-        case .fileWrite(let op):
-            guard let files else { return noWorkspace(request.id) }
-            do {
-                let pending = try files.beginWrite(op.path, mode: op.mode == 0 ? 0o644 : op.mode)
-                writes[op.stream] = FileWriteJob(requestID: request.id, pending: pending, maxBytes: op.size ?? op.maxBytes, size: op.size)
-            } catch {
-                // Its data will be ignored; answer now.
-                state.abandonInbound(stream: op.stream)
-                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
-            }
-        case .fileList(let op):
-            guard let files else { return noWorkspace(request.id) }
-            do {
-                let entries = try files.list(op.path).map {
-                    DirEntry(name: $0.name, type: FileKind(rawValue: $0.type) ?? .other, size: $0.size, mode: $0.mode, mtime: $0.mtime)
-                }
-                send(.response(Response(id: request.id, ok: true, entries: entries)))
-            } catch {
-                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
-            }
-        case .fileStat(let op):
-            guard let files else { return noWorkspace(request.id) }
-            do {
-                let e = try files.stat(op.path)
-                send(.response(Response(id: request.id, ok: true,
-                                        stat: FileInfo(type: FileKind(rawValue: e.type) ?? .other, size: e.size, mode: e.mode, mtime: e.mtime))))
-            } catch {
-                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
-            }
-        case .fileDelete(let op):
-            guard let files else { return noWorkspace(request.id) }
-            do {
-                try files.delete(op.path, recursive: op.recursive)
-                send(.response(.success(id: request.id)))
-            } catch {
-                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
-            }
-        case .fileMkdir(let op):
-            guard let files else { return noWorkspace(request.id) }
-            do {
-                try files.mkdir(op.path, parents: op.parents, mode: op.mode)
-                send(.response(.success(id: request.id)))
-            } catch {
-                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
-            }
-        case .fileRename(let op):
-            guard let files else { return noWorkspace(request.id) }
-            do {
-                try files.rename(op.path, to: op.to)
-                send(.response(.success(id: request.id)))
-            } catch {
-                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
-            }
+        case .fileRead, .fileWrite, .fileList, .fileStat, .fileDelete, .fileMkdir, .fileRename:
+            handleFile(request)
         }
-    }
-
-    func noWorkspace(_ id: UInt64) {
-        send(.response(.failure(id: id, code: "ENOENT", message: "this session has no /workspace")))
     }
 
     // MARK: runs

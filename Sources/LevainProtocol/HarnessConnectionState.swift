@@ -104,6 +104,9 @@ public struct HarnessConnectionState: Sendable {
             guard request.operation.kind.since <= welcome?.protocolVersion ?? 0 else {
                 throw ProtocolViolation(.unknownOperation, "\(request.operation.kind.rawValue) is not an operation of protocol version \(welcome?.protocolVersion ?? 0)", key: "op")
             }
+            guard request.operation.since <= welcome?.protocolVersion ?? 0 else {
+                throw ProtocolViolation(.invalidValue, "key 'path': a path in /tmp needs protocol version 2, not \(welcome?.protocolVersion ?? 0)", key: "path")
+            }
             try register(request)
             return .deliverRequest(request)
         case .data(let stream, let bytes):

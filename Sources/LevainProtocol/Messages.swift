@@ -137,21 +137,41 @@ public enum Operation: Equatable, Sendable {
         }
     }
 
+    /// The workspace or /tmp paths the operation names.
+    public var paths: [String] {
+        switch self {
+        case .runStart, .runSignal: []
+        case .fileRead(let v): [v.path]
+        case .fileWrite(let v): [v.path]
+        case .fileList(let v): [v.path]
+        case .fileStat(let v): [v.path]
+        case .fileDelete(let v): [v.path]
+        case .fileMkdir(let v): [v.path]
+        case .fileRename(let v): [v.path, v.to]
+        }
+    }
+
+    /// The protocol version the operation needs: its kind's, or 2 for a
+    /// path in /tmp.
+    public var since: UInt32 {
+        paths.contains(where: FilePaths.isTmp) ? max(2, kind.since) : kind.since
+    }
+
     public func validate() throws(ProtocolViolation) {
         switch self {
         case .runStart(let value): try value.validate()
         case .runSignal(let value): try value.validate()
         case .fileRead(let value): try value.validate()
         case .fileWrite(let value): try value.validate()
-        case .fileList(let value): try Check.relativePath(value.path, key: "path")
-        case .fileStat(let value): try Check.relativePath(value.path, key: "path")
-        case .fileDelete(let value): try Check.relativePath(value.path, key: "path")
+        case .fileList(let value): try Check.filePath(value.path, key: "path")
+        case .fileStat(let value): try Check.filePath(value.path, key: "path")
+        case .fileDelete(let value): try Check.filePath(value.path, key: "path")
         case .fileMkdir(let value):
-            try Check.relativePath(value.path, key: "path")
+            try Check.filePath(value.path, key: "path")
             try Check.range(value.mode, 0...ProtocolLimits.maxMode, key: "mode")
         case .fileRename(let value):
-            try Check.relativePath(value.path, key: "path")
-            try Check.relativePath(value.to, key: "to")
+            try Check.filePath(value.path, key: "path")
+            try Check.filePath(value.to, key: "to")
         }
     }
 }
@@ -357,7 +377,7 @@ public struct FileRead: Equatable, Sendable {
     }
 
     public func validate() throws(ProtocolViolation) {
-        try Check.relativePath(path, key: "path")
+        try Check.filePath(path, key: "path")
         try Check.jsonInteger(maxBytes, key: "max_bytes")
     }
 }
@@ -383,7 +403,7 @@ public struct FileWrite: Equatable, Sendable {
     }
 
     public func validate() throws(ProtocolViolation) {
-        try Check.relativePath(path, key: "path")
+        try Check.filePath(path, key: "path")
         try Check.jsonInteger(maxBytes, key: "max_bytes")
         try Check.range(mode, 0...ProtocolLimits.maxMode, key: "mode")
         if let size {
@@ -401,6 +421,13 @@ public struct FileList: Equatable, Sendable {
 public struct FileStat: Equatable, Sendable {
     public var path: String
     public init(path: String) { self.path = path }
+}
+
+/// Where file operations' paths point: relative ones beneath /workspace,
+/// absolute ones (version 2) beneath the jail's /tmp.
+public enum FilePaths {
+    /// `/tmp` or a path beneath it.
+    public static func isTmp(_ path: String) -> Bool { path == "/tmp" || path.hasPrefix("/tmp/") }
 }
 
 /// `file.mkdir` (version 2): makes a directory (with `parents`, the missing

@@ -359,8 +359,8 @@ public struct SupervisorConnectionState: Sendable {
                 throw ProtocolMisuse(.duplicateRequest, "request id \(request.id) is outstanding")
             }
             try Self.validate(message)
-            guard request.operation.kind.since <= negotiatedVersion else {
-                throw ProtocolMisuse(.notSendable, "\(request.operation.kind.rawValue) needs protocol version \(request.operation.kind.since); this connection speaks \(negotiatedVersion)")
+            guard request.operation.since <= negotiatedVersion else {
+                throw ProtocolMisuse(.notSendable, "\(request.operation.kind.rawValue) of \(request.operation.paths.joined(separator: ", ")) needs protocol version \(request.operation.since); this connection speaks \(negotiatedVersion)")
             }
             let length = MessageCodec.encode(message).length
             guard length <= maxFrame else {

@@ -64,6 +64,20 @@ enum Check {
         if hasDotDotComponent(utf8) { throw invalid(key, "must not contain a '..' component: \(quoted(value))") }
     }
 
+    /// A file operation's path: relative to /workspace, or (version 2) the
+    /// jail's /tmp or a path beneath it; no `..` component either way.
+    static func filePath(_ value: String, key: String) throws(ProtocolViolation) {
+        if value.utf8.first == UInt8(ascii: "/") {
+            try text(value, key: key, maxBytes: ProtocolLimits.maxPathBytes, allowEmpty: false)
+            guard FilePaths.isTmp(value) else {
+                throw invalid(key, "must be relative to /workspace, or /tmp or beneath it, not \(quoted(value))")
+            }
+            if hasDotDotComponent(value.utf8) { throw invalid(key, "must not contain a '..' component: \(quoted(value))") }
+            return
+        }
+        try relativePath(value, key: key)
+    }
+
     /// An absolute path.
     static func absolutePath(_ value: String, key: String) throws(ProtocolViolation) {
         try text(value, key: key, maxBytes: ProtocolLimits.maxPathBytes, allowEmpty: false)

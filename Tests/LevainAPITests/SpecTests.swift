@@ -234,6 +234,21 @@ import Testing
         }
     }
 
+    @Test("a jail path for the query and body routes: relative, /workspace made relative, /tmp kept; nothing else absolute, no '..'")
+    func jailPaths() throws {
+        #expect(try WorkspacePath.jailPath("src/a.py") == "src/a.py")
+        #expect(try WorkspacePath.jailPath("/workspace/src/a.py") == "src/a.py")
+        #expect(try WorkspacePath.jailPath("/workspace", allowRoot: true) == ".")
+        #expect(try WorkspacePath.jailPath("/tmp/x/y") == "/tmp/x/y")
+        #expect(try WorkspacePath.jailPath("/tmp", allowRoot: true) == "/tmp")
+        for bad in ["/etc/passwd", "/proc/self/environ", "/tmp/../etc/passwd", "/workspace/../etc", "/tmp//x", "/tmp/./x",
+                    "/", "/workspace", "/tmpx/y", "../x", "a/../../x", "/tmp/a\u{0}b"] {
+            do { _ = try WorkspacePath.jailPath(bad); Issue.record("accepted \(bad)") } catch { #expect(error.field == "path", "\(bad)") }
+        }
+        do { _ = try WorkspacePath.checkStrict("/etc/x", field: "to"); Issue.record("accepted") } catch { #expect(error.field == "to") }
+        #expect(try WorkspacePath.checkStrict("/tmp/a/b", field: "to") == "/tmp/a/b")
+    }
+
     @Test func errorsReadBackAsSent() throws {
         let e = APIError(.conflict, "session s-1 is closed", field: "session")
         let sent = try JSONValue.parseObject(e.json.encoded())

@@ -44,7 +44,12 @@ struct HarnessConnectionStateTests {
         _ = try old3.receive(.welcome(Welcome(protocolVersion: 1, session: "s")))
         let delete = Request(id: 3, operation: .fileDelete(FileDelete(path: "a", recursive: false)))
         #expect(try old3.receive(.request(delete)) == .deliverRequest(delete))
+        var old4 = HarnessConnectionState()
+        _ = try old4.receive(.welcome(Welcome(protocolVersion: 1, session: "s")))
+        let tmpStat = Request(id: 4, operation: .fileStat(FileStat(path: "/tmp/x")))
+        expectViolation(.invalidValue, key: "/tmp") { _ = try old4.receive(.request(tmpStat)) }
         var current = try Self.established()
+        #expect(try current.receive(.request(tmpStat)) == .deliverRequest(tmpStat))
         #expect(try current.receive(.request(mkdir)) == .deliverRequest(mkdir))
         #expect(try current.receive(.request(rename)) == .deliverRequest(rename))
     }

@@ -297,6 +297,18 @@ struct MessageCodecViolationTests {
         #expect(ok == .request(Request(id: 1, operation: .fileMkdir(FileMkdir(path: "a", parents: true, mode: 4095)))))
     }
 
+    @Test("version 2 file paths: /tmp and beneath it, nothing else absolute, no '..'")
+    func tmpPaths() throws {
+        for path in ["/tmp", "/tmp/x", "/tmp/a/b.txt"] {
+            try MessageCodec.validate(.request(Request(id: 1, operation: .fileStat(FileStat(path: path)))))
+        }
+        for path in ["/etc/passwd", "/tmpx", "/tmp/../etc/passwd", "/proc/self/environ", "/workspace/a"] {
+            expectViolation(.invalidValue, key: "path") {
+                try MessageCodec.validate(.request(Request(id: 1, operation: .fileStat(FileStat(path: path)))))
+            }
+        }
+    }
+
     @Test("valid odd paths are accepted")
     func oddPaths() throws {
         for path in [".", "a/./b", "...", "..a", "a..", "a//b", "dir/", ".hidden/..x"] {

@@ -91,11 +91,14 @@ struct HandshakeTests {
         #expect(old.state.negotiatedVersion == 1)
         expectMisuse(.notSendable) { try old.request(.fileMkdir(FileMkdir(path: "a", parents: true))) }
         expectMisuse(.notSendable) { try old.request(.fileRename(FileRename(path: "a", to: "b"))) }
+        expectMisuse(.notSendable) { try old.request(.fileStat(FileStat(path: "/tmp/a"))) }
         try old.request(.fileDelete(FileDelete(path: "a", recursive: false)))  // control: version 1's operation
         var current = try Session.established()
         #expect(current.state.negotiatedVersion == 2)
         try current.request(.fileMkdir(FileMkdir(path: "a", parents: true)))
         try current.request(.fileRename(FileRename(path: "a", to: "b")))
+        try current.request(.fileStat(FileStat(path: "/tmp/a")))
+        try current.request(.fileRename(FileRename(path: "/tmp/a", to: "/tmp/b")))
     }
 
     @Test("a second HELLO is a violation")

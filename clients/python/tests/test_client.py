@@ -249,6 +249,37 @@ def test_mkdir_and_rename(session):
     assert "file.mkdir" in kinds and "file.renamed" in kinds
 
 
+def test_absolute_paths_in_the_jails_tmp_and_workspace(session):
+    # /tmp is the jail's own: what a run writes there the files API reads, and back.
+    session.exec("echo from-run > /tmp/run.txt", check=True)
+    assert session.files.read_text("/tmp/run.txt") == "from-run\n"
+    session.files.write("/tmp/deep/api.txt", "from-api\n")
+    assert session.exec("cat /tmp/deep/api.txt").stdout == "from-api\n"
+    assert "run.txt" in [e.name for e in session.files.list("/tmp")]
+    assert [e.path for e in session.files.list("/tmp/deep")] == ["/tmp/deep/api.txt"]
+    assert session.files.stat("/tmp/deep/api.txt").size == 9
+    session.files.mkdir("/tmp/made/here", parents=True)
+    session.files.rename("/tmp/deep/api.txt", "/tmp/made/here/moved.txt")
+    assert session.exec("cat /tmp/made/here/moved.txt").stdout == "from-api\n"
+    with pytest.raises(levain.InvalidRequest) as e:
+        session.files.rename("/tmp/made/here/moved.txt", "moved.txt")  # /tmp to /workspace: two file systems
+    assert e.value.errno == "EXDEV"
+    session.files.remove("/tmp/made", recursive=True)
+    assert not session.files.exists("/tmp/made")
+    # /workspace/... is the workspace.
+    session.files.write("/workspace/abs.txt", "abs")
+    assert session.files.read_text("abs.txt") == "abs"
+    # A symlink in /tmp that leads out is not followed.
+    session.exec("ln -s /etc/passwd /tmp/out-link", check=True)
+    with pytest.raises(levain.InvalidRequest) as e:
+        session.files.read("/tmp/out-link")
+    assert e.value.errno in ("ELOOP", "EXDEV")
+    # The jail user's permissions hold in /tmp too.
+    session.exec("echo s > /tmp/locked && chmod 000 /tmp/locked", check=True)
+    with pytest.raises(levain.PermissionDenied):
+        session.files.read("/tmp/locked")
+
+
 def test_files_the_jail_user_cannot_touch_are_refused_as_permission_errors(session):
     session.exec("echo secret > locked.txt && chmod 000 locked.txt && mkdir closed && chmod 000 closed", check=True)
     with pytest.raises(levain.PermissionDenied) as e:
@@ -261,10 +292,12 @@ def test_files_the_jail_user_cannot_touch_are_refused_as_permission_errors(sessi
 
 
 def test_paths_that_leave_the_workspace_are_refused(session):
-    for bad in ("../etc/passwd", "a/../../x", "/etc/passwd", "", "a//b"):
+    for bad in ("../etc/passwd", "a/../../x", "/etc/passwd", "", "/tmp/../etc/passwd", "/workspace/../etc/passwd", "/proc/self/environ"):
         with pytest.raises(levain.InvalidRequest) as e:
             session.files.read(bad)
-        assert e.value.field == "path"
+        assert e.value.field == "path", bad
+    with pytest.raises(levain.InvalidRequest, match="reaches /workspace and /tmp"):
+        session.files.write("/etc/evil", "x")
     session.exec("ln -s /etc/passwd out-link && ln -s /workspace/in.txt in-link && echo in > in.txt", check=True)
     with pytest.raises(levain.InvalidRequest) as e:
         session.files.read("out-link")

@@ -18,18 +18,39 @@ extension APIServer {
         router.get("/v1/sessions/:id/files") { request, context in
             await api.respond {
                 let path = request.uri.queryParameters["path"].map(String.init) ?? "."
-                let r = try await api.fileRequest(try api.param(context, "id"), .fileList(FileList(path: try WorkspacePath.check(path, allowRoot: true))), s)
+                let r = try await api.fileRequest(try api.param(context, "id"), .fileList(FileList(path: try WorkspacePath.jailPath(path, allowRoot: true))), s)
                 return .json(.ok, ["path": .string(path), "entries": .array((r.entries ?? []).map(APIServer.json))])
+            }
+        }
+        // The same operations with the path in the query, which may also be
+        // absolute: under /workspace, or under /tmp.
+        router.get("/v1/sessions/:id/stat") { request, context in
+            await api.respond {
+                let path = try WorkspacePath.jailPath(try api.queryPath(request), allowRoot: true)
+                return try await api.stat(try api.param(context, "id"), path, s)
+            }
+        }
+        router.get("/v1/sessions/:id/file") { request, context in
+            await api.respond {
+                try await api.readFile(try api.param(context, "id"), try WorkspacePath.jailPath(try api.queryPath(request)), s)
+            }
+        }
+        router.put("/v1/sessions/:id/file") { request, context in
+            await api.respond {
+                let path = try WorkspacePath.jailPath(try api.queryPath(request))
+                let mode = try api.intQuery(request, "mode", max: 0o7777).map { UInt32($0) } ?? 0o644
+                return try await api.writeFile(try api.param(context, "id"), path, request: request, mode: mode, s)
+            }
+        }
+        router.delete("/v1/sessions/:id/file") { request, context in
+            await api.respond {
+                try await api.delete(try api.param(context, "id"), try WorkspacePath.jailPath(try api.queryPath(request)), request: request, s)
             }
         }
         router.get("/v1/sessions/:id/stat/**") { _, context in
             await api.respond {
                 let path = try WorkspacePath.check(APIServer.workspacePath(context), allowRoot: true)
-                let r = try await api.fileRequest(try api.param(context, "id"), .fileStat(FileStat(path: path)), s)
-                guard let st = r.stat else { throw SupervisorError(.internalError, "the harness sent no stat") }
-                var o = APIServer.json(DirEntry(name: path, type: st.type, size: st.size, mode: st.mode, mtime: st.mtime)).objectValue ?? [:]
-                o["path"] = .string(path)
-                return .json(.ok, .object(o))
+                return try await api.stat(try api.param(context, "id"), path, s)
             }
         }
         router.get("/v1/sessions/:id/files/**") { _, context in
@@ -47,12 +68,7 @@ extension APIServer {
         }
         router.delete("/v1/sessions/:id/files/**") { request, context in
             await api.respond {
-                let path = try WorkspacePath.check(APIServer.workspacePath(context))
-                let recursive = ["true", "1"].contains(request.uri.queryParameters["recursive"] ?? "")
-                _ = try await api.fileRequest(try api.param(context, "id"), .fileDelete(FileDelete(path: path, recursive: recursive)), s)
-                let id = try api.param(context, "id")
-                await s.recordFileEvent(session: id, type: EventType.fileDeleted, payload: ["path": .string(path)])
-                return Response(status: .noContent)
+                try await api.delete(try api.param(context, "id"), try WorkspacePath.check(APIServer.workspacePath(context)), request: request, s)
             }
         }
         router.post("/v1/sessions/:id/mkdir") { request, context in
@@ -73,6 +89,29 @@ extension APIServer {
                 return .json(.ok, ["path": .string(r.to), "from": .string(r.path)])
             }
         }
+    }
+
+    /// The `path` query parameter of the query-path routes (400 when missing).
+    func queryPath(_ request: Request) throws -> String {
+        guard let path = request.uri.queryParameters["path"].map(String.init), !path.isEmpty else {
+            throw SupervisorError(.invalid, "the query parameter path is missing: ?path=/tmp/x or ?path=src/app.py (relative to /workspace)", field: "path")
+        }
+        return path
+    }
+
+    func stat(_ session: String, _ path: String, _ s: some FilesBackend) async throws -> Response {
+        let r = try await fileRequest(session, .fileStat(FileStat(path: path)), s)
+        guard let st = r.stat else { throw SupervisorError(.internalError, "the harness sent no stat") }
+        var o = APIServer.json(DirEntry(name: path, type: st.type, size: st.size, mode: st.mode, mtime: st.mtime)).objectValue ?? [:]
+        o["path"] = .string(path)
+        return .json(.ok, .object(o))
+    }
+
+    func delete(_ session: String, _ path: String, request: Request, _ s: some FilesBackend) async throws -> Response {
+        let recursive = ["true", "1"].contains(request.uri.queryParameters["recursive"] ?? "")
+        _ = try await fileRequest(session, .fileDelete(FileDelete(path: path, recursive: recursive)), s)
+        await s.recordFileEvent(session: session, type: EventType.fileDeleted, payload: ["path": .string(path)])
+        return Response(status: .noContent)
     }
 
     /// The workspace path of a file route: the catch-all's segments,

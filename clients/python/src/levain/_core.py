@@ -81,46 +81,29 @@ def segment(value: str, what: str) -> str:
     return quote(value, safe="")
 
 
-def workspace_path(path: str) -> str:
-    """A workspace path for the files routes: relative to /workspace (an
-    absolute path under /workspace is made relative), each segment
-    percent-encoded. ``.``/``..``/empty segments are refused here with the
-    API's own words, before a request is made."""
-    if not isinstance(path, str):
-        raise TypeError(f"path must be a str, not {type(path).__name__}")
-    p = path
-    if p == "/workspace" or p.startswith("/workspace/"):
-        p = p[len("/workspace"):].lstrip("/")
-    elif p.startswith("/"):
-        raise InvalidRequest(400, "invalid_request",
-                             f"{path}: absolute paths must be under /workspace (the files API reaches the workspace only)", "path")
-    parts = p.split("/")
-    if p == "" or any(s in ("", ".", "..") for s in parts):
-        raise InvalidRequest(400, "invalid_request", f"{path!r}: a workspace path without '.', '..' or empty segments", "path")
-    return "/".join(quote(s, safe="") for s in parts)
-
-
-def body_path(path: str, field: str = "path") -> str:
-    """A workspace path for a JSON body (mkdir, rename): relative to
-    /workspace; an absolute one under /workspace is made relative."""
+def file_path(path: str, field: str = "path") -> str:
+    """A path of the files API: relative to /workspace, or absolute under
+    /workspace or /tmp. The supervisor checks it (and answers with the field
+    and what to do instead); here only its type."""
     if not isinstance(path, str):
         raise TypeError(f"{field} must be a str, not {type(path).__name__}")
-    if path.startswith("/workspace/"):
-        return path[len("/workspace/"):]
-    if path.startswith("/"):
-        raise InvalidRequest(400, "invalid_request", f"{path}: absolute paths must be under /workspace", field)
     return path
 
 
-def listing_path(path: str) -> str:
-    """The ``path`` query value of a listing (``.`` is the workspace)."""
-    if path in (".", "", "/workspace", "/workspace/"):
-        return "."
-    if path.startswith("/workspace/"):
-        return path[len("/workspace/"):]
-    if path.startswith("/"):
-        raise InvalidRequest(400, "invalid_request", f"{path}: absolute paths must be under /workspace", "path")
-    return path
+def with_query(path: str, params: Mapping[str, Any] | None) -> str:
+    """``path?k=v&...`` with %20 for a space (the API takes ``+`` as a plus sign)."""
+    if not params:
+        return path
+    from urllib.parse import urlencode
+    return path + ("&" if "?" in path else "?") + urlencode({k: str(v) for k, v in params.items()}, quote_via=quote)
+
+
+def file_url(base: str, path: str, **params: Any) -> str:
+    """``base?path=...&k=v``, percent-encoded as the API decodes it (a space
+    is %20: the API takes a ``+`` in a query as a plus sign, not a space)."""
+    query = [f"path={quote(file_path(path), safe='/')}"]
+    query += [f"{k}={quote(str(v), safe='')}" for k, v in params.items() if v is not None]
+    return base + "?" + "&".join(query)
 
 
 def session_body(*, policy: str | None, tenant: str | None, labels: Mapping[str, str] | None,

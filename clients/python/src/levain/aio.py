@@ -38,14 +38,14 @@ class AsyncClient:
     async def _request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
                        content: Any = None, timeout: Any = httpx2.USE_CLIENT_DEFAULT) -> Any:
         try:
-            r = await self._http.request(method, path, json=json, params=params, content=content, timeout=timeout)
+            r = await self._http.request(method, _core.with_query(path, params), json=json, content=content, timeout=timeout)
         except httpx2.TransportError as e:
             raise ConnectionFailed(f"levain at {self.address}: {e}") from e
         return _core.check(r.status_code, r.content)
 
     async def _stream_lines(self, path: str, params: Mapping[str, Any]) -> AsyncIterator[str]:
         try:
-            async with self._http.stream("GET", path, params=params, timeout=None) as r:
+            async with self._http.stream("GET", _core.with_query(path, params), timeout=None) as r:
                 if r.status_code >= 400:
                     _core.check(r.status_code, await r.aread())
                 async for line in r.aiter_lines():
@@ -55,7 +55,7 @@ class AsyncClient:
 
     async def _stream_bytes(self, path: str, params: Mapping[str, Any]) -> AsyncIterator[bytes]:
         try:
-            async with self._http.stream("GET", path, params=params, timeout=None) as r:
+            async with self._http.stream("GET", _core.with_query(path, params), timeout=None) as r:
                 if r.status_code >= 400:
                     _core.check(r.status_code, await r.aread())
                 async for chunk in r.aiter_bytes():
@@ -208,7 +208,7 @@ class AsyncFiles:
         self._path = session_path
 
     async def read(self, path: str) -> bytes:
-        url = self._path + "/files/" + _core.workspace_path(path)
+        url = _core.file_url(self._path + "/file", path)
         try:
             r = await self.client._http.get(url, timeout=None)
         except httpx2.TransportError as e:
@@ -225,18 +225,17 @@ class AsyncFiles:
             data = data.encode("utf-8")
         elif not isinstance(data, (bytes, bytearray, memoryview)):
             data = data.read()
-        params = {"mode": mode} if mode is not None else None
-        r = await self.client._request("PUT", self._path + "/files/" + _core.workspace_path(path), content=bytes(data),
-                                       params=params, timeout=None)
+        r = await self.client._request("PUT", _core.file_url(self._path + "/file", path, mode=mode), content=bytes(data),
+                                 timeout=None)
         return int(r["size"])
 
     async def list(self, path: str = ".") -> list[FileInfo]:
-        directory = _core.listing_path(path)
-        r = await self.client._request("GET", self._path + "/files", params={"path": directory})
+        directory = _core.file_path(path)
+        r = await self.client._request("GET", _core.file_url(self._path + "/files", directory))
         return [FileInfo.from_json(e, directory) for e in r["entries"]]
 
     async def stat(self, path: str) -> FileInfo:
-        return FileInfo.from_json(await self.client._request("GET", self._path + "/stat/" + _core.workspace_path(path)))
+        return FileInfo.from_json(await self.client._request("GET", _core.file_url(self._path + "/stat", path)))
 
     async def exists(self, path: str) -> bool:
         try:
@@ -246,18 +245,17 @@ class AsyncFiles:
             return False
 
     async def remove(self, path: str, *, recursive: bool = False) -> None:
-        params = {"recursive": "true"} if recursive else None
-        await self.client._request("DELETE", self._path + "/files/" + _core.workspace_path(path), params=params)
+        await self.client._request("DELETE", _core.file_url(self._path + "/file", path, recursive="true" if recursive else "false"))
 
     async def mkdir(self, path: str, *, parents: bool = False, mode: int | None = None) -> None:
-        body: dict[str, Any] = {"path": _core.body_path(path), "parents": parents}
+        body: dict[str, Any] = {"path": _core.file_path(path), "parents": parents}
         if mode is not None:
             body["mode"] = mode
         await self.client._request("POST", self._path + "/mkdir", json=body)
 
     async def rename(self, path: str, to: str) -> None:
         await self.client._request("POST", self._path + "/rename",
-                                   json={"path": _core.body_path(path), "to": _core.body_path(to, "to")})
+                                   json={"path": _core.file_path(path), "to": _core.file_path(to, "to")})
 
     async def upload(self, files: Mapping[str, bytes | str] | Iterable[tuple[str, bytes | str]]) -> list[FileResult]:
         """Writes many files concurrently; a result per file, in order."""

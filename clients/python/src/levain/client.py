@@ -46,14 +46,14 @@ class Client:
     def _request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
                  content: Any = None, timeout: Any = httpx2.USE_CLIENT_DEFAULT) -> Any:
         try:
-            r = self._http.request(method, path, json=json, params=params, content=content, timeout=timeout)
+            r = self._http.request(method, _core.with_query(path, params), json=json, content=content, timeout=timeout)
         except httpx2.TransportError as e:
             raise ConnectionFailed(f"levain at {self.address}: {e}") from e
         return _core.check(r.status_code, r.content)
 
     def _stream_lines(self, path: str, params: Mapping[str, Any]) -> Iterator[str]:
         try:
-            with self._http.stream("GET", path, params=params, timeout=None) as r:
+            with self._http.stream("GET", _core.with_query(path, params), timeout=None) as r:
                 if r.status_code >= 400:
                     _core.check(r.status_code, r.read())
                 yield from r.iter_lines()
@@ -62,7 +62,7 @@ class Client:
 
     def _stream_bytes(self, path: str, params: Mapping[str, Any]) -> Iterator[bytes]:
         try:
-            with self._http.stream("GET", path, params=params, timeout=None) as r:
+            with self._http.stream("GET", _core.with_query(path, params), timeout=None) as r:
                 if r.status_code >= 400:
                     _core.check(r.status_code, r.read())
                 yield from r.iter_bytes()
@@ -241,7 +241,7 @@ class Files:
         return self._get(path).decode(encoding)
 
     def _get(self, path: str) -> bytes:
-        url = self._path + "/files/" + _core.workspace_path(path)
+        url = _core.file_url(self._path + "/file", path)
         try:
             r = self.client._http.get(url, timeout=None)
         except httpx2.TransportError as e:
@@ -256,18 +256,17 @@ class Files:
             data = data.encode("utf-8")
         elif not isinstance(data, (bytes, bytearray, memoryview)):
             data = data.read()
-        params = {"mode": mode} if mode is not None else None
-        r = self.client._request("PUT", self._path + "/files/" + _core.workspace_path(path), content=bytes(data),
-                                 params=params, timeout=None)
+        r = self.client._request("PUT", _core.file_url(self._path + "/file", path, mode=mode), content=bytes(data),
+                                 timeout=None)
         return int(r["size"])
 
     def list(self, path: str = ".") -> list[FileInfo]:
-        directory = _core.listing_path(path)
-        r = self.client._request("GET", self._path + "/files", params={"path": directory})
+        directory = _core.file_path(path)
+        r = self.client._request("GET", _core.file_url(self._path + "/files", directory))
         return [FileInfo.from_json(e, directory) for e in r["entries"]]
 
     def stat(self, path: str) -> FileInfo:
-        return FileInfo.from_json(self.client._request("GET", self._path + "/stat/" + _core.workspace_path(path)))
+        return FileInfo.from_json(self.client._request("GET", _core.file_url(self._path + "/stat", path)))
 
     def exists(self, path: str) -> bool:
         try:
@@ -277,20 +276,19 @@ class Files:
             return False
 
     def remove(self, path: str, *, recursive: bool = False) -> None:
-        params = {"recursive": "true"} if recursive else None
-        self.client._request("DELETE", self._path + "/files/" + _core.workspace_path(path), params=params)
+        self.client._request("DELETE", _core.file_url(self._path + "/file", path, recursive="true" if recursive else "false"))
 
     def mkdir(self, path: str, *, parents: bool = False, mode: int | None = None) -> None:
         """Makes a directory (``parents``: and the missing ones above it, no
         error if it exists)."""
-        body: dict[str, Any] = {"path": _core.body_path(path), "parents": parents}
+        body: dict[str, Any] = {"path": _core.file_path(path), "parents": parents}
         if mode is not None:
             body["mode"] = mode
         self.client._request("POST", self._path + "/mkdir", json=body)
 
     def rename(self, path: str, to: str) -> None:
         """Moves a file, directory or symlink within the workspace (a file at ``to`` is replaced)."""
-        self.client._request("POST", self._path + "/rename", json={"path": _core.body_path(path), "to": _core.body_path(to, "to")})
+        self.client._request("POST", self._path + "/rename", json={"path": _core.file_path(path), "to": _core.file_path(to, "to")})
 
     def upload(self, files: Mapping[str, bytes | str] | Iterable[tuple[str, bytes | str]]) -> list[FileResult]:
         """Writes many files; a result per file, in order: one that fails
