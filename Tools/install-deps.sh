@@ -13,8 +13,10 @@ set -eu
 # loads libcurl.so.4 at start; the harness and `levain` do not).
 # e2fsprogs: mkfs.ext4 makes the workspace images (a workspace_size), debugfs
 # reads them in the demo and tests; mount: losetup, in the tests.
+# python-is-python3: `python` as well as `python3` in jails (their /usr is the
+# host's): agent frameworks' sandbox helpers call either.
 # Benchmarks: bubblewrap and runc as references.
-PACKAGES="libseccomp-dev libcap-dev pkg-config gcc libc6-dev make git python3 python3-venv curl libcurl4-openssl-dev procps util-linux mount e2fsprogs"
+PACKAGES="libseccomp-dev libcap-dev pkg-config gcc libc6-dev make git python3 python3-venv curl libcurl4-openssl-dev procps util-linux mount e2fsprogs python-is-python3"
 if [ "${1:-}" = "--bench" ]; then
     PACKAGES="$PACKAGES bubblewrap runc"
 fi

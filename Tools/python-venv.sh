@@ -1,7 +1,8 @@
 #!/bin/sh
 # Creates the Python virtual environment that the model-gateway tests use
 # (the official openai and anthropic SDKs, requests, mcp) and the Python
-# client's tests run in (its HTTP library httpx2, pytest), idempotently.
+# client's tests run in (its HTTP library httpx2, pytest, deepagents),
+# idempotently.
 #
 # Usage: Tools/python-venv.sh [VENV_DIR]
 #   VENV_DIR defaults to $LEVAIN_PYVENV, else /var/cache/levain/pyvenv.
@@ -22,9 +23,10 @@ set -eu
 VENV="${1:-${LEVAIN_PYVENV:-/var/cache/levain/pyvenv}}"
 PYTHON=/usr/bin/python3
 # Not pinned strictly; what got installed is recorded after each install.
-# The client package's own dependency range (clients/python/pyproject.toml)
-# and the test runner, pinned.
-REQUIREMENTS="openai anthropic requests mcp httpx2>=2.16,<3 pytest==9.2.0"
+# The client package's own dependency range (clients/python/pyproject.toml),
+# and pinned: the test runner and the frameworks its backends are tested
+# through (deepagents, with langchain-openai for a chat model).
+REQUIREMENTS="openai anthropic requests mcp httpx2>=2.16,<3 pytest==9.2.0 deepagents==0.7.32 langchain-openai==1.8.1"
 STAMP="$VENV/.levain-venv-stamp"
 STAMP_CONTENT="python=$PYTHON requirements=$REQUIREMENTS"
 

@@ -106,6 +106,25 @@ def file_url(base: str, path: str, **params: Any) -> str:
     return base + "?" + "&".join(query)
 
 
+#: The commands the workspace archive is made and unpacked with, inside the
+#: jail as its user: GNU tar, which refuses members with ".." and strips a
+#: leading "/", and extracts a symlink pointing out (absolute, or with "..")
+#: only after every other member, so nothing is written through it.
+TAR_EXPORT = ["tar", "-C", "/workspace", "--numeric-owner", "-cf", "-", "."]
+TAR_IMPORT = ["tar", "-C", "/workspace", "--no-same-owner", "--no-overwrite-dir", "-xf", "-"]
+TAR_CHUNK = 1 << 20
+
+
+def archive_result(run: Any, info: Any, what: str) -> None:
+    """Raises unless the archive run succeeded whole."""
+    from .errors import CommandFailed, LevainError
+    from .models import ExecResult
+    if info.status != "succeeded":
+        raise CommandFailed(ExecResult.of(info, b"", b""))
+    if info.output_truncated:
+        raise LevainError(f"the workspace archive of run {run.id} was cut at the supervisor's limits.max_output; {what}")
+
+
 def session_body(*, policy: str | None, tenant: str | None, labels: Mapping[str, str] | None,
                  memory: int | str | None, cpus: float | None, pids: int | None, timeout: float | str | None,
                  binds_ro: Sequence[str], binds_rw: Sequence[str]) -> dict[str, Any]:

@@ -9,10 +9,14 @@ import httpx2
 
 from . import _core
 from ._core import Address
-from .errors import APIError, ConnectionFailed, NotFound
+from .errors import APIError, CommandFailed, ConnectionFailed, NotFound
 from .models import Event, ExecResult, FileInfo, FileResult, RunInfo, SessionInfo
 
 OutputCallback = Callable[[bytes], Union[None, Awaitable[None]]]
+
+
+async def _empty() -> bytes:
+    return b""
 
 
 class AsyncClient:
@@ -173,7 +177,8 @@ class AsyncSession:
                                   cpu_time=None, file_size=None, idempotency_key=None, retry=None, wait=True)
             info = RunInfo.from_json(await self.client._request("POST", self._path + "/runs", json=body, timeout=None))
             run = AsyncRun(self.client, info.id, info)
-            out, err = await asyncio.gather(run.stdout(), run.stderr())
+            out, err = await asyncio.gather(run.stdout() if info.stdout_bytes else _empty(),
+                                            run.stderr() if info.stderr_bytes else _empty())
             result = ExecResult.of(info, out, err)
         else:
             run = await self.start(command, env=env, cwd=cwd, timeout=timeout, stdin=stdin)
@@ -188,6 +193,22 @@ class AsyncSession:
 
     async def tools(self) -> list[dict[str, Any]]:
         return (await self.client._request("GET", self._path + "/tools"))["tools"]
+
+    async def export_workspace(self) -> bytes:
+        run = await self.start(_core.TAR_EXPORT)
+        info = await run.wait()
+        _core.archive_result(run, info, "export less (or raise the limit)")
+        return await run.stdout()
+
+    async def import_workspace(self, archive: bytes) -> None:
+        run = await self.start(_core.TAR_IMPORT, stdin_stream=True)
+        data = memoryview(archive)
+        for i in range(0, len(data), _core.TAR_CHUNK):
+            await run.send_stdin(bytes(data[i:i + _core.TAR_CHUNK]))
+        await run.close_stdin()
+        info = await run.wait()
+        if info.status != "succeeded":
+            raise CommandFailed(ExecResult.of(info, b"", await run.stderr()))
 
     async def events(self, *, after: int | None = None, follow: bool = False) -> AsyncIterator[Event]:
         params: dict[str, Any] = {"follow": "true" if follow else "false"}

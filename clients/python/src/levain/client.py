@@ -10,7 +10,7 @@ import httpx2
 
 from . import _core
 from ._core import Address
-from .errors import APIError, ConnectionFailed, FileOperationFailed, NotFound
+from .errors import APIError, CommandFailed, ConnectionFailed, FileOperationFailed, NotFound
 from .models import Event, ExecResult, FileInfo, FileResult, RunInfo, SessionInfo
 
 OutputCallback = Callable[[bytes], None]
@@ -198,7 +198,9 @@ class Session:
                                   cpu_time=None, file_size=None, idempotency_key=None, retry=None, wait=True)
             info = RunInfo.from_json(self.client._request("POST", self._path + "/runs", json=body, timeout=None))
             run = Run(self.client, info.id, info)
-            result = ExecResult.of(info, run.stdout(), run.stderr())
+            # An empty stream (the run JSON says how much each kept) is not fetched.
+            result = ExecResult.of(info, run.stdout() if info.stdout_bytes else b"",
+                                   run.stderr() if info.stderr_bytes else b"")
         else:
             run = self.start(command, env=env, cwd=cwd, timeout=timeout, stdin=stdin)
             result = run.result(on_stdout=on_stdout, on_stderr=on_stderr)
@@ -213,6 +215,32 @@ class Session:
 
     def tools(self) -> list[dict[str, Any]]:
         return self.client._request("GET", self._path + "/tools")["tools"]
+
+    def export_workspace(self) -> bytes:
+        """The workspace as a tar archive (member names relative to it), made
+        by tar inside the jail as the jail user (a run, in the log)."""
+        run = self.start(_core.TAR_EXPORT)
+        info = run.wait()
+        _core.archive_result(run, info, "export less (or raise the limit)")
+        return run.stdout()
+
+    def import_workspace(self, archive: bytes | IO[bytes]) -> None:
+        """Unpacks a tar archive into the workspace, inside the jail as the
+        jail user: nothing lands outside /workspace (no '..', no absolute
+        names, nothing through a symlink), and the workspace's size and the
+        policy's file size bound it."""
+        run = self.start(_core.TAR_IMPORT, stdin_stream=True)
+        if isinstance(archive, (bytes, bytearray, memoryview)):
+            data = memoryview(archive)
+            for i in range(0, len(data), _core.TAR_CHUNK):
+                run.send_stdin(bytes(data[i:i + _core.TAR_CHUNK]))
+        else:
+            while chunk := archive.read(_core.TAR_CHUNK):
+                run.send_stdin(chunk)
+        run.close_stdin()
+        info = run.wait()
+        if info.status != "succeeded":
+            raise CommandFailed(ExecResult.of(info, b"", run.stderr()))
 
     def events(self, *, after: int | None = None, follow: bool = False) -> Iterator[Event]:
         """The session's log events (server-sent events); ``follow`` keeps waiting for new ones."""
