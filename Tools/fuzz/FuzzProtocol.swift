@@ -160,8 +160,12 @@ enum FuzzProtocol {
     /// The supervisor after `hello`, WELCOME and the setup requests and data.
     static func prepareSupervisor(hello: Hello) -> SupervisorConnectionState? {
         var state = SupervisorConnectionState(now: start)
-        guard (try? state.receive(.hello(hello), now: start)) != nil else { return nil }
-        mustSend(&state, .welcome(welcome), now: start)
+        guard (try? state.receive(.hello(hello), now: start)) != nil,
+              let version = SupervisorConnectionState.version(answering: hello) else { return nil }
+        // The version HarnessConnection answers with: the highest both speak.
+        var answer = welcome
+        answer.protocolVersion = version
+        mustSend(&state, .welcome(answer), now: start)
         for request in setupRequests { mustSend(&state, .request(request), now: start) }
         for data in setupData { mustSend(&state, data, now: start) }
         return state
@@ -254,7 +258,7 @@ enum FuzzProtocol {
                 case .deliverRequest(let request)?:
                     // Answer requests that need no stream work at once.
                     switch request.operation {
-                    case .runSignal, .fileDelete:
+                    case .runSignal, .fileDelete, .fileMkdir, .fileRename:
                         try state.willSend(.response(.success(id: request.id)))
                     case .fileList:
                         try state.willSend(.response(Response(id: request.id, ok: true, entries: [])))

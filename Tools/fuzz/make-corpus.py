@@ -97,6 +97,11 @@ SEEDS = {
         + js(REQUEST, {"id": 14, "op": "file.stat", "path": "a.txt"})
         + js(REQUEST, {"id": 15, "op": "file.delete", "path": "a.txt", "recursive": False}),
     "request-signal": js(REQUEST, {"id": 16, "op": "run.signal", "run": "r-0000000000aa", "signal": 15}),
+    # Version 2: file.mkdir, file.rename, /tmp paths (after a version 2 WELCOME).
+    "welcome-v2-files": js(WELCOME, {"protocol": 2, "max_frame": 1048576, "heartbeat_ms": 2000, "window": 262144, "session": "s-1"})
+        + js(REQUEST, {"id": 17, "op": "file.mkdir", "path": "out/logs", "parents": True, "mode": 493})
+        + js(REQUEST, {"id": 18, "op": "file.rename", "path": "a.txt", "to": "out/a.txt"})
+        + js(REQUEST, {"id": 19, "op": "file.stat", "path": "/tmp/x"}),
     # Malformed.
     "bad-zero-length": b"\x00\x00\x00\x00",
     "bad-oversized": b"\x00\x00\x10\x01" + b"\x30" * 8,
