@@ -25,8 +25,8 @@ PYTHON=/usr/bin/python3
 # Not pinned strictly; what got installed is recorded after each install.
 # The client package's own dependency range (clients/python/pyproject.toml),
 # and pinned: the test runner and the frameworks its backends are tested
-# through (deepagents, with langchain-openai for a chat model).
-REQUIREMENTS="openai anthropic requests mcp httpx2>=2.16,<3 pytest==9.2.0 deepagents==0.7.32 langchain-openai==1.8.1"
+# through (deepagents, with langchain-openai for a chat model; openai-agents).
+REQUIREMENTS="openai anthropic requests mcp httpx2>=2.16,<3 pytest==9.2.0 deepagents==0.7.32 langchain-openai==1.8.1 openai-agents==0.24.0"
 STAMP="$VENV/.levain-venv-stamp"
 STAMP_CONTENT="python=$PYTHON requirements=$REQUIREMENTS"
 

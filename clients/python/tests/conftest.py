@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -95,3 +96,21 @@ def session(client):
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture()
+def provider_url(tmp_path):
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen([sys.executable, str(REPO / "Tests" / "Fixtures" / "scripted_provider.py"),
+                             "--port", "0", "--port-file", str(port_file)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the scripted provider did not start")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port_file.read_text().strip()}"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()

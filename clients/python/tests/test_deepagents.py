@@ -6,12 +6,6 @@ provider interface."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx2
@@ -114,24 +108,6 @@ def test_five_commands_in_parallel_through_the_async_interface(sandbox):
 
     results = asyncio.run(main())
     assert [r.output for r in results] == [f"{i}\n" for i in range(5)]
-
-
-@pytest.fixture()
-def provider_url(tmp_path):
-    port_file = tmp_path / "port"
-    proc = subprocess.Popen([sys.executable, str(REPO / "Tests" / "Fixtures" / "scripted_provider.py"),
-                             "--port", "0", "--port-file", str(port_file)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 30
-        while not port_file.exists():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the scripted provider did not start")
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port_file.read_text().strip()}"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
 
 
 def test_a_deep_agent_writes_a_file_runs_a_command_and_answers(session, provider_url):

@@ -110,8 +110,16 @@ def file_url(base: str, path: str, **params: Any) -> str:
 #: jail as its user: GNU tar, which refuses members with ".." and strips a
 #: leading "/", and extracts a symlink pointing out (absolute, or with "..")
 #: only after every other member, so nothing is written through it.
-TAR_EXPORT = ["tar", "-C", "/workspace", "--numeric-owner", "-cf", "-", "."]
-TAR_IMPORT = ["tar", "-C", "/workspace", "--no-same-owner", "--no-overwrite-dir", "-xf", "-"]
+def tar_export(root: str = "/workspace", exclude: Sequence[str] = ()) -> list[str]:
+    """Members named relative to `root` ("./src/a.py"); `exclude`: relative paths left out."""
+    return (["tar", "-C", root, "--numeric-owner"] + [f"--exclude=./{e.lstrip('./')}" for e in exclude]
+            + ["-cf", "-", "."])
+
+
+def tar_import(root: str = "/workspace") -> list[str]:
+    return ["tar", "-C", root, "--no-same-owner", "--no-overwrite-dir", "-xf", "-"]
+
+
 TAR_CHUNK = 1 << 20
 
 

@@ -194,14 +194,14 @@ class AsyncSession:
     async def tools(self) -> list[dict[str, Any]]:
         return (await self.client._request("GET", self._path + "/tools"))["tools"]
 
-    async def export_workspace(self) -> bytes:
-        run = await self.start(_core.TAR_EXPORT)
+    async def export_workspace(self, root: str = "/workspace", *, exclude: Sequence[str] = ()) -> bytes:
+        run = await self.start(_core.tar_export(root, exclude))
         info = await run.wait()
         _core.archive_result(run, info, "export less (or raise the limit)")
         return await run.stdout()
 
-    async def import_workspace(self, archive: bytes) -> None:
-        run = await self.start(_core.TAR_IMPORT, stdin_stream=True)
+    async def import_workspace(self, archive: bytes, root: str = "/workspace") -> None:
+        run = await self.start(_core.tar_import(root), stdin_stream=True)
         data = memoryview(archive)
         for i in range(0, len(data), _core.TAR_CHUNK):
             await run.send_stdin(bytes(data[i:i + _core.TAR_CHUNK]))

@@ -216,20 +216,21 @@ class Session:
     def tools(self) -> list[dict[str, Any]]:
         return self.client._request("GET", self._path + "/tools")["tools"]
 
-    def export_workspace(self) -> bytes:
-        """The workspace as a tar archive (member names relative to it), made
-        by tar inside the jail as the jail user (a run, in the log)."""
-        run = self.start(_core.TAR_EXPORT)
+    def export_workspace(self, root: str = "/workspace", *, exclude: Sequence[str] = ()) -> bytes:
+        """The workspace (or `root`, a directory in it) as a tar archive,
+        member names relative to it, made by tar inside the jail as the jail
+        user (a run, in the log); `exclude`: relative paths left out."""
+        run = self.start(_core.tar_export(root, exclude))
         info = run.wait()
         _core.archive_result(run, info, "export less (or raise the limit)")
         return run.stdout()
 
-    def import_workspace(self, archive: bytes | IO[bytes]) -> None:
+    def import_workspace(self, archive: bytes | IO[bytes], root: str = "/workspace") -> None:
         """Unpacks a tar archive into the workspace, inside the jail as the
         jail user: nothing lands outside /workspace (no '..', no absolute
         names, nothing through a symlink), and the workspace's size and the
         policy's file size bound it."""
-        run = self.start(_core.TAR_IMPORT, stdin_stream=True)
+        run = self.start(_core.tar_import(root), stdin_stream=True)
         if isinstance(archive, (bytes, bytearray, memoryview)):
             data = memoryview(archive)
             for i in range(0, len(data), _core.TAR_CHUNK):
