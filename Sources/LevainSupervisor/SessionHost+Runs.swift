@@ -310,9 +310,10 @@ extension SessionHost {
             g.kill(timeoutMillis: 1000)
         }
         // Let the output streams drain: what the run wrote before it ended
-        // is still on its way from the harness. Bounded: a jail that keeps a
-        // pipe open (a process of another run holding it through /proc) is
-        // cut off, and the output marked truncated, not passed off as whole.
+        // is still on its way from the harness. Bounded: a harness that
+        // never ends a stream (the run's processes are dead, so only the
+        // harness can hold it open) is cut off, and the output marked
+        // truncated, not passed off as whole.
         let ended = await liveRun.streams.wait(timeout: Self.outputDrainSeconds)
         run.mark("drained")
         run.stdout.finish(cut: !ended[AttemptStreams.stdout])
