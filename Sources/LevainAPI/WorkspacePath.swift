@@ -28,7 +28,7 @@ public enum WorkspacePath {
         guard path.hasPrefix("/") else { return try check(path, allowRoot: allowRoot, field: field) }
         let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
         guard !path.utf8.contains(0), path.utf8.count <= 4096,
-              !segments.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) || path == "/" else {
+              !segments.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
             throw APIError(.invalid, "\(field) \(path) has an empty, '.' or '..' segment", field: field)
         }
         if path == "/workspace" {
@@ -41,12 +41,13 @@ public enum WorkspacePath {
     }
 
     /// A path given in a JSON body (`mkdir`, `rename`): as `jailPath`, and a
-    /// relative one also without empty or `.` segments, the rule URL paths follow.
+    /// relative one also without empty or `.` segments, the rule URL paths
+    /// follow (`jailPath` holds absolute ones to it already).
     public static func checkStrict(_ value: JSONValue?, field: String) throws(APIError) -> String {
         guard let path = value?.stringValue else {
             throw APIError(.invalid, "\(field) must be a path (a string): relative to /workspace, or absolute under /workspace or /tmp", field: field)
         }
-        guard !path.isEmpty, !path.split(separator: "/", omittingEmptySubsequences: false).dropFirst(path.hasPrefix("/") ? 1 : 0)
+        guard !path.isEmpty, path.hasPrefix("/") || !path.split(separator: "/", omittingEmptySubsequences: false)
             .contains(where: { $0.isEmpty || $0 == "." }) else {
             throw APIError(.invalid, "\(field) \"\(path)\" has an empty or '.' segment", field: field)
         }

@@ -102,50 +102,49 @@ extension Harness {
             }
         case .fileList(let op):
             guard let (files, path) = locate(op.path, request.id) else { return }
-            do {
+            answer(request.id) { () throws(WorkspaceFiles.Failure) in
                 let entries = try files.list(path).map {
                     DirEntry(name: $0.name, type: FileKind(rawValue: $0.type) ?? .other, size: $0.size, mode: $0.mode, mtime: $0.mtime)
                 }
-                send(.response(Response(id: request.id, ok: true, entries: entries)))
-            } catch {
-                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
+                return Response(id: request.id, ok: true, entries: entries)
             }
         case .fileStat(let op):
             guard let (files, path) = locate(op.path, request.id) else { return }
-            do {
+            answer(request.id) { () throws(WorkspaceFiles.Failure) in
                 let e = try files.stat(path)
-                send(.response(Response(id: request.id, ok: true,
-                                        stat: FileInfo(type: FileKind(rawValue: e.type) ?? .other, size: e.size, mode: e.mode, mtime: e.mtime))))
-            } catch {
-                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
+                return Response(id: request.id, ok: true,
+                                stat: FileInfo(type: FileKind(rawValue: e.type) ?? .other, size: e.size, mode: e.mode, mtime: e.mtime))
             }
         case .fileDelete(let op):
             guard let (files, path) = locate(op.path, request.id) else { return }
-            do {
+            answer(request.id) { () throws(WorkspaceFiles.Failure) in
                 try files.delete(path, recursive: op.recursive)
-                send(.response(.success(id: request.id)))
-            } catch {
-                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
+                return .success(id: request.id)
             }
         case .fileMkdir(let op):
             guard let (files, path) = locate(op.path, request.id) else { return }
-            do {
+            answer(request.id) { () throws(WorkspaceFiles.Failure) in
                 try files.mkdir(path, parents: op.parents, mode: op.mode)
-                send(.response(.success(id: request.id)))
-            } catch {
-                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
+                return .success(id: request.id)
             }
         case .fileRename(let op):
             guard let (files, path) = locate(op.path, request.id), let (toFiles, to) = locate(op.to, request.id) else { return }
-            guard files.root == toFiles.root else {
-                return send(.response(.failure(id: request.id, code: "EXDEV", message: "\(op.path) -> \(op.to): not on one file system")))
-            }
-            do {
+            answer(request.id) { () throws(WorkspaceFiles.Failure) in
+                guard files.root == toFiles.root else {
+                    throw WorkspaceFiles.Failure(code: "EXDEV", message: "\(op.path) -> \(op.to): not on one file system")
+                }
                 try files.rename(path, to: to)
-                send(.response(.success(id: request.id)))
-            } catch {
-                send(.response(.failure(id: request.id, code: error.code, message: error.message)))
+                return .success(id: request.id)
             }
+        }
+    }
+
+    /// Sends what `body` answers, or its failure.
+    func answer(_ id: UInt64, _ body: () throws(WorkspaceFiles.Failure) -> Response) {
+        do {
+            send(.response(try body()))
+        } catch {
+            send(.response(.failure(id: id, code: error.code, message: error.message)))
         }
     }
 

@@ -38,6 +38,8 @@ public struct HarnessConnectionState: Sendable {
     public let offeredVersion: UInt32
     public private(set) var phase: Phase = .awaitingWelcome
     public private(set) var welcome: Welcome?
+    /// The version the WELCOME settled on (0 before it): what requests may use.
+    public var negotiatedVersion: UInt32 { welcome?.protocolVersion ?? 0 }
     public private(set) var failure: ProtocolViolation?
     private var streams = StreamTable(window: ProtocolLimits.defaultWindow, peer: .supervisor)
     private var pending: [UInt64: PendingRequest] = [:]
@@ -101,11 +103,11 @@ public struct HarnessConnectionState: Sendable {
         case .hello, .response, .event:
             throw ProtocolViolation(.unexpectedFrame, "\(message.frameType) frames are not sent by the supervisor")
         case .request(let request):
-            guard request.operation.kind.since <= welcome?.protocolVersion ?? 0 else {
-                throw ProtocolViolation(.unknownOperation, "\(request.operation.kind.rawValue) is not an operation of protocol version \(welcome?.protocolVersion ?? 0)", key: "op")
+            guard request.operation.kind.since <= negotiatedVersion else {
+                throw ProtocolViolation(.unknownOperation, "\(request.operation.kind.rawValue) is not an operation of protocol version \(negotiatedVersion)", key: "op")
             }
-            guard request.operation.since <= welcome?.protocolVersion ?? 0 else {
-                throw ProtocolViolation(.invalidValue, "key 'path': a path in /tmp needs protocol version 2, not \(welcome?.protocolVersion ?? 0)", key: "path")
+            guard request.operation.since <= negotiatedVersion else {
+                throw ProtocolViolation(.invalidValue, "key 'path': a path in /tmp needs protocol version 2, not \(negotiatedVersion)", key: "path")
             }
             try register(request)
             return .deliverRequest(request)

@@ -44,6 +44,9 @@ final class AttemptStreams: Sendable {
     private struct State {
         var ended = [false, false]
         var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        /// Each waiter's deadline; cancelled when the streams end first, so
+        /// a run that drains at once leaves no sleeping task behind.
+        var timers: [Int: Task<Void, Never>] = [:]
         var next = 0
     }
     private let state = Mutex(State())
@@ -51,12 +54,13 @@ final class AttemptStreams: Sendable {
     static let stdout = 0, stderr = 1
 
     func end(_ which: Int) {
-        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { s in
+        let (waiters, timers): ([CheckedContinuation<Void, Never>], [Task<Void, Never>]) = state.withLock { s in
             s.ended[which] = true
-            guard !s.ended.contains(false) else { return [] }
-            defer { s.waiters = [:] }
-            return Array(s.waiters.values)
+            guard !s.ended.contains(false) else { return ([], []) }
+            defer { s.waiters = [:]; s.timers = [:] }
+            return (Array(s.waiters.values), Array(s.timers.values))
         }
+        for t in timers { t.cancel() }
         for w in waiters { w.resume() }
     }
 
@@ -70,9 +74,16 @@ final class AttemptStreams: Sendable {
                 return s.next
             }
             guard let id else { c.resume(); return }
-            Task {
+            let timer = Task {
                 try? await Task.sleep(nanoseconds: UInt64(min(max(0, timeout), 1e9) * 1e9))
-                self.state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+                self.state.withLock { s in
+                    s.timers[id] = nil
+                    return s.waiters.removeValue(forKey: id)
+                }?.resume()
+            }
+            state.withLock { s in
+                // Ended meanwhile: the waiter is already resumed.
+                if s.waiters[id] != nil { s.timers[id] = timer } else { timer.cancel() }
             }
         }
         return state.withLock { $0.ended }

@@ -99,11 +99,8 @@ def with_query(path: str, params: Mapping[str, Any] | None) -> str:
 
 
 def file_url(base: str, path: str, **params: Any) -> str:
-    """``base?path=...&k=v``, percent-encoded as the API decodes it (a space
-    is %20: the API takes a ``+`` in a query as a plus sign, not a space)."""
-    query = [f"path={quote(file_path(path), safe='/')}"]
-    query += [f"{k}={quote(str(v), safe='')}" for k, v in params.items() if v is not None]
-    return base + "?" + "&".join(query)
+    """``base?path=...&k=v`` (the parameters that are not None)."""
+    return with_query(base, {"path": file_path(path), **{k: v for k, v in params.items() if v is not None}})
 
 
 #: The commands the workspace archive is made and unpacked with, inside the

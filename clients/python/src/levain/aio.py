@@ -229,14 +229,7 @@ class AsyncFiles:
         self._path = session_path
 
     async def read(self, path: str) -> bytes:
-        url = _core.file_url(self._path + "/file", path)
-        try:
-            r = await self.client._http.get(url, timeout=None)
-        except httpx2.TransportError as e:
-            raise ConnectionFailed(f"levain at {self.client.address}: {e}") from e
-        if r.status_code >= 400:
-            _core.check(r.status_code, r.content)
-        return r.content
+        return b"".join([c async for c in self.client._stream_bytes(self._path + "/file", {"path": _core.file_path(path)})])
 
     async def read_text(self, path: str, encoding: str = "utf-8") -> str:
         return (await self.read(path)).decode(encoding)

@@ -264,20 +264,10 @@ class Files:
         self._path = session_path
 
     def read(self, path: str) -> bytes:
-        return self._get(path)
+        return b"".join(self.client._stream_bytes(self._path + "/file", {"path": _core.file_path(path)}))
 
     def read_text(self, path: str, encoding: str = "utf-8") -> str:
-        return self._get(path).decode(encoding)
-
-    def _get(self, path: str) -> bytes:
-        url = _core.file_url(self._path + "/file", path)
-        try:
-            r = self.client._http.get(url, timeout=None)
-        except httpx2.TransportError as e:
-            raise ConnectionFailed(f"levain at {self.client.address}: {e}") from e
-        if r.status_code >= 400:
-            _core.check(r.status_code, r.content)
-        return r.content
+        return self.read(path).decode(encoding)
 
     def write(self, path: str, data: bytes | str | IO[bytes], *, mode: int | None = None) -> int:
         """Writes a file (all or nothing; parents made); returns its size."""

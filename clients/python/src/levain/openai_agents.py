@@ -84,6 +84,7 @@ class LevainSandboxSession(BaseSandboxSession):
         self.state = state
         self._client = client
         self._session: AsyncSession = client.session(state.levain_session)
+        self._closed = False
 
     @property
     def levain_session(self) -> AsyncSession:
@@ -159,10 +160,16 @@ class LevainSandboxSession(BaseSandboxSession):
             raise WorkspaceArchiveWriteError(path=Path(root), cause=e) from e
 
     async def _shutdown_backend(self) -> None:
-        if self.state.owned:
+        await self.close_if_owned()
+
+    async def close_if_owned(self) -> None:
+        """Closes the Levain session if this sandbox made it, once (the SDK
+        shuts a session down and then deletes it)."""
+        if self.state.owned and not self._closed:
+            self._closed = True
             try:
                 await self._session.close()
-            except NotFound:
+            except LevainError:
                 pass
 
 
@@ -208,11 +215,8 @@ class LevainSandboxClient(BaseSandboxClient[LevainSandboxClientOptions]):
 
     async def delete(self, session: SandboxSession) -> SandboxSession:
         inner = session._inner
-        if isinstance(inner, LevainSandboxSession) and inner.state.owned:
-            try:
-                await inner.levain_session.close()
-            except (NotFound, LevainError):
-                pass
+        if isinstance(inner, LevainSandboxSession):
+            await inner.close_if_owned()
         return session
 
     async def resume(self, state: SandboxSessionState) -> SandboxSession:
