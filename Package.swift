@@ -117,6 +117,15 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // Levain as an MCP server (`levain mcp` over stdio, `/mcp` on the
+        // daemon): its tools are calls of the control API through the client.
+        .target(
+            name: "LevainMCP",
+            dependencies: [
+                "LevainAPI", "LevainJSON",
+                .product(name: "MCP", package: "swift-sdk"),
+            ]
+        ),
         // A run as the supervisor holds it: its record, waiters and output
         // spools (what the API, the tools and the run's task share).
         .target(
@@ -131,7 +140,7 @@ let package = Package(
         .target(
             name: "LevainTools",
             dependencies: [
-                "LevainAPI", "LevainAgent", "LevainJSON", "LevainPolicy", "LevainProtocol", "LevainProxy", "LevainRuns",
+                "LevainAPI", "LevainAgent", "LevainJSON", "LevainMCP", "LevainPolicy", "LevainProtocol", "LevainProxy", "LevainRuns",
                 "LevainSandbox", "LevainSessionLog",
                 .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -145,8 +154,9 @@ let package = Package(
         .target(
             name: "LevainSupervisor",
             dependencies: [
-                "LevainAPI", "LevainJSON", "LevainRuns", "LevainTools", "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainClock", "LevainProtocol", "LevainProtocolNIO",
+                "LevainAPI", "LevainJSON", "LevainMCP", "LevainRuns", "LevainTools", "LevainSandbox", "LevainPolicy", "LevainSystem", "LevainClock", "LevainProtocol", "LevainProtocolNIO",
                 "LevainSessionLog", "LevainProxy", "LevainAgent", "CLevainSpawn",
+                .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -178,8 +188,9 @@ let package = Package(
         .executableTarget(
             name: "levain-ctl",
             dependencies: [
-                "LevainCLI", "LevainAPI", "LevainJSON", "LevainSupervisor", "LevainSessionLog", "LevainPolicy", "CLevainSpawn",
+                "LevainCLI", "LevainAPI", "LevainJSON", "LevainMCP", "LevainSupervisor", "LevainSessionLog", "LevainPolicy", "CLevainSpawn",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "MCP", package: "swift-sdk"),
             ]
         ),
         // Benchmarks (make bench): the supervisor against plain references,

@@ -11,6 +11,8 @@ public enum EventType {
     public static let sessionInterrupted = "session.interrupted"
     public static let sessionReopened = "session.reopened"
     public static let sessionRetry = "session.retry"
+    public static let sessionPaused = "session.paused"
+    public static let sessionResumed = "session.resumed"
     public static let runQueued = "run.queued"
     public static let runStarted = "run.started"
     public static let runFinished = "run.finished"

@@ -232,6 +232,8 @@ extension SessionHost {
                 }
             }
         }
+        // Queued before the session was paused: frozen as soon as it runs.
+        if isPaused, let g = runGroup { _ = try? g.setFrozen(true) }
         // Cancel: the run's cgroup dies at once, without asking the harness.
         run.setCancelHandler { [weak liveRun] in
             liveRun?.cgroup?.kill(timeoutMillis: 500)

@@ -44,6 +44,9 @@ actor SessionHost {
     var runCgroupCounter = 0
     /// The model gateway and the egress proxy in the jail's network namespace.
     var exits: SessionExits?
+    /// Paused (SessionPause.swift): its runs' cgroups frozen, new runs
+    /// refused. Read without the actor on the submit path.
+    nonisolated let pausedFlag = Mutex<Bool>(false)
 
     init(id: String, tenant: String, spec: SessionSpec, policy: Policy, workspace: String, context: SupervisorContext) {
         self.id = id

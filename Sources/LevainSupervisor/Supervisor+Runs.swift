@@ -31,6 +31,7 @@ extension Supervisor {
         // An open session's tenant is in memory; the log is read otherwise.
         let tenant: String
         if let host = hosts[id], await host.isReady {
+            if host.isPaused { throw SessionHost.pausedError(id) }
             tenant = host.tenant
         } else {
             let session = try session(id)
@@ -164,7 +165,7 @@ extension Supervisor {
                 [RunEvents(sessionID: run.sessionID, runID: run.id, tenant: run.tenant).started(attempt: attempt, argv: run.spec.argv)],
                 and: [.updateRun(RunUpdate(id: run.id, status: .running, startedAt: started, attempt: attempt))])
             run.mark("started-logged")
-            let policyTimeout = await host.policy.limits.timeout
+            let policyTimeout = host.policy.limits.timeout
             let end = await host.wait(liveRun, timeout: run.spec.timeout ?? policyTimeout)
             run.mark("ended")
             switch end {

@@ -71,7 +71,10 @@ public final class SupervisorContext: Sendable {
     var cgroupDriver: (any CgroupDriver)? {
         switch layout {
         case .v2(let root): CgroupV2Driver(root: root)
-        case .v1(let mounts): CgroupV1Driver(mounts: mounts)
+        // v1: the freezer hierarchy too, so that a session can be paused
+        // (SessionPause.swift) and a kill freezes before it signals (the
+        // one-shot `levain run` leaves it out: one mkdir/rmdir less a run).
+        case .v1(let mounts): CgroupV1Driver(mounts: mounts, controllers: CgroupV1Driver.defaultControllers + ["freezer"])
         case .none: nil
         }
     }

@@ -6,6 +6,7 @@ import Foundation
 import LevainAPI
 import LevainAgent
 import LevainJSON
+import LevainMCP
 import LevainPolicy
 import LevainProxy
 import LevainRuns
@@ -83,7 +84,7 @@ actor HostServer {
         var rejected: [JSONValue] = []
         for t in tools {
             let name = "mcp__\(config.name)__\(t.name)"
-            let schema = HostServer.json(t.inputSchema)
+            let schema = JSONValue(mcp: t.inputSchema)
             guard ToolName.isValid(name) else {
                 rejected.append(["tool": .string(t.name), "error": "the name is not usable (letters, digits, _ and -, 64 at most with its prefix)"])
                 continue
@@ -226,7 +227,7 @@ actor HostServer {
         }
         guard let client else { throw .init("MCP server \(config.name) is not running") }
         let signal = self.signal
-        let arguments = args.mapValues(HostServer.value)
+        let arguments = args.mapValues(\.mcp)
         let name = config.name
         /// How a call ended: the server answered, or it failed under it.
         enum End: Sendable {
@@ -277,31 +278,6 @@ actor HostServer {
         case .audio(_, let mime, _, _): "[audio \(mime)]"
         case .resource(let r, _, _): "[resource \(r.uri)]"
         default: "[content]"
-        }
-    }
-
-    static func json(_ v: Value) -> JSONValue {
-        switch v {
-        case .null: .null
-        case .bool(let b): .bool(b)
-        case .int(let i): .int(Int64(i))
-        case .double(let d): .double(d)
-        case .string(let s): .string(s)
-        case .data(_, let d): .string(d.base64EncodedString())
-        case .array(let a): .array(a.map(json))
-        case .object(let o): .object(o.mapValues(json))
-        }
-    }
-
-    static func value(_ v: JSONValue) -> Value {
-        switch v {
-        case .null: .null
-        case .bool(let b): .bool(b)
-        case .int(let i): .int(Int(i))
-        case .double(let d): .double(d)
-        case .string(let s): .string(s)
-        case .array(let a): .array(a.map(value))
-        case .object(let o): .object(o.mapValues(value))
         }
     }
 }

@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import LevainAgent
 import LevainJSON
+import LevainMCP
 import LevainProxy
 import LevainSessionLog
 import MCP
@@ -122,14 +123,14 @@ public final class MCPEndpoint: Sendable {
         await server.withMethodHandler(ListTools.self) { _ in
             let caller = try await service.caller(supervisor: supervisor, session: session, run: runID, origin: "mcp")
             let tools = await service.definitions(policy: caller.policy).map {
-                Tool(name: $0.name, description: $0.description, inputSchema: HostServer.value($0.inputSchema))
+                Tool(name: $0.name, description: $0.description, inputSchema: $0.inputSchema.mcp)
             }
             return .init(tools: tools)
         }
         await server.withMethodHandler(CallTool.self) { params in
             var caller = try await service.caller(supervisor: supervisor, session: session, run: runID, origin: "mcp")
             if runID == nil { caller.connection = connection }
-            let args = JSONValue.object((params.arguments ?? [:]).mapValues(HostServer.json))
+            let args = JSONValue.object((params.arguments ?? [:]).mapValues(JSONValue.init(mcp:)))
             let call = ToolCallRequest(id: "mcp-" + ToolService.newCallID(), name: params.name, arguments: args.encoded())
             let outcome = await service.call(call, by: caller, supervisor: supervisor)
             return .init(content: [.text(text: outcome.text, annotations: nil, _meta: nil)], isError: outcome.isError)

@@ -15,7 +15,7 @@ struct Levain: ParsableCommand {
         discussion: LevainHelp.discussion,
         version: LevainVersion.string,
         subcommands: [RunCommand.self, ServeStub.self, SessionsStub.self, RunsStub.self, CancelStub.self,
-                      LogStub.self, UsageStub.self, AgentStub.self, ApprovalsStub.self, ApproveStub.self, DoctorCommand.self, PolicyCommand.self]
+                      LogStub.self, UsageStub.self, AgentStub.self, ApprovalsStub.self, ApproveStub.self, MCPStub.self, DoctorCommand.self, PolicyCommand.self]
     )
 }
 
@@ -45,6 +45,9 @@ struct ApprovalsStub: ParsableCommand {
 }
 struct ApproveStub: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "approve", abstract: "Allow or deny a tool call that waits for approval.")
+}
+struct MCPStub: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "mcp", abstract: "Serve Levain's sessions as MCP tools over stdio (for Claude Code, Cursor, any MCP client).")
 }
 struct UsageStub: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "usage", abstract: "Sum the tokens and cost of model calls through the gateway.")

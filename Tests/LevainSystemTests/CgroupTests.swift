@@ -653,6 +653,33 @@ extension CgroupTests {
             #expect(fs.content(dir + "/cgroup.freeze") == "0\n")
         }
 
+        @Test func setFrozenWritesCgroupFreezeAndWaitsForEvents() throws {
+            let fs = FakeCgroupFileSystem()
+            let root = fs.makeV2Root()
+            let run = try CgroupV2Driver(root: root, fs: fs).create(name: "p", limits: CgroupLimits())
+            #expect(run.canFreeze)
+            let dir = root + "/levain/p"
+            fs.clearWrites()
+            #expect(try run.setFrozen(true))
+            #expect(fs.content(dir + "/cgroup.events")?.contains("frozen 1") == true)
+            #expect(try run.setFrozen(false))
+            #expect(fs.writes == [.init(path: dir + "/cgroup.freeze", text: "1"), .init(path: dir + "/cgroup.freeze", text: "0")])
+            // A child (a run's cgroup) has its own freezer file.
+            let child = try run.makeChild("run-1")
+            #expect(try child.setFrozen(true))
+            #expect(fs.content(dir + "/run-1/cgroup.freeze") == "1\n")
+            #expect(fs.content(dir + "/cgroup.freeze") == "0\n")
+        }
+
+        @Test func setFrozenThrowsWhenTheFreezerRefuses() throws {
+            let fs = FakeCgroupFileSystem()
+            let root = fs.makeV2Root()
+            let run = try CgroupV2Driver(root: root, fs: fs).create(name: "q", limits: CgroupLimits())
+            fs.failWrites(to: root + "/levain/q/cgroup.freeze", with: .resourceBusy)
+            #expect(throws: SystemError.self) { try run.setFrozen(true, timeoutMillis: 50) }
+            #expect(fs.content(root + "/levain/q/cgroup.freeze") == "0\n")
+        }
+
         @Test func killGivesUpAfterTheTimeoutWhenProcessesNeverLeave() throws {
             let fs = FakeCgroupFileSystem(hasCgroupKill: false)
             let root = fs.makeV2Root()
@@ -744,6 +771,23 @@ extension CgroupTests {
             // Raising the limit of an existing cgroup would need memsw first; the
             // fake enforces memsw >= memory like the kernel.
             #expect(throws: SystemError.self) { try fs.writeText(memory + "/memory.limit_in_bytes", "999999999") }
+        }
+
+        @Test func freezerOnlyWhenItsHierarchyIsUsed() throws {
+            let fs = FakeCgroupFileSystem()
+            let mounts = Self.layout(fs)
+            // The default controllers (the one-shot run's) leave the freezer out.
+            let lean = try CgroupV1Driver(mounts: mounts, fs: fs).create(name: "a", limits: CgroupLimits())
+            #expect(!lean.canFreeze)
+            #expect(throws: SystemError.self) { try lean.setFrozen(true) }
+            // The supervisor's (freezer added) can pause a run's cgroup.
+            let run = try CgroupV1Driver(mounts: mounts, fs: fs, controllers: CgroupV1Driver.defaultControllers + ["freezer"])
+                .create(name: "b", limits: CgroupLimits())
+            #expect(run.paths.contains(fs.path("freezer/levain/b")))
+            #expect(try run.setFrozen(true))
+            #expect(fs.content(fs.path("freezer/levain/b/freezer.state")) == "FROZEN\n")
+            #expect(try run.setFrozen(false))
+            #expect(fs.content(fs.path("freezer/levain/b/freezer.state")) == "THAWED\n")
         }
 
         @Test func swapOnLeavesMemswAlone() throws {

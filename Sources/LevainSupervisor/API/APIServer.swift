@@ -15,10 +15,13 @@ public struct APIServer: Sendable {
     let config: SupervisorConfig
     /// Closed at shutdown (APIShutdown.swift), for every listener.
     public let gate = APIGate()
+    /// The MCP sessions of `/mcp` (both listeners share them).
+    let mcpSessions: MCPSessions
 
     public init(supervisor: Supervisor) {
         self.supervisor = supervisor
         self.config = supervisor.context.config
+        self.mcpSessions = MCPSessions(socketPath: config.socketPath, version: Self.version)
     }
 
     public static let version = "0.2.0"
@@ -38,6 +41,7 @@ public struct APIServer: Sendable {
         addToolRoutes(router, supervisor)
         addFileRoutes(router, supervisor)
         addLogRoutes(router, supervisor)
+        addMCPRoutes(router, mcpSessions)
         return router
     }
     // MARK: the JSON shapes of the log's records (LevainAPI's APIJSON)

@@ -27,6 +27,8 @@ protocol SessionsBackend: Sendable {
     func session(_ id: String) async throws(SupervisorError) -> SessionRecord
     func closeSession(_ id: String) async throws(SupervisorError) -> SessionRecord
     func reopenSession(_ id: String) async throws(SupervisorError) -> SessionRecord
+    func setPaused(_ id: String, _ paused: Bool) async throws(SupervisorError) -> SessionRecord
+    func isPaused(_ id: String) async -> Bool
 }
 
 /// `/v1/sessions/{id}/runs`, `/v1/runs`.

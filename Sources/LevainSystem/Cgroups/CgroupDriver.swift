@@ -223,6 +223,28 @@ public final class RunCgroup: Sendable {
         return pids().isEmpty
     }
 
+    /// Whether the cgroup has a freezer (v1 freezer.state, v2 cgroup.freeze).
+    public var canFreeze: Bool { freezePath != nil }
+
+    /// Pause (true) or resume (false) every process in the cgroup with the
+    /// kernel's freezer, for a paused session: a frozen process does not
+    /// run, however many times it is woken. Waits up to `timeoutMillis` for
+    /// the kernel to report the state reached (v1 goes through FREEZING;
+    /// v2 reports `frozen 1` in cgroup.events) and returns whether it did.
+    /// SIGKILL still ends a frozen process (`kill` thaws after killing).
+    @discardableResult
+    public func setFrozen(_ frozen: Bool, timeoutMillis: Int = 1000) throws(SystemError) -> Bool {
+        guard let freezePath else { throw SystemError(.unsupported, "the cgroup has no freezer") }
+        let value = frozen ? (version == 2 ? "1" : "FROZEN") : (version == 2 ? "0" : "THAWED")
+        try fs.writeText(freezePath, value)
+        let deadline = Monotonic.millis() + Int64(timeoutMillis)
+        while true {
+            if isFrozen() == frozen { return true }
+            if Monotonic.millis() >= deadline { return false }
+            Cgroupfs.sleepMillis(1)
+        }
+    }
+
     /// Freezes the cgroup and waits (briefly) for the kernel to report it
     /// frozen. Returns whether a freeze was requested (and so needs a thaw).
     private func freeze(deadline: Int64) -> Bool {

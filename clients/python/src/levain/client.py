@@ -173,6 +173,16 @@ class Session:
     def reopen(self) -> SessionInfo:
         return SessionInfo.from_json(self.client._request("POST", self._path + "/reopen", timeout=None))
 
+    def pause(self) -> SessionInfo:
+        """Freezes every running process of the session (the cgroup freezer)
+        until :meth:`resume`; files stay readable and writable; new runs are
+        refused (409) meanwhile. Wall-clock timeouts keep counting."""
+        return SessionInfo.from_json(self.client._request("POST", self._path + "/pause"))
+
+    def resume(self) -> SessionInfo:
+        """Thaws what :meth:`pause` froze."""
+        return SessionInfo.from_json(self.client._request("POST", self._path + "/resume"))
+
     def start(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
               timeout: float | str | None = None, stdin: bytes | str | None = None, stdin_stream: bool = False,
               cpu_time: float | str | None = None, file_size: int | str | None = None,

@@ -24,13 +24,16 @@ class SessionInfo:
     created_at: str
     closed_at: str | None
     raw: dict[str, Any] = field(repr=False)
+    #: Its runs frozen by :meth:`Session.pause` until :meth:`Session.resume`.
+    paused: bool = False
 
     @staticmethod
     def from_json(o: dict[str, Any]) -> "SessionInfo":
         return SessionInfo(id=o["id"], status=o.get("status", ""), tenant=o.get("tenant", ""),
                            policy=o.get("policy", ""), labels=dict(o.get("labels") or {}),
                            limits=dict(o.get("limits") or {}), workspace=o.get("workspace"),
-                           created_at=o.get("created_at", ""), closed_at=o.get("closed_at"), raw=o)
+                           created_at=o.get("created_at", ""), closed_at=o.get("closed_at"), raw=o,
+                           paused=bool(o.get("paused", False)))
 
 
 @dataclass(frozen=True)
