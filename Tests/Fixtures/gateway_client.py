@@ -4,6 +4,8 @@ the model gateway named by the environment (OPENAI_BASE_URL, ANTHROPIC_BASE_URL
 and their placeholder keys) and prints one JSON object of what came back.
 
 Usage: gateway_client.py sdk        -- both SDKs, streaming and not, tool calls
+       gateway_client.py responses  -- the openai SDK's Responses API (streaming and not,
+                                       a function tool, a hosted tool refused) and embeddings
        gateway_client.py budget N   -- N requests of [[usage:30,10]]; statuses
        gateway_client.py bad        -- malformed and refused requests, then one good
 """
@@ -12,6 +14,44 @@ import os
 import sys
 import urllib.request
 import urllib.error
+
+
+def responses():
+    import openai
+    out = {}
+    oc = openai.OpenAI(max_retries=0)
+    r = oc.responses.create(model="gpt-4o-mini", input="say hello [[usage:21,7]]")
+    out["text"] = r.output_text
+    out["usage"] = [r.usage.input_tokens, r.usage.output_tokens]
+    text, usage, types = "", None, []
+    for e in oc.responses.create(model="gpt-4o-mini", input=[{"role": "user", "content": "stream please [[words:12]]"}],
+                                 instructions="be brief", stream=True):
+        types.append(e.type)
+        if e.type == "response.output_text.delta":
+            text += e.delta
+        if e.type == "response.completed":
+            usage = [e.response.usage.input_tokens, e.response.usage.output_tokens]
+    out["stream_words"] = len(text.split())
+    out["stream_usage"] = usage
+    out["stream_events"] = [types[0], types[-1], len(types)]
+    tools = [{"type": "function", "name": "write_file", "parameters": {"type": "object", "properties": {}}}]
+    with oc.responses.stream(model="gpt-4o-mini", input='use a tool [[tool:write_file {"path": "a.txt"}]]', tools=tools) as s:
+        final = s.get_final_response()
+    call = [i for i in final.output if i.type == "function_call"][0]
+    out["tool"] = [call.name, json.loads(call.arguments)]
+    try:
+        oc.responses.create(model="gpt-4o-mini", input="search", tools=[{"type": "web_search"}])
+        out["hosted"] = "forwarded"
+    except openai.BadRequestError as e:
+        out["hosted"] = [e.status_code, e.code]
+    try:
+        oc.responses.create(model="gpt-4o-mini", input="long", max_output_tokens=100000)
+        out["cap"] = "forwarded"
+    except openai.PermissionDeniedError as e:
+        out["cap"] = [e.status_code, e.code]
+    em = oc.embeddings.create(model="text-embedding-3-small", input=["one two", "three"])
+    out["embeddings"] = [len(em.data), len(em.data[0].embedding), em.usage.prompt_tokens]
+    return out
 
 
 def sdk():
@@ -145,6 +185,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "sdk":
         result = sdk()
+    elif mode == "responses":
+        result = responses()
     elif mode == "budget":
         result = budget(int(sys.argv[2]))
     else:

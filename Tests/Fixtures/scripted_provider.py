@@ -33,6 +33,14 @@ Endpoints
                              with `stream_options.include_usage` a last chunk
                              with `choices: []` and `usage` (other chunks then
                              carry `"usage": null`, as the real API does)
+  POST /v1/responses         OpenAI Responses API: a response object (output
+                             message and function_call items, usage with
+                             input_tokens/output_tokens); `"stream": true`
+                             gives its SSE events, response.created ... deltas
+                             ... response.completed (or response.incomplete at
+                             the cap). Replies, markers and usage as for chat.
+  POST /v1/embeddings        embeddings: one small vector per input (8 numbers,
+                             or `dimensions`), usage prompt_tokens = words + 1
   POST /v1/messages          Anthropic messages; streaming gives message_start,
                              content_block_start, ping, content_block_delta...,
                              content_block_stop, message_delta, message_stop.
@@ -668,6 +676,12 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/v1/messages" and m == "POST":
             self.check_auth("anthropic")
             return self.messages(parsed)
+        if path == "/v1/responses" and m == "POST":
+            self.check_auth("openai")
+            return self.responses_api(parsed)
+        if path == "/v1/embeddings" and m == "POST":
+            self.check_auth("openai")
+            return self.embeddings(parsed)
         raise HTTPError(404, "no route for %s %s" % (m, path))
 
     def check_auth(self, kind):
@@ -719,6 +733,115 @@ class Handler(BaseHTTPRequestHandler):
         return self.send_json(200, {"object": "list", "data": data})
 
     # ---- OpenAI ---------------------------------------------------------
+
+    @staticmethod
+    def responses_as_chat(req):
+        """A Responses API request as the chat form plan_reply reads: its
+        instructions and input items as messages (text parts of any type),
+        its max_output_tokens as the cap."""
+        msgs = []
+        if isinstance(req.get("instructions"), str):
+            msgs.append({"role": "system", "content": req["instructions"]})
+        items = req.get("input")
+        if isinstance(items, str):
+            items = [{"role": "user", "content": items}]
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") == "function_call_output":
+                msgs.append({"role": "tool", "content": str(item.get("output", ""))})
+            elif "role" in item:
+                c = item.get("content")
+                text = c if isinstance(c, str) else "\n".join(
+                    p["text"] for p in (c or []) if isinstance(p, dict) and isinstance(p.get("text"), str))
+                msgs.append({"role": item["role"], "content": text})
+        out = {"messages": msgs}
+        if "max_output_tokens" in req:
+            out["max_tokens"] = req["max_output_tokens"]
+        return out
+
+    def responses_api(self, req):
+        """OpenAI Responses API: a response object, or its SSE events
+        (response.created ... output_text.delta ... response.completed)."""
+        if not isinstance(req, dict) or not isinstance(req.get("model"), str):
+            raise HTTPError(400, "body must be a JSON object with a model")
+        reply = plan_reply(self.responses_as_chat(req))
+        if reply.get("status"):
+            return self.send_error_json(reply["status"], reply.get("error") or "scripted error %d" % reply["status"],
+                                        "openai", reply.get("headers"))
+        rid = STATE.new_id("resp_")
+        model = req["model"]
+        inp, out = reply["usage"]
+        message_id = STATE.new_id("msg_")
+        output = []
+        if reply["text"]:
+            output.append({"type": "message", "id": message_id, "status": "completed", "role": "assistant",
+                           "content": [{"type": "output_text", "text": reply["text"], "annotations": []}]})
+        for c in reply["tool_calls"]:
+            output.append({"type": "function_call", "id": STATE.new_id("fc_"), "call_id": STATE.new_id("call_"),
+                           "name": c["name"], "arguments": json.dumps(c["arguments"]), "status": "completed"})
+        incomplete = reply["finish"] == "length"
+
+        def response(status, with_output, usage):
+            return {"id": rid, "object": "response", "created_at": int(time.time()), "status": status,
+                    "model": model, "output": output if with_output else [], "parallel_tool_calls": True,
+                    "tool_choice": "auto", "tools": req.get("tools") or [],
+                    "incomplete_details": {"reason": "max_output_tokens"} if incomplete and with_output else None,
+                    "usage": {"input_tokens": inp, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": out,
+                              "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": inp + out} if usage else None}
+
+        final = "incomplete" if incomplete else "completed"
+        extra = {"x-request-id": STATE.new_id("req_")}
+        extra.update(reply.get("headers") or {})
+        if not req.get("stream"):
+            return self.send_json(200, response(final, True, True), extra)
+        self.delay_ms = reply.get("delay_ms") or 0
+        self.abort_after = reply.get("abort_after")
+        seq = [0]
+
+        def event(kind, **fields):
+            fields["type"] = kind
+            fields["sequence_number"] = seq[0]
+            seq[0] += 1
+            self.write_event("event: %s\ndata: %s\n\n" % (kind, json.dumps(fields)))
+
+        self.start_stream(extra)
+        event("response.created", response=response("in_progress", False, False))
+        event("response.in_progress", response=response("in_progress", False, False))
+        for index, item in enumerate(output):
+            if item["type"] == "message":
+                event("response.output_item.added", output_index=index,
+                      item=dict(item, status="in_progress", content=[]))
+                part = {"type": "output_text", "text": "", "annotations": []}
+                event("response.content_part.added", item_id=message_id, output_index=index, content_index=0, part=part)
+                for piece in split_pieces(reply["text"]):
+                    event("response.output_text.delta", item_id=message_id, output_index=index, content_index=0,
+                          delta=piece, logprobs=[])
+                event("response.output_text.done", item_id=message_id, output_index=index, content_index=0,
+                      text=reply["text"], logprobs=[])
+                event("response.content_part.done", item_id=message_id, output_index=index, content_index=0,
+                      part=item["content"][0])
+            else:
+                event("response.output_item.added", output_index=index, item=dict(item, arguments="", status="in_progress"))
+                for piece in split_json(item["arguments"]):
+                    event("response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=piece)
+                event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
+                      arguments=item["arguments"], name=item["name"])
+            event("response.output_item.done", output_index=index, item=item)
+        event("response." + final, response=response(final, True, True))
+        self.end_stream()
+
+    def embeddings(self, req):
+        if not isinstance(req, dict) or "input" not in req:
+            raise HTTPError(400, "body must be a JSON object with an input")
+        items = req["input"] if isinstance(req["input"], list) else [req["input"]]
+        words = sum(len(i.split()) if isinstance(i, str) else 1 for i in items)
+        dims = req.get("dimensions") if isinstance(req.get("dimensions"), int) else 8
+        data = [{"object": "embedding", "index": k, "embedding": [round(0.001 * (k + 1) * (d + 1), 6) for d in range(dims)]}
+                for k in range(len(items))]
+        return self.send_json(200, {"object": "list", "data": data, "model": req.get("model") or "text-embedding-3-small",
+                                    "usage": {"prompt_tokens": words + 1, "total_tokens": words + 1}},
+                              {"x-request-id": STATE.new_id("req_")})
 
     def chat_completions(self, req):
         if not isinstance(req, dict) or not isinstance(req.get("messages"), list):

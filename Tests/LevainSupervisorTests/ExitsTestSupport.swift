@@ -97,6 +97,10 @@ final class ScriptedProvider: @unchecked Sendable {
         input_price = 2.5
         output_price = 10
 
+        [models."text-embedding-3-small"]
+        provider = "openai"
+        input_price = 0.02
+
         [models."claude-3-5-haiku-latest"]
         provider = "anthropic"
         input_price = 0.8

@@ -32,17 +32,16 @@ struct GatewayExchange {
     /// Returns false when the connection must close.
     func run(outbound: Outbound, keepAlive: Bool) async -> Bool {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        let kind: ProviderKind
-        switch (head.method, path) {
-        case (.GET, "/v1/models"):
+        if head.method == .GET, path == "/v1/models" {
             return await models(outbound: outbound, keepAlive: keepAlive)
-        case (.POST, "/v1/chat/completions"): kind = .openai
-        case (.POST, "/v1/messages"): kind = .anthropic
-        default:
-            return await refuse(.invalid("request.path", "the gateway serves POST /v1/chat/completions, GET /v1/models and POST /v1/messages, not \(head.method) \(path)",
+        }
+        guard head.method == .POST, let gatewayAPI = GatewayAPI.at(path) else {
+            let served = GatewayAPI.allCases.map { "POST \($0.path)" }.joined(separator: ", ")
+            return await refuse(.invalid("request.path", "the gateway serves \(served) and GET /v1/models, not \(head.method) \(path)",
                                          status: .notFound), outbound: outbound, keepAlive: keepAlive)
         }
-        let api = kind == .openai ? "chat.completions" : "messages"
+        let kind = gatewayAPI.providerKind
+        let api = gatewayAPI.rawValue
         guard let caller = callerOrNil() else {
             return await refuse(GatewayAnswer(status: .unauthorized, type: "authentication_error",
                                               message: "this key names no live run of this session: use the OPENAI_API_KEY / ANTHROPIC_API_KEY of the run's environment",
@@ -52,13 +51,13 @@ struct GatewayExchange {
         let settings = gateway.settings()
         var model: String? = nil
         do {
-            let request = try GatewayRequest.parse(Array(body.readableBytesView), kind: kind)
+            let request = try GatewayRequest.parse(Array(body.readableBytesView), api: gatewayAPI)
             model = request.model
             let prepared = try await prepare(request, api: api, caller: caller, settings: settings)
             return await forward(prepared, caller: caller, outbound: outbound, keepAlive: keepAlive)
         } catch let answer as GatewayAnswer {
-            var r = ModelExchangeRecord(phase: .request, caller: caller, decision: answer.decision, rule: answer.rule, api: api,
-                                        providerKind: kind)
+            var r = ModelExchangeRecord(phase: .request, caller: caller, decision: answer.decision, rule: answer.rule,
+                                        operation: gatewayAPI.operation, api: api, providerKind: kind)
             r.model = model
             r.message = answer.message
             if let m = model, let entry = settings.catalog[m] { r.provider = entry.provider }
@@ -72,8 +71,9 @@ struct GatewayExchange {
     // MARK: checks
 
     struct Prepared {
-        var kind: ProviderKind
-        var api: String
+        var gatewayAPI: GatewayAPI
+        var kind: ProviderKind { gatewayAPI.providerKind }
+        var api: String { gatewayAPI.rawValue }
         var provider: ProviderConfig
         var entry: ModelEntry
         var body: ByteBuffer
@@ -93,7 +93,6 @@ struct GatewayExchange {
     static let pendingWait = 10.0
 
     private func prepare(_ request: GatewayRequest, api: String, caller: GatewayCaller, settings: GatewaySettings) async throws -> Prepared {
-        let kind = request.kind
         let model = request.model
         guard let entry = settings.catalog[model] else {
             let known = settings.catalog.keys.sorted().filter { settings.policy.denyingRule(for: $0) == nil }
@@ -103,9 +102,8 @@ struct GatewayExchange {
         guard let provider = settings.providers[entry.provider] else {
             throw GatewayAnswer.invalid("models.catalog", "model \"\(model)\" names provider \"\(entry.provider)\", which is not configured")
         }
-        guard provider.kind == kind else {
-            let path = provider.kind == .openai ? "/v1/chat/completions" : "/v1/messages"
-            throw GatewayAnswer.invalid("request.api", "model \"\(model)\" is served by \(provider.name), a \(provider.kind.rawValue) provider: call \(path)")
+        guard provider.kind == request.api.providerKind else {
+            throw GatewayAnswer.invalid("request.api", "model \"\(model)\" is served by \(provider.name), a \(provider.kind.rawValue) provider: call \(GatewayAPI.paths(of: provider.kind))")
         }
         guard settings.allowedProvider(provider.name) else {
             throw GatewayAnswer.denied("models.providers", "provider \"\(provider.name)\" is not allowed by the policy's models.providers")
@@ -141,7 +139,7 @@ struct GatewayExchange {
                                                    spend: spendEstimate, waitingUpTo: Self.pendingWait)
         switch admission {
         case .admitted(let ticket):
-            return Prepared(kind: kind, api: api, provider: provider, entry: entry, body: outBody, stream: stream,
+            return Prepared(gatewayAPI: request.api, provider: provider, entry: entry, body: outBody, stream: stream,
                             maxTokens: maxTokens, reservedOutput: reservedOutput, ticket: ticket, reservedInput: inputEstimate,
                             maxUsageScanBytes: settings.maxUsageScanBytes)
         case .exhausted(let budget, let used, let limit, _):
@@ -156,12 +154,12 @@ struct GatewayExchange {
     // MARK: upstream
 
     private func forward(_ p: Prepared, caller: GatewayCaller, outbound: Outbound, keepAlive: Bool) async -> Bool {
-        var r = ModelExchangeRecord(phase: .request, caller: caller, decision: .allowed, api: p.api, provider: p.provider.name,
-                                    providerKind: p.kind, model: p.entry.name, maxTokens: p.maxTokens, stream: p.stream)
+        var r = ModelExchangeRecord(phase: .request, caller: caller, decision: .allowed, operation: p.gatewayAPI.operation, api: p.api,
+                                    provider: p.provider.name, providerKind: p.kind, model: p.entry.name,
+                                    maxTokens: p.gatewayAPI == .embeddings ? nil : p.maxTokens, stream: p.stream)
         gateway.record(r)
         r.phase = .response
-        let suffix = p.kind == .openai ? "/chat/completions" : "/v1/messages"
-        var request = HTTPClientRequest(url: p.provider.baseURL + suffix)
+        var request = HTTPClientRequest(url: p.provider.baseURL + p.gatewayAPI.upstreamSuffix)
         request.method = .POST
         for (name, value) in head.headers where !Self.droppedRequestHeaders.contains(name.lowercased()) {
             request.headers.add(name: name, value: value)
@@ -194,7 +192,7 @@ struct GatewayExchange {
         }
         if !keepAlive { headers.add(name: "connection", value: "close") }
         let ok = (200..<300).contains(Int(response.status.code))
-        var scanner = UsageScanner(kind: p.kind, stream: p.stream && ok, maxBody: p.maxUsageScanBytes)
+        var scanner = UsageScanner(api: p.gatewayAPI, stream: p.stream && ok, maxBody: p.maxUsageScanBytes)
         var connectionOK = true
         var complete = false
         var held: ByteBuffer? = nil

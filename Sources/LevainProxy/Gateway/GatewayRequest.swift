@@ -14,11 +14,13 @@ import LevainPolicy
 /// with the output cap the policy allowed, so the provider never reads a
 /// value the policy did not check.
 struct GatewayRequest {
-    var kind: ProviderKind
+    var api: GatewayAPI
+    var kind: ProviderKind { api.providerKind }
     var model: String
     var stream: Bool
-    /// The output cap's field: "max_tokens", or OpenAI's
-    /// "max_completion_tokens" when the client named that one.
+    /// The output cap's field: "max_tokens", OpenAI's "max_completion_tokens"
+    /// when the client named that one, the Responses API's
+    /// "max_output_tokens"; none for embeddings (no output).
     var tokenField: String
     /// The output cap the client asked for per choice; nil when it named
     /// none (or null). Larger than Int64 is Int64.max.
@@ -61,6 +63,30 @@ struct GatewayRequest {
         "prediction": .refused("predicted outputs bill rejected prediction tokens: the gateway cannot bound what they cost"),
     ]
 
+    static let responsesFields: [String: Field] = [
+        "model": .checked, "input": .checked, "max_output_tokens": .checked, "stream": .checked, "stream_options": .checked,
+        "service_tier": .checked, "tools": .checked, "background": .checked,
+        "instructions": .passed, "temperature": .passed, "top_p": .passed, "tool_choice": .passed, "parallel_tool_calls": .passed,
+        "text": .passed, "reasoning": .passed, "metadata": .passed, "store": .passed, "previous_response_id": .passed,
+        "conversation": .passed, "include": .passed, "truncation": .passed, "user": .passed, "safety_identifier": .passed,
+        "prompt_cache_key": .passed, "prompt_cache_retention": .passed, "top_logprobs": .passed, "max_tool_calls": .passed,
+        "prompt": .passed,
+        "max_tokens": .refused("the Responses API's output cap is max_output_tokens"),
+        "max_completion_tokens": .refused("the Responses API's output cap is max_output_tokens"),
+        "n": .refused("the Responses API has one output per request"),
+    ]
+
+    static let embeddingsFields: [String: Field] = [
+        "model": .checked, "input": .checked,
+        "encoding_format": .passed, "dimensions": .passed, "user": .passed,
+    ]
+
+    /// Responses API tool types the client runs itself (their cost is
+    /// tokens); the others (web search, file search, code interpreter,
+    /// computer use, image generation, remote MCP) run at the provider and
+    /// are billed per use.
+    static let responsesClientToolTypes: Set<String> = ["function", "custom", "local_shell", "shell", "apply_patch"]
+
     static let anthropicFields: [String: Field] = [
         "model": .checked, "messages": .checked, "max_tokens": .checked, "stream": .checked, "service_tier": .checked,
         "tools": .checked,
@@ -80,7 +106,8 @@ struct GatewayRequest {
     // MARK: parsing
 
     /// Parses and checks a body; throws the 400 that names the field.
-    static func parse(_ bytes: [UInt8], kind: ProviderKind) throws(GatewayAnswer) -> GatewayRequest {
+    static func parse(_ bytes: [UInt8], api: GatewayAPI) throws(GatewayAnswer) -> GatewayRequest {
+        let kind = api.providerKind
         let root: GatewayJSON
         do {
             root = try GatewayJSON.parse(bytes)
@@ -96,8 +123,14 @@ struct GatewayRequest {
         guard let members = root.members else {
             throw GatewayAnswer.invalid("request.json", "the request body must be a JSON object, not \(root.kindName)")
         }
-        let table = kind == .openai ? openAIFields : anthropicFields
-        let api = kind == .openai ? "chat completions" : "messages"
+        let table: [String: Field]
+        let apiName: String
+        switch api {
+        case .chatCompletions: (table, apiName) = (openAIFields, "chat completions")
+        case .responses: (table, apiName) = (responsesFields, "responses")
+        case .embeddings: (table, apiName) = (embeddingsFields, "embeddings")
+        case .messages: (table, apiName) = (anthropicFields, "messages")
+        }
         for m in members {
             // Field names are ASCII: Swift compares strings by canonical
             // equivalence, a provider by bytes, so nothing else is looked up.
@@ -105,7 +138,7 @@ struct GatewayRequest {
             case nil:
                 let key = Self.shown(m.key)
                 throw GatewayAnswer.invalid("request.unknown_field",
-                                            "\"\(key)\" is not a field of the \(api) API the gateway forwards (docs/GATEWAY.md lists them)", param: key)
+                                            "\"\(key)\" is not a field of the \(apiName) API the gateway forwards (docs/GATEWAY.md lists them)", param: key)
             case .refused(let why)?:
                 throw GatewayAnswer.invalid("request.unsupported_field", "\"\(m.key)\" is not forwarded: \(why)", param: m.key)
             case .passed?, .checked?:
@@ -115,9 +148,25 @@ struct GatewayRequest {
         guard case .string(let model)? = root["model"], !model.isEmpty else {
             throw GatewayAnswer.invalid("request.model", "the request names no \"model\"", param: "model")
         }
-        guard case .array? = root["messages"] else {
-            throw GatewayAnswer.invalid("request.messages", "\"messages\" must be an array, not \(root["messages"]?.kindName ?? "missing")",
-                                        param: "messages")
+        switch api {
+        case .chatCompletions, .messages:
+            guard case .array? = root["messages"] else {
+                throw GatewayAnswer.invalid("request.messages", "\"messages\" must be an array, not \(root["messages"]?.kindName ?? "missing")",
+                                            param: "messages")
+            }
+        case .responses, .embeddings:
+            switch root["input"] {
+            case .string?, .array?: break
+            case nil where api == .responses && (root["prompt"] != nil || root["previous_response_id"] != nil || root["conversation"] != nil): break
+            case let other:
+                throw GatewayAnswer.invalid("request.input", "\"input\" must be a string or an array, not \(other?.kindName ?? "missing")",
+                                            param: "input")
+            }
+        }
+        if api == .responses, let background = root["background"], background != .null, background != .bool(false) {
+            throw GatewayAnswer.invalid("request.unsupported_field",
+                                        "\"background\" is not forwarded: a background response is fetched later, so the gateway could not read what it used",
+                                        param: "background")
         }
         let stream: Bool
         switch root["stream"] {
@@ -126,8 +175,8 @@ struct GatewayRequest {
         case let other?: throw GatewayAnswer.invalid("request.stream", "\"stream\" must be true or false, not \(other.kindName)", param: "stream")
         }
 
-        var tokenField = "max_tokens"
-        if kind == .openai, root["max_completion_tokens"] != nil {
+        var tokenField = api == .responses ? "max_output_tokens" : "max_tokens"
+        if api == .chatCompletions, root["max_completion_tokens"] != nil {
             if root["max_tokens"] != nil {
                 throw GatewayAnswer.invalid("request.max_tokens",
                                             "name one of \"max_completion_tokens\" and \"max_tokens\", not both: a provider may honour either",
@@ -135,24 +184,25 @@ struct GatewayRequest {
             }
             tokenField = "max_completion_tokens"
         }
-        let asked = try positiveInteger(root[tokenField], field: tokenField, rule: "request.max_tokens")
+        let asked = api == .embeddings ? nil : try positiveInteger(root[tokenField], field: tokenField, rule: "request.max_tokens")
 
         var choices: Int64 = 1
         var namedChoices = false
-        if kind == .openai, let n = try positiveInteger(root["n"], field: "n", rule: "request.n") {
+        if api == .chatCompletions, let n = try positiveInteger(root["n"], field: "n", rule: "request.n") {
             choices = n
             namedChoices = true
         }
 
         if kind == .openai, let options = root["stream_options"], options != .null {
+            let allowed = api == .responses ? ["include_obfuscation"] : ["include_usage", "include_obfuscation"]
             guard let fields = options.members else {
                 throw GatewayAnswer.invalid("request.stream_options", "\"stream_options\" must be an object, not \(options.kindName)",
                                             param: "stream_options")
             }
             for f in fields {
-                guard f.key.utf8.elementsEqual("include_usage".utf8) || f.key.utf8.elementsEqual("include_obfuscation".utf8) else {
+                guard allowed.contains(where: { f.key.utf8.elementsEqual($0.utf8) }) else {
                     let key = "stream_options." + Self.shown(f.key)
-                    throw GatewayAnswer.invalid("request.stream_options", "\"\(key)\" is not a stream option the gateway forwards (include_usage, include_obfuscation)",
+                    throw GatewayAnswer.invalid("request.stream_options", "\"\(key)\" is not a stream option the gateway forwards (\(allowed.joined(separator: ", ")))",
                                                 param: key)
                 }
                 switch f.value {
@@ -182,7 +232,9 @@ struct GatewayRequest {
             }
         }
 
-        if kind == .anthropic, let tools = root["tools"], tools != .null {
+        // Tools: each an object whose type is one the client runs (its cost
+        // is tokens); a provider-hosted tool is billed per use.
+        if api == .responses || api == .messages, let tools = root["tools"], tools != .null {
             guard case .array(let items) = tools else {
                 throw GatewayAnswer.invalid("request.tools", "\"tools\" must be an array, not \(tools.kindName)", param: "tools")
             }
@@ -190,19 +242,23 @@ struct GatewayRequest {
                 guard tool.members != nil else {
                     throw GatewayAnswer.invalid("request.tools", "\"tools[\(i)]\" must be an object, not \(tool.kindName)", param: "tools[\(i)]")
                 }
-                switch tool["type"] {
-                case nil, .null?: continue
-                case .string(let type)? where anthropicClientToolPrefixes.contains(where: { type.hasPrefix($0) }): continue
-                case let other?:
-                    let what = if case .string(let s) = other { "\"\(Self.shown(s))\"" } else { other.kindName }
-                    throw GatewayAnswer.invalid("request.tools",
-                                                "\"tools[\(i)].type\" \(what) is not forwarded: a server tool is billed per use, outside the token usage the budgets count",
-                                                param: "tools[\(i)].type")
+                let type = tool["type"]
+                let clientTool: Bool = switch (api, type) {
+                case (.responses, .string(let t)?): responsesClientToolTypes.contains(t)
+                case (.messages, nil), (.messages, .null?): true
+                case (.messages, .string(let t)?): anthropicClientToolPrefixes.contains(where: { t.hasPrefix($0) })
+                default: false
                 }
+                guard !clientTool else { continue }
+                let what = if case .string(let s)? = type { "\"\(Self.shown(s))\"" } else { type?.kindName ?? "missing" }
+                let why = api == .responses
+                    ? "only tools the client runs (\(responsesClientToolTypes.sorted().joined(separator: ", "))) are; a hosted tool is billed per use, outside the token usage the budgets count"
+                    : "a server tool is billed per use, outside the token usage the budgets count"
+                throw GatewayAnswer.invalid("request.tools", "\"tools[\(i)].type\" \(what) is not forwarded: \(why)", param: "tools[\(i)].type")
             }
         }
 
-        return GatewayRequest(kind: kind, model: model, stream: stream, tokenField: tokenField, askedTokens: asked,
+        return GatewayRequest(api: api, model: model, stream: stream, tokenField: tokenField, askedTokens: asked,
                               choices: choices, namedChoices: namedChoices, members: members, sourceBytes: bytes.count)
     }
 
@@ -249,6 +305,8 @@ struct GatewayRequest {
     /// The output limit under `policy`; above the cap, or more choices than
     /// the policy allows: the 403 naming the rule.
     func outputLimit(under policy: Policy.Models) throws(GatewayAnswer) -> OutputLimit {
+        // Embeddings produce no output tokens: only their input counts.
+        if api == .embeddings { return OutputLimit(forwarded: nil, perChoice: 0, reserved: 0) }
         if let cap = policy.maxTokens, let asked = askedTokens, asked > Int64(cap) {
             throw GatewayAnswer.denied("models.max_tokens", "\(tokenField) \(Self.shown(asked)) is above the policy's cap of \(cap) (models.max_tokens)",
                                        param: tokenField)
@@ -283,7 +341,7 @@ struct GatewayRequest {
         var wroteOptions = false
         for m in members {
             switch m.key {
-            case "max_tokens", "max_completion_tokens":
+            case "max_tokens", "max_completion_tokens", "max_output_tokens":
                 // Only `tokenField` can be here (both is refused).
                 if let outputCap {
                     out.append(.init(tokenField, .number(String(outputCap))))
@@ -293,7 +351,7 @@ struct GatewayRequest {
                 if namedChoices { out.append(.init("n", .number(String(choices)))) }
             case "stream":
                 if m.value != .null { out.append(m) }
-            case "stream_options" where kind == .openai:
+            case "stream_options" where api == .chatCompletions:
                 guard var fields = m.value.members else { continue }  // null
                 if stream {
                     // Usage of a stream comes only in its final chunk, when asked for.
@@ -308,7 +366,7 @@ struct GatewayRequest {
             }
         }
         if !wroteCap, let outputCap { out.append(.init(tokenField, .number(String(outputCap)))) }
-        if kind == .openai && stream && !wroteOptions { out.append(.init("stream_options", .object([.init("include_usage", .bool(true))]))) }
+        if api == .chatCompletions && stream && !wroteOptions { out.append(.init("stream_options", .object([.init("include_usage", .bool(true))]))) }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(sourceBytes + 64)
         GatewayJSON.object(out).write(to: &bytes)

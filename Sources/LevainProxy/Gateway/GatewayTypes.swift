@@ -14,6 +14,51 @@ public enum ProviderKind: String, Sendable, Equatable, CaseIterable {
     public var otelName: String { rawValue }
 }
 
+/// The model APIs the gateway serves to a jail, each spoken by one kind of
+/// provider: the path a run calls, the path upstream (after the provider's
+/// base_url), and the name the log gives it (`levain.api`).
+public enum GatewayAPI: String, Sendable, Equatable, CaseIterable {
+    case chatCompletions = "chat.completions"
+    /// OpenAI's Responses API (what the OpenAI Agents SDK calls by default).
+    case responses
+    case embeddings
+    case messages
+
+    public var providerKind: ProviderKind {
+        self == .messages ? .anthropic : .openai
+    }
+
+    /// The path in the jail: `POST http://127.0.0.1:8790` + this.
+    public var path: String {
+        switch self {
+        case .chatCompletions: "/v1/chat/completions"
+        case .responses: "/v1/responses"
+        case .embeddings: "/v1/embeddings"
+        case .messages: "/v1/messages"
+        }
+    }
+
+    /// The path after the provider's base_url (OpenAI's includes `/v1`).
+    var upstreamSuffix: String {
+        switch self {
+        case .chatCompletions: "/chat/completions"
+        case .responses: "/responses"
+        case .embeddings: "/embeddings"
+        case .messages: "/v1/messages"
+        }
+    }
+
+    /// `gen_ai.operation.name`.
+    public var operation: String { self == .embeddings ? "embeddings" : "chat" }
+
+    static func at(_ path: String) -> GatewayAPI? { allCases.first { $0.path == path } }
+
+    /// The APIs a provider kind serves, as a sentence ("POST /v1/chat/completions, ...").
+    static func paths(of kind: ProviderKind) -> String {
+        allCases.filter { $0.providerKind == kind }.map { "POST \($0.path)" }.joined(separator: ", ")
+    }
+}
+
 /// One upstream of the gateway, from `[providers.NAME]` of the supervisor's
 /// config, with its key already read (the key lives only in the supervisor).
 public struct ProviderConfig: Sendable, Equatable {
@@ -121,9 +166,9 @@ public struct ModelExchangeRecord: Sendable, Equatable {
     public var decision: Decision
     /// The rule or budget that decided, for a refusal.
     public var rule: String?
-    /// "chat" (the GenAI operation name).
+    /// "chat" or "embeddings" (the GenAI operation name).
     public var operation: String
-    /// "chat.completions", "messages", "models".
+    /// "chat.completions", "responses", "embeddings", "messages", "models".
     public var api: String
     public var provider: String?
     public var providerKind: ProviderKind?

@@ -3,11 +3,12 @@ import NIOCore
 
 /// Reads what an answer used while it passes through: the `usage` of a
 /// whole JSON answer, or of server-sent events as they stream (OpenAI's
-/// final usage chunk; Anthropic's message_start and message_delta). It
+/// final usage chunk; the Responses API's response.completed (or
+/// .incomplete, .failed); Anthropic's message_start and message_delta). It
 /// never holds more than one event line, or `maxBody` bytes of a whole
 /// answer.
 struct UsageScanner {
-    let kind: ProviderKind
+    let api: GatewayAPI
     let stream: Bool
     let maxBody: Int
     private(set) var inputTokens: UInt64?
@@ -19,8 +20,8 @@ struct UsageScanner {
     private(set) var overflowed = false
     private var buffer: [UInt8] = []
 
-    init(kind: ProviderKind, stream: Bool, maxBody: Int) {
-        self.kind = kind
+    init(api: GatewayAPI, stream: Bool, maxBody: Int) {
+        self.api = api
         self.stream = stream
         self.maxBody = maxBody
     }
@@ -70,23 +71,39 @@ struct UsageScanner {
 
     private mutating func readAnswer(_ o: JSONObject) {
         model = o["model"]?.stringValue ?? model
-        switch kind {
-        case .openai:
+        switch api {
+        case .chatCompletions:
             readOpenAIUsage(o["usage"])
             if let r = o["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = r }
-        case .anthropic:
+        case .responses:
+            readResponse(o)
+        case .embeddings:
+            // Input only: an embedding has no output tokens.
+            if let u = o["usage"]?.objectValue, let i = Self.count(u["prompt_tokens"]) {
+                inputTokens = i
+                outputTokens = 0
+            }
+        case .messages:
             readAnthropicUsage(o["usage"])
             finishReason = o["stop_reason"]?.stringValue ?? finishReason
         }
     }
 
     private mutating func readEvent(_ o: JSONObject) {
-        switch kind {
-        case .openai:
+        switch api {
+        case .chatCompletions, .embeddings:
             if let m = o["model"]?.stringValue { model = m }
             readOpenAIUsage(o["usage"])
             if let r = o["choices"]?.arrayValue?.first?["finish_reason"]?.stringValue { finishReason = r }
-        case .anthropic:
+        case .responses:
+            // Every event names its type; the response object (with its
+            // usage once it has ended) rides on the lifecycle events.
+            switch o["type"]?.stringValue {
+            case "response.created", "response.in_progress", "response.completed", "response.incomplete", "response.failed":
+                if let r = o["response"]?.objectValue { readResponse(r) }
+            default: break
+            }
+        case .messages:
             switch o["type"]?.stringValue {
             case "message_start":
                 if let m = o["message"]?.objectValue {
@@ -98,6 +115,22 @@ struct UsageScanner {
                 if let r = o["delta"]?["stop_reason"]?.stringValue { finishReason = r }
             default: break
             }
+        }
+    }
+
+    /// A Responses API response object: its model, usage (input tokens
+    /// include cached ones; output tokens include reasoning ones) and why it
+    /// ended (`completed`, or the reason it is incomplete).
+    private mutating func readResponse(_ r: JSONObject) {
+        if let m = r["model"]?.stringValue { model = m }
+        if let u = r["usage"]?.objectValue {
+            if let i = Self.count(u["input_tokens"]) { inputTokens = i }
+            if let o = Self.count(u["output_tokens"]) { outputTokens = o }
+        }
+        if let reason = r["incomplete_details"]?["reason"]?.stringValue {
+            finishReason = reason
+        } else if let status = r["status"]?.stringValue, status != "in_progress", status != "queued" {
+            finishReason = status
         }
     }
 
