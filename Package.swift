@@ -124,6 +124,7 @@ let package = Package(
             dependencies: [
                 "LevainAPI", "LevainJSON",
                 .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // A run as the supervisor holds it: its record, waiters and output
@@ -210,7 +211,8 @@ let package = Package(
         ),
         .testTarget(name: "LevainSessionLogTests", dependencies: ["LevainJSON", "LevainSessionLog"]),
         .testTarget(name: "LevainJSONTests", dependencies: ["LevainJSON"]),
-        .testTarget(name: "LevainAPITests", dependencies: ["LevainAPI", "LevainJSON", "LevainSessionLog", "LevainPolicy"]),
+        .testTarget(name: "LevainMCPTests", dependencies: ["LevainMCP", "LevainJSON", .product(name: "MCP", package: "swift-sdk")]),
+        .testTarget(name: "LevainAPITests", dependencies: ["LevainAPI", "LevainJSON", "LevainSessionLog", "LevainPolicy", "LevainProtocol"]),
         .testTarget(
             name: "LevainProxyTests",
             dependencies: [

@@ -13,8 +13,10 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/capability.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -57,6 +59,8 @@ static int lv_run_child_main(void *arg) {
         if (err < 0) err = devnull;
     }
     if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) lv_run_fail(errfd, LV_STEP_STDIO, 0, errno);
+    // A terminal run: its slave becomes the new session's controlling terminal.
+    if (s->controlling_tty && ioctl(0, TIOCSCTTY, 0) != 0) lv_run_fail(errfd, LV_STEP_STDIO, 1, errno);
 
     for (size_t i = 0; i < s->rlimit_count; i++) {
         struct rlimit rl = {(rlim_t)s->rlimits[i].soft, (rlim_t)s->rlimits[i].hard};
@@ -124,4 +128,36 @@ int lv_run_spawn(const struct lv_run_spec *spec, pid_t *pid, struct lv_error_rec
         return rec.step == LV_STEP_EXEC ? 1 : -1;
     }
     return 0;
+}
+
+int lv_pty_open(unsigned short rows, unsigned short cols, int *master, int *slave) {
+    *master = *slave = -1;
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0) return -1;
+    int n = 0;
+    char name[64];
+    // unlockpt; the slave's name from the master (devpts of this namespace).
+    if (ioctl(m, TIOCSPTLCK, &n) != 0 || ptsname_r(m, name, sizeof name) != 0) goto fail;
+    int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0) goto fail;
+    struct winsize ws = {.ws_row = rows, .ws_col = cols};
+    if (ioctl(m, TIOCSWINSZ, &ws) != 0 || fcntl(m, F_SETFL, fcntl(m, F_GETFL) | O_NONBLOCK) != 0) {
+        int e = errno;
+        close(s);
+        errno = e;
+        goto fail;
+    }
+    *master = m;
+    *slave = s;
+    return 0;
+fail:;
+    int e = errno;
+    close(m);
+    errno = e;
+    return -1;
+}
+
+int lv_pty_resize(int master, unsigned short rows, unsigned short cols) {
+    struct winsize ws = {.ws_row = rows, .ws_col = cols};
+    return ioctl(master, TIOCSWINSZ, &ws);
 }

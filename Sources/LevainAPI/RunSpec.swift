@@ -31,11 +31,44 @@ public struct RunSpec: Sendable, Equatable {
     /// What recovery does with the run when a supervisor restart
     /// interrupts it.
     public var retry: RetryPolicy = .fail
+    /// The run's stdin, stdout and stderr are a new pseudo-terminal of this
+    /// size (its output all on stdout).
+    public var pty: TerminalSize?
 
     public init(argv: [String]) { self.argv = argv }
 
     static let requestFields: Set<String> = ["argv", "command", "stdin", "stdin_base64", "stdin_stream", "env", "cwd", "timeout",
-                                             "cpu_time", "file_size", "idempotency_key", "retry", "wait"]
+                                             "cpu_time", "file_size", "idempotency_key", "retry", "wait", "pty"]
+
+    /// The size of `"pty": true`.
+    public static let defaultTerminal = TerminalSize(rows: 24, cols: 80)
+
+    /// `pty` of a body: true (24×80), `{"rows": R, "cols": C}` (1 to 10,000
+    /// each), false or null (none).
+    public static func terminalSize(_ value: JSONValue?, field: String = "pty") throws(APIError) -> TerminalSize? {
+        switch value {
+        case nil, .null?, .bool(false)?: return nil
+        case .bool(true)?: return defaultTerminal
+        case .object(let o)?:
+            try Fields(o, allowed: ["rows", "cols"], prefix: field + ".").check()
+            return try size(o, field: field)
+        default:
+            throw APIError(.invalid, "\(field) must be true, false or {\"rows\": R, \"cols\": C}", field: field)
+        }
+    }
+
+    /// `rows` and `cols` of an object, each a whole number from 1 to 10,000.
+    public static func size(_ o: JSONObject, field: String? = nil) throws(APIError) -> TerminalSize {
+        func side(_ key: String) throws(APIError) -> Int {
+            let name = field.map { $0 + "." + key } ?? key
+            guard let v = o[key]?.intValue, ProtocolLimits.terminalSide.contains(Int(v)) else {
+                throw APIError(.invalid, "\(name) must be a whole number from 1 to \(ProtocolLimits.terminalSide.upperBound) (a terminal of 0 rows or columns shows nothing)",
+                               field: name)
+            }
+            return Int(v)
+        }
+        return TerminalSize(rows: try side("rows"), cols: try side("cols"))
+    }
 
     // MARK: the request body
 
@@ -113,6 +146,7 @@ public struct RunSpec: Sendable, Equatable {
                 throw APIError(.invalid, "a run with stdin cannot be retried after a restart (its stdin is not kept): use retry \"fail\"", field: "retry")
             }
         }
+        pty = try Self.terminalSize(o["pty"])
         _ = try Fields.bool(o, "wait")
     }
 
@@ -146,6 +180,7 @@ public struct RunSpec: Sendable, Equatable {
         if let timeout { o["timeout"] = .double(timeout) }
         if let cpuTime { o["cpu_time"] = .int(Int64(cpuTime)) }
         if let fileSize { o["file_size"] = .int(Int64(fileSize)) }
+        if let pty { o["pty"] = ["rows": JSONValue(pty.rows), "cols": JSONValue(pty.cols)] }
         return o
     }
 
@@ -159,7 +194,7 @@ public struct RunSpec: Sendable, Equatable {
     public init(stored o: JSONObject, idempotencyKey: String? = nil, retry: RetryPolicy = .fail) throws(APIError) {
         do {
             try Fields(o, allowed: ["argv", "env", "cwd", "stdin_bytes", "stdin_stream", "timeout", "cpu_time", "file_size", "agent",
-                                    "env_keys"],
+                                    "env_keys", "pty"],
                        prefix: "request.").check()
         } catch {
             // The log's record, not the client's request: the supervisor's fault.
@@ -205,6 +240,14 @@ public struct RunSpec: Sendable, Equatable {
             fileSize = UInt64(v)
         }
         if let n = o["stdin_bytes"], n.intValue == nil { throw bad("stdin_bytes", "not a whole number") }
+        if let p = o["pty"] {
+            do throws(APIError) {
+                guard case .object(let size) = p else { throw bad("pty", "not an object") }
+                pty = try Self.size(size, field: "pty")
+            } catch {
+                throw bad("pty", error.message)
+            }
+        }
         self.idempotencyKey = idempotencyKey
         self.retry = retry
     }

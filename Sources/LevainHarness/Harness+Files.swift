@@ -78,7 +78,7 @@ extension Harness {
 
     func handleFile(_ request: Request) {
         switch request.operation {
-        case .runStart, .runSignal:
+        case .runStart, .runSignal, .runResize:
             preconditionFailure("not a file operation")
         case .fileRead(let op):
             guard let (files, path) = locate(op.path, request.id) else { return }

@@ -29,6 +29,8 @@ public final class Harness {
         var stdinFD: Int32
         var stdinQueue: [UInt8] = []
         var stdinEnded = false
+        /// A terminal run: stdoutFD is the terminal's master.
+        var pty = false
     }
 
     struct FileReadJob {
@@ -275,6 +277,21 @@ public final class Harness {
             } else {
                 send(.response(.failure(id: request.id, code: "ESRCH", message: "run \(sig.run) has no live process")))
             }
+        case .runResize(let resize):
+            guard let r = runs[resize.run], r.stdoutFD >= 0 else {
+                send(.response(.failure(id: request.id, code: "ESRCH", message: "run \(resize.run) has no live terminal")))
+                return
+            }
+            guard r.pty else {
+                send(.response(.failure(id: request.id, code: "ENOTTY", message: "run \(resize.run) has no terminal (it was not started with one)")))
+                return
+            }
+            if lv_pty_resize(r.stdoutFD, UInt16(resize.size.rows), UInt16(resize.size.cols)) == 0 {
+                send(.response(.success(id: request.id)))
+            } else {
+                let e = errno
+                send(.response(.failure(id: request.id, code: errnoName(e), message: "resize: \(String(cString: strerror(e)))")))
+            }
         case .fileRead, .fileWrite, .fileList, .fileStat, .fileDelete, .fileMkdir, .fileRename:
             handleFile(request)
         }
@@ -294,11 +311,28 @@ public final class Harness {
         defer { for fd in cgroupFDs { close(fd) } }
 
         var outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1], inPipe: [Int32] = [-1, -1]
-        guard pipe2_cloexec(&outPipe), pipe2_cloexec(&errPipe), start.stdin == nil || pipe2_cloexec(&inPipe) else {
-            let e = errno
-            for fd in outPipe + errPipe + inPipe where fd >= 0 { close(fd) }
-            send(.response(.failure(id: requestID, code: errnoName(e), message: "pipe: \(String(cString: strerror(e)))")))
-            return
+        // The run's ends: [read side for the harness, the child's side].
+        if let size = start.pty {
+            // A terminal: the child gets the slave as stdin, stdout and
+            // stderr; the harness reads and types on the master (stdout's
+            // read side; stdin's write side a duplicate of it).
+            var master: Int32 = -1, slave: Int32 = -1
+            guard lv_pty_open(UInt16(size.rows), UInt16(size.cols), &master, &slave) == 0 else {
+                let e = errno
+                send(.response(.failure(id: requestID, code: errnoName(e), message: "a terminal for the run: \(String(cString: strerror(e)))")))
+                return
+            }
+            let input = start.stdin == nil ? -1 : fcntl(master, F_DUPFD_CLOEXEC, 3)
+            outPipe = [master, slave]
+            errPipe = [-1, slave]
+            inPipe = [slave, input]
+        } else {
+            guard pipe2_cloexec(&outPipe), pipe2_cloexec(&errPipe), start.stdin == nil || pipe2_cloexec(&inPipe) else {
+                let e = errno
+                for fd in outPipe + errPipe + inPipe where fd >= 0 { close(fd) }
+                send(.response(.failure(id: requestID, code: errnoName(e), message: "pipe: \(String(cString: strerror(e)))")))
+                return
+            }
         }
 
         let path = start.env.first(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) } ?? "/usr/local/bin:/usr/bin:/bin"
@@ -327,7 +361,7 @@ public final class Harness {
                                     stdin_fd: inPipe[0], stdout_fd: outPipe[1], stderr_fd: errPipe[1],
                                     cgroup_fds: cg.baseAddress, cgroup_fd_count: cg.count,
                                     uid: runUID, gid: runGID, rlimits: rl.baseAddress, rlimit_count: rl.count,
-                                    caps_empty: capsEmpty)
+                                    caps_empty: capsEmpty, controlling_tty: start.pty == nil ? 0 : 1)
                                 return lv_run_spawn(&spec, &pid, &err)
                             }
                         }
@@ -335,9 +369,8 @@ public final class Harness {
                 }
             }
         }
-        close(outPipe[1])
-        close(errPipe[1])
-        if inPipe[0] >= 0 { close(inPipe[0]) }
+        // The child's ends (a terminal's slave once: the three are one fd).
+        for fd in Set([outPipe[1], errPipe[1], inPipe[0]]) where fd >= 0 { close(fd) }
 
         if rc != 0 {
             // No process to stream from (a failed exec exits 126/127 and is reaped).
@@ -362,11 +395,13 @@ public final class Harness {
         // A 1 MiB stdout pipe (the default 64 KiB makes bulk output a
         // read per 64 KiB). Best effort: pipe-max-size or the user's pipe
         // quota may refuse it.
-        _ = fcntl(outPipe[0], 1031 /* F_SETPIPE_SZ */, 1 << 20)
+        if start.pty == nil { _ = fcntl(outPipe[0], 1031 /* F_SETPIPE_SZ */, 1 << 20) }
         runs[start.run] = RunProcess(id: start.run, pid: pid, stdout: start.stdout, stderr: start.stderr, stdin: start.stdin,
-                                     stdoutFD: outPipe[0], stderrFD: errPipe[0], stdinFD: inPipe[1])
+                                     stdoutFD: outPipe[0], stderrFD: errPipe[0], stdinFD: inPipe[1], pty: start.pty != nil)
         runByPID[pid] = start.run
         send(.response(Response(id: requestID, ok: true, pid: pid)))
+        // A terminal run writes everything on stdout: its stderr ends now.
+        if start.pty != nil { send(.data(stream: start.stderr, bytes: [])) }
     }
 
     /// The descriptors the supervisor sent on fd 4 for this run: those

@@ -2,7 +2,6 @@ import Foundation
 import LevainAPI
 import LevainJSON
 import MCP
-import Synchronization
 
 /// Levain as an MCP server: sessions, commands (streamed), long-running
 /// processes with stdin, files and pause/resume as MCP tools, each one a
@@ -107,7 +106,7 @@ public final class ControlServer: Sendable {
             return try await readFile(a)
         case .writeFile:
             let path = try a.required("path")
-            let content = try a.required("content")
+            guard let content = try a.string("content") else { throw ToolFailure("write_file: content is required (it may be empty)") }
             let bytes: [UInt8]
             switch try a.string("encoding") ?? "utf-8" {
             case "utf-8": bytes = Array(content.utf8)
@@ -151,15 +150,25 @@ public final class ControlServer: Sendable {
     private func startProcess(_ a: Arguments) async throws -> (String, JSONValue) {
         var body = try Self.runBody(a)
         let stdin = try a.bool("stdin") ?? false
+        let session = try a.id("session")
         if stdin {
-            guard await pipes.hasRoom else {
+            guard await pipes.reserve() else {
                 throw ToolFailure("start_process: \(ControlLimits.maxStdinPipes) processes already have stdin open; close one with write_stdin eof: true")
             }
             body["stdin_stream"] = true
         }
-        let run = try await api("POST", "/v1/sessions/\(try a.id("session"))/runs", json: .object(body))
-        guard let id = run["id"]?.stringValue else { throw ToolFailure("start_process: the supervisor answered without a run id") }
-        if stdin { try await pipes.open(run: id, client: client) }
+        let run: JSONValue
+        do {
+            run = try await api("POST", "/v1/sessions/\(session)/runs", json: .object(body))
+        } catch {
+            if stdin { await pipes.release() }
+            throw error
+        }
+        guard let id = run["id"]?.stringValue else {
+            if stdin { await pipes.release() }
+            throw ToolFailure("start_process: the supervisor answered without a run id")
+        }
+        if stdin { await pipes.open(run: id, client: client) }
         return ("started run \(id) (\(run["status"]?.stringValue ?? "?")); poll it with poll_process", run)
     }
 
@@ -255,28 +264,45 @@ public final class ControlServer: Sendable {
 }
 
 /// Progress notifications of one call (`notifications/progress` with the
-/// call's token): each chunk of output as its message, the bytes so far as
-/// the progress.
-final class Progress: Sendable {
+/// call's token): each piece of output as its message (cut at UTF-8
+/// character boundaries, a piece at most `progressChunk` bytes, stderr's
+/// marked), the bytes so far as the progress.
+actor Progress {
     let server: Server
     let token: ProgressToken
-    private let sent = Mutex<Int>(0)
+    private var sent = 0
+    /// Per stream, the start of a character a chunk cut in two.
+    private var carry: [String: [UInt8]] = [:]
 
     init(server: Server, token: ProgressToken) {
         self.server = server
         self.token = token
     }
 
-    func output(_ stream: String, _ bytes: [UInt8]) async {
+    func output(_ stream: String, _ chunk: [UInt8]) async {
+        var bytes = (carry[stream] ?? []) + chunk
+        // Keep back an incomplete last character (at most 3 bytes).
+        var end = bytes.count
+        var back = 0
+        while back < 3, end - back - 1 >= 0, bytes[end - back - 1] & 0xC0 == 0x80 { back += 1 }
+        if end - back - 1 >= 0 {
+            let lead = bytes[end - back - 1]
+            let width = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
+            if width > back + 1 { end = end - back - 1 }
+        }
+        carry[stream] = Array(bytes[end...])
+        bytes.removeSubrange(end...)
         var at = 0
         while at < bytes.count {
-            let end = min(bytes.count, at + ControlLimits.progressChunk)
-            let piece = bytes[at..<end]
-            let total = sent.withLock { $0 += piece.count; return $0 }
+            var stop = min(bytes.count, at + ControlLimits.progressChunk)
+            while stop < bytes.count, stop > at, bytes[stop] & 0xC0 == 0x80 { stop -= 1 }
+            if stop == at { stop = min(bytes.count, at + ControlLimits.progressChunk) }
+            let piece = bytes[at..<stop]
+            sent += piece.count
             let text = String(decoding: piece, as: UTF8.self)
-            try? await server.notify(ProgressNotification.message(.init(progressToken: token, progress: Double(total),
+            try? await server.notify(ProgressNotification.message(.init(progressToken: token, progress: Double(sent),
                                                                          message: stream == "stderr" ? "[stderr] " + text : text)))
-            at = end
+            at = stop
         }
     }
 }

@@ -5,16 +5,30 @@ import LevainAPI
 /// holds open and feeds with what `write_stdin` gives it, in order. Bounded:
 /// at most `maxStdinPipes` open, at most `maxStdinBacklog` bytes waiting in
 /// one (a process that does not read its stdin makes `write_stdin` fail, not
-/// the server grow).
+/// the server grow). A pipe ends with its run: a watcher waits for the
+/// run's end and closes it, so a process nobody writes to again does not
+/// keep its slot.
 actor StdinPipes {
     private var pipes: [String: (pipe: Pipe, upload: Task<Result<APIClient.Reply, ToolFailure>, Never>)] = [:]
+    /// Slots taken by start_process calls whose run is being submitted.
+    private var reserved = 0
 
-    var hasRoom: Bool { pipes.count < ControlLimits.maxStdinPipes }
+    /// Takes a slot before the run is submitted (so that a run with
+    /// stdin_stream is never made without a pipe to feed it); false when
+    /// all are taken.
+    func reserve() -> Bool {
+        guard pipes.count + reserved < ControlLimits.maxStdinPipes else { return false }
+        reserved += 1
+        return true
+    }
 
-    /// Starts the upload; it waits in the supervisor until the process runs.
-    func open(run: String, client: APIClient) throws(ToolFailure) {
+    func release() { reserved = max(0, reserved - 1) }
+
+    /// Starts the upload on a reserved slot; it waits in the supervisor
+    /// until the process runs.
+    func open(run: String, client: APIClient) {
+        reserved = max(0, reserved - 1)
         guard pipes[run] == nil else { return }
-        guard hasRoom else { throw ToolFailure("too many processes with stdin open") }
         let pipe = Pipe()
         let upload = Task { () -> Result<APIClient.Reply, ToolFailure> in
             let result: Result<APIClient.Reply, ToolFailure>
@@ -28,6 +42,11 @@ actor StdinPipes {
             return result
         }
         pipes[run] = (pipe, upload)
+        // The run's end closes the pipe (the upload then ends too).
+        Task {
+            _ = try? await client.request("POST", "/v1/runs/\(run)/wait")
+            await self.forget(run: run)
+        }
     }
 
     /// Queues `bytes` (and the end, with `eof`); with `eof`, waits for the
@@ -36,11 +55,14 @@ actor StdinPipes {
         guard let (pipe, upload) = pipes[run] else {
             throw ToolFailure("write_stdin: run \(run) has no open stdin here (start it with start_process and stdin: true; a closed stdin stays closed)")
         }
-        if let failed = await pipe.failure {
+        // One hop to the pipe (which refuses when its upload has failed):
+        // two writes to one run arrive in the order they were made.
+        do throws(ToolFailure) {
+            try await pipe.push(bytes, eof: eof)
+        } catch {
             pipes[run] = nil
-            throw failed
+            throw error
         }
-        try await pipe.push(bytes, eof: eof)
         guard eof else { return 0 }
         pipes[run] = nil
         switch await upload.value {
@@ -76,6 +98,7 @@ private actor Pipe {
     private(set) var outcome: Result<APIClient.Reply, ToolFailure>?
 
     func push(_ bytes: [UInt8], eof: Bool) throws(ToolFailure) {
+        if case .failure(let e)? = outcome { throw e }
         guard !ended else { throw ToolFailure("write_stdin: stdin is closed") }
         guard backlog + bytes.count <= ControlLimits.maxStdinBacklog else {
             throw ToolFailure("write_stdin: \(backlog) bytes are still waiting for the process to read them; try again later")

@@ -161,7 +161,7 @@ public struct HarnessConnectionState: Sendable {
             try fresh(write.stream, "stream")
             streams.openInbound(write.stream)
             entry.stream = write.stream
-        case .runSignal, .fileList, .fileStat, .fileDelete, .fileMkdir, .fileRename:
+        case .runSignal, .runResize, .fileList, .fileStat, .fileDelete, .fileMkdir, .fileRename:
             break
         }
         pending[request.id] = entry

@@ -130,7 +130,7 @@ extension MessageCodec {
         let object = try JSONReader.topLevelObject(body) { key throws(ProtocolViolation) in
             switch key {
             case "id", "op", "run", "argv", "env", "cwd", "stdin", "stdout", "stderr", "cgroup", "rlimits", "signal",
-                 "path", "stream", "max_bytes", "truncate", "mode", "size", "recursive", "parents", "to": true
+                 "path", "stream", "max_bytes", "truncate", "mode", "size", "recursive", "parents", "to", "pty", "rows", "cols": true
             default: false
             }
         }
@@ -151,10 +151,15 @@ extension MessageCodec {
                 stdout: try object.integer("stdout"),
                 stderr: try object.integer("stderr"),
                 cgroup: try object.bool("cgroup"),
-                rlimits: try resourceLimits(object)))
+                rlimits: try resourceLimits(object),
+                pty: try terminalSize(object)))
         case .runSignal:
             operation = .runSignal(RunSignal(
                 run: try RunID.parse(object.string("run"), key: "run"), signal: try object.integer("signal")))
+        case .runResize:
+            operation = .runResize(RunResize(
+                run: try RunID.parse(object.string("run"), key: "run"),
+                size: TerminalSize(rows: try object.integer("rows"), cols: try object.integer("cols"))))
         case .fileRead:
             var truncate = false
             if try object.optional("truncate") != nil { truncate = try object.bool("truncate") }
@@ -218,6 +223,19 @@ extension MessageCodec {
             result[name] = ResourceLimit(soft: values[0], hard: values[1])
         }
         return result
+    }
+
+    /// `"pty": [rows, cols]` (absent or null: no terminal).
+    private static func terminalSize(_ object: JSONObject) throws(ProtocolViolation) -> TerminalSize? {
+        guard var reader = try object.optional("pty") else { return nil }
+        if try reader.readNull() { return nil }
+        var values: [Int] = []
+        let count = try reader.readArray("pty", maxCount: 2) { value, index throws(ProtocolViolation) in
+            let path = "pty[\(index)]"
+            values.append(try JSONObject.convert(value.readInteger(path), key: path))
+        }
+        guard count == 2 else { throw ProtocolViolation(.invalidValue, "key 'pty' must be [rows, cols]", key: "pty") }
+        return TerminalSize(rows: values[0], cols: values[1])
     }
 
     static func decodeResponse(_ body: [UInt8]) throws(ProtocolViolation) -> Response {
@@ -345,6 +363,13 @@ extension Request {
             json.member("stdout", value.stdout)
             json.member("stderr", value.stderr)
             json.member("cgroup", value.cgroup)
+            if let pty = value.pty {
+                json.key("pty")
+                json.beginArray()
+                json.integer(pty.rows)
+                json.integer(pty.cols)
+                json.endArray()
+            }
             if !value.rlimits.isEmpty {
                 json.key("rlimits")
                 json.beginObject()
@@ -361,6 +386,10 @@ extension Request {
         case .runSignal(let value):
             json.member("run", value.run.rawValue)
             json.member("signal", value.signal)
+        case .runResize(let value):
+            json.member("run", value.run.rawValue)
+            json.member("rows", value.size.rows)
+            json.member("cols", value.size.cols)
         case .fileRead(let value):
             json.member("path", value.path)
             json.member("stream", value.stream)

@@ -115,6 +115,7 @@ public struct Request: Equatable, Sendable {
 public enum Operation: Equatable, Sendable {
     case runStart(RunStart)
     case runSignal(RunSignal)
+    case runResize(RunResize)
     case fileRead(FileRead)
     case fileWrite(FileWrite)
     case fileList(FileList)
@@ -127,6 +128,7 @@ public enum Operation: Equatable, Sendable {
         switch self {
         case .runStart: .runStart
         case .runSignal: .runSignal
+        case .runResize: .runResize
         case .fileRead: .fileRead
         case .fileWrite: .fileWrite
         case .fileList: .fileList
@@ -140,7 +142,7 @@ public enum Operation: Equatable, Sendable {
     /// The workspace or /tmp paths the operation names.
     public var paths: [String] {
         switch self {
-        case .runStart, .runSignal: []
+        case .runStart, .runSignal, .runResize: []
         case .fileRead(let v): [v.path]
         case .fileWrite(let v): [v.path]
         case .fileList(let v): [v.path]
@@ -151,16 +153,18 @@ public enum Operation: Equatable, Sendable {
         }
     }
 
-    /// The protocol version the operation needs: its kind's, or 2 for a
-    /// path in /tmp.
+    /// The protocol version the operation needs: its kind's, 2 for a path
+    /// in /tmp, 3 for a run on a pseudo-terminal.
     public var since: UInt32 {
-        paths.contains(where: FilePaths.isTmp) ? max(2, kind.since) : kind.since
+        if case .runStart(let start) = self, start.pty != nil { return max(3, kind.since) }
+        return paths.contains(where: FilePaths.isTmp) ? max(2, kind.since) : kind.since
     }
 
     public func validate() throws(ProtocolViolation) {
         switch self {
         case .runStart(let value): try value.validate()
         case .runSignal(let value): try value.validate()
+        case .runResize(let value): try value.size.validate()
         case .fileRead(let value): try value.validate()
         case .fileWrite(let value): try value.validate()
         case .fileList(let value): try Check.filePath(value.path, key: "path")
@@ -180,6 +184,7 @@ public enum Operation: Equatable, Sendable {
 public enum OperationKind: String, Sendable, CaseIterable {
     case runStart = "run.start"
     case runSignal = "run.signal"
+    case runResize = "run.resize"
     case fileRead = "file.read"
     case fileWrite = "file.write"
     case fileList = "file.list"
@@ -194,6 +199,7 @@ public enum OperationKind: String, Sendable, CaseIterable {
     public var since: UInt32 {
         switch self {
         case .fileMkdir, .fileRename: 2
+        case .runResize: 3
         default: 1
         }
     }
@@ -216,11 +222,17 @@ public struct RunStart: Equatable, Sendable {
     /// Whether a descriptor for the run's cgroup comes on fd 4 first.
     public var cgroup: Bool
     public var rlimits: ResourceLimits
+    /// Version 3: the run's stdin, stdout and stderr are a new
+    /// pseudo-terminal of this size (its controlling terminal); what it
+    /// writes comes on `stdout`, `stderr` ends at once, `stdin` is typed
+    /// into the terminal.
+    public var pty: TerminalSize?
 
     public init(
         run: RunID, argv: [String], env: [String], cwd: String, stdin: StreamID?, stdout: StreamID,
-        stderr: StreamID, cgroup: Bool, rlimits: ResourceLimits = ResourceLimits()
+        stderr: StreamID, cgroup: Bool, rlimits: ResourceLimits = ResourceLimits(), pty: TerminalSize? = nil
     ) {
+        self.pty = pty
         self.run = run
         self.argv = argv
         self.env = env
@@ -267,6 +279,36 @@ public struct RunStart: Equatable, Sendable {
             throw Check.invalid("stdin", "must differ from stdout and stderr (\(stdin))")
         }
         try rlimits.validate()
+        try pty?.validate()
+    }
+}
+
+/// A terminal's size (`run.start`'s `pty`, `run.resize`).
+public struct TerminalSize: Equatable, Sendable {
+    /// 1...10,000 each.
+    public var rows: Int
+    public var cols: Int
+
+    public init(rows: Int, cols: Int) {
+        self.rows = rows
+        self.cols = cols
+    }
+
+    public func validate() throws(ProtocolViolation) {
+        try Check.range(rows, ProtocolLimits.terminalSide, key: "rows")
+        try Check.range(cols, ProtocolLimits.terminalSide, key: "cols")
+    }
+}
+
+/// `run.resize` (version 3): a new size for a run's terminal; the kernel
+/// sends SIGWINCH to its foreground process group.
+public struct RunResize: Equatable, Sendable {
+    public var run: RunID
+    public var size: TerminalSize
+
+    public init(run: RunID, size: TerminalSize) {
+        self.run = run
+        self.size = size
     }
 }
 

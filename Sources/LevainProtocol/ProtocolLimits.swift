@@ -1,11 +1,13 @@
-/// Every bound of the protocol (docs/PROTOCOL.md; versions 1 and 2 share them), in one place.
+/// Every bound of the protocol (docs/PROTOCOL.md; versions 1 to 3 share them), in one place.
 ///
 /// The supervisor treats the harness as hostile: each of these is a limit a
 /// frame must respect, or a default it can rely on. Sizes are in bytes.
 public enum ProtocolLimits {
     /// The highest protocol version this module speaks. It speaks every
-    /// version from 1 up: version 2 adds `file.mkdir` and `file.rename`.
-    public static let protocolVersion: UInt32 = 2
+    /// version from 1 up: version 2 adds `file.mkdir` and `file.rename`;
+    /// version 3 runs on a pseudo-terminal (`run.start`'s `pty`) and
+    /// `run.resize`.
+    public static let protocolVersion: UInt32 = 3
     /// The lowest protocol version this module speaks.
     public static let oldestProtocolVersion: UInt32 = 1
 
@@ -74,6 +76,8 @@ public enum ProtocolLimits {
     public static let maxEnvKeyBytes = 256
     /// The signal numbers `run.signal` accepts (and `process.exited` reports).
     public static let signalRange: ClosedRange<Int32> = 1...64
+    /// Rows and columns of a run's terminal.
+    public static let terminalSide: ClosedRange<Int> = 1...10_000
     /// Exit codes `process.exited` reports.
     public static let exitCodeRange: ClosedRange<Int32> = 0...255
 

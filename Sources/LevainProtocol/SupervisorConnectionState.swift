@@ -252,7 +252,7 @@ public struct SupervisorConnectionState: Sendable {
             try require(response.entries != nil, "entries")
         case .fileStat:
             try require(response.stat != nil, "type")
-        case .runSignal, .fileDelete, .fileMkdir, .fileRename:
+        case .runSignal, .runResize, .fileDelete, .fileMkdir, .fileRename:
             break
         }
         return .deliverResponse(response, operation: request.kind)
@@ -425,6 +425,8 @@ public struct SupervisorConnectionState: Sendable {
             entry.run = start.run
         case .runSignal(let signal):
             entry.run = signal.run
+        case .runResize(let resize):
+            entry.run = resize.run
         case .fileRead(let read):
             try requireFresh(read.stream)
             streams.openInbound(read.stream, limit: read.maxBytes, retainAfterEnd: true)

@@ -29,6 +29,7 @@ extension Supervisor {
             throw SupervisorError(.invalid, "input must be 1 byte to 1 MiB of text", field: "input")
         }
         let host = try await host(ready: id)
+        if host.isPaused { throw SessionHost.pausedError(id) }
         guard let socket = await host.agentGatewaySocket else {
             throw SupervisorError(.conflict, "session \(id) has no model gateway for agent runs (its Unix socket under the state directory could not be bound: a state directory path over about 70 bytes is too long)", field: "session")
         }

@@ -191,11 +191,14 @@ extension SessionHost {
             run: LevainProtocol.RunID(run.id)!, argv: run.spec.argv, env: environment(for: run),
             cwd: run.spec.cwd ?? (policy.filesystem.workspace ? "/workspace" : "/"),
             stdin: stdinStream, stdout: stdoutStream, stderr: stderrStream, cgroup: !fds.isEmpty,
-            rlimits: rlimits(for: run.spec))
+            rlimits: rlimits(for: run.spec), pty: run.spec.pty)
         let response: Response
+        startingRuns.insert(run.id)
         do {
             response = try await connection.request(.runStart(start))
+            startingRuns.remove(run.id)
         } catch {
+            startingRuns.remove(run.id)
             live[run.id] = nil
             exits?.runEnded(run.id)
             connection.abandon(stream: stdoutStream)
@@ -233,7 +236,7 @@ extension SessionHost {
             }
         }
         // Queued before the session was paused: frozen as soon as it runs.
-        if isPaused, let g = runGroup { _ = try? g.setFrozen(true) }
+        if isPaused, let g = runGroup { try? g.writeFreezer(true) }
         // Cancel: the run's cgroup dies at once, without asking the harness.
         run.setCancelHandler { [weak liveRun] in
             liveRun?.cgroup?.kill(timeoutMillis: 500)
@@ -354,17 +357,29 @@ extension SessionHost {
     /// Sends a signal to a live run's process (the harness delivers it to
     /// the run's process group).
     func signal(run id: String, signal: Int32) async throws(SupervisorError) {
+        try await ask(run: id, field: "signal") { .runSignal(RunSignal(run: $0, signal: signal)) }
+    }
+
+    /// A new size for a live run's terminal (409 for a run without one).
+    func resize(run id: String, to size: TerminalSize) async throws(SupervisorError) {
+        try await ask(run: id, field: "run") { .runResize(RunResize(run: $0, size: size)) }
+    }
+
+    /// A request about a live run to the harness; its refusal is a 409
+    /// naming `field`.
+    private func ask(run id: String, field: String, _ operation: (LevainProtocol.RunID) -> Operation) async throws(SupervisorError) {
         guard live[id] != nil, let connection, let runID = LevainProtocol.RunID(id) else {
             throw SupervisorError(.conflict, "run \(id) has no live process", field: "run")
         }
+        let op = operation(runID)
         let response: Response
         do {
-            response = try await connection.request(.runSignal(RunSignal(run: runID, signal: signal)))
+            response = try await connection.request(op)
         } catch {
             throw SupervisorError(.unavailable, "the session's harness: \(error)", cause: error)
         }
         guard response.ok else {
-            throw SupervisorError(.conflict, "run.signal: \(response.error?.code ?? "EIO"): \(response.error?.message ?? "failed")", field: "signal")
+            throw SupervisorError(.conflict, "\(op.kind.rawValue): \(response.error?.code ?? "EIO"): \(response.error?.message ?? "failed")", field: field)
         }
     }
 
@@ -376,6 +391,10 @@ extension SessionHost {
         for (k, v) in exits?.environment(run: run.id) ?? [] {
             env.removeAll { $0.0 == k }
             env.append((k, v))
+        }
+        // A terminal run says what terminal it has (unless told otherwise).
+        if spec.pty != nil && !env.contains(where: { $0.0 == "TERM" }) && spec.env["TERM"] == nil {
+            env.append(("TERM", "xterm-256color"))
         }
         for (k, v) in spec.env.sorted(by: { $0.key < $1.key }) {
             env.removeAll { $0.0 == k }

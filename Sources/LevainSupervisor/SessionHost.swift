@@ -47,6 +47,11 @@ actor SessionHost {
     /// Paused (SessionPause.swift): its runs' cgroups frozen, new runs
     /// refused. Read without the actor on the submit path.
     nonisolated let pausedFlag = Mutex<Bool>(false)
+    /// Pause and resume requests, one after the other.
+    var pauseChain: Task<Void, Never>?
+    /// Runs whose run.start is with the harness (not frozen by a pause:
+    /// the harness waits for their exec).
+    var startingRuns: Set<String> = []
 
     init(id: String, tenant: String, spec: SessionSpec, policy: Policy, workspace: String, context: SupervisorContext) {
         self.id = id

@@ -299,4 +299,17 @@ extension Supervisor {
         try await host.signal(run: id, signal: signal)
         return state.record
     }
+
+    /// `POST /v1/runs/{id}/resize`: a running terminal run's new size.
+    public func resizeRun(_ id: String, to size: TerminalSize) async throws(SupervisorError) -> RunRecord {
+        let state = try runState(id)
+        guard state.spec.pty != nil else {
+            throw SupervisorError(.conflict, "run \(id) has no terminal: start it with \"pty\" to resize it", field: "run")
+        }
+        guard state.record.status == .running, let host = hosts[state.sessionID] else {
+            throw SupervisorError(.conflict, "run \(id) is \(state.record.status.rawValue), not running", field: "run")
+        }
+        try await host.resize(run: id, to: size)
+        return state.record
+    }
 }

@@ -1,6 +1,7 @@
 import LevainAPI
 import LevainJSON
 import LevainPolicy
+import LevainProtocol
 import LevainSessionLog
 import Testing
 
@@ -40,6 +41,28 @@ import Testing
         let request = RunRequest(spec: retried, wait: true)
         #expect(try RunRequest(json: request.json) == request)
         #expect(try RunRequest(json: retried.request).wait == false)
+    }
+
+    @Test("pty: true is 24x80, an object names rows and cols (1 to 10,000); 0, a string or an unknown key is 400 naming it; it is stored and read back")
+    func terminals() throws {
+        #expect(try Self.decode(#"{"argv":["sh"],"pty":true}"#).pty == TerminalSize(rows: 24, cols: 80))
+        #expect(try Self.decode(#"{"argv":["sh"],"pty":{"rows":50,"cols":132}}"#).pty == TerminalSize(rows: 50, cols: 132))
+        #expect(try Self.decode(#"{"argv":["sh"],"pty":false}"#).pty == nil)
+        #expect(try Self.decode(#"{"argv":["sh"]}"#).pty == nil)
+        #expect(Self.field(#"{"argv":["sh"],"pty":{"rows":0,"cols":80}}"#) == "pty.rows")
+        #expect(Self.field(#"{"argv":["sh"],"pty":{"rows":24,"cols":0}}"#) == "pty.cols")
+        #expect(Self.field(#"{"argv":["sh"],"pty":{"rows":24}}"#) == "pty.cols")
+        #expect(Self.field(#"{"argv":["sh"],"pty":{"rows":24,"cols":10001}}"#) == "pty.cols")
+        #expect(Self.field(#"{"argv":["sh"],"pty":{"rows":24,"cols":80,"x":1}}"#) == "pty.x")
+        #expect(Self.field(#"{"argv":["sh"],"pty":"24x80"}"#) == "pty")
+        var spec = RunSpec(argv: ["bash"])
+        spec.pty = TerminalSize(rows: 40, cols: 120)
+        #expect(try RunSpec(request: spec.request) == spec)
+        #expect(try RunSpec(stored: spec.stored) == spec)
+        #expect(throws: APIError.self) { try RunSpec(stored: ["argv": ["sh"], "pty": ["rows": 0, "cols": 80]]) }
+        // The resize body.
+        #expect(try RunSpec.size(["rows": 30, "cols": 100]) == TerminalSize(rows: 30, cols: 100))
+        #expect(throws: APIError.self) { try RunSpec.size(["rows": 30]) }
     }
 
     @Test func aCommandIsAShellLine() throws {

@@ -28,10 +28,36 @@ struct MessageCodecRoundTripTests {
     func handshakeJSON() throws {
         let hello = MessageCodec.encode(.hello(Fixtures.hello))
         #expect(String(decoding: hello.body, as: UTF8.self)
-            == #"{"protocol":2,"harness":"levain-harness 0.2.0","pid":1}"#)
+            == #"{"protocol":3,"harness":"levain-harness 0.2.0","pid":1}"#)
         let welcome = MessageCodec.encode(.welcome(Fixtures.welcome))
         #expect(String(decoding: welcome.body, as: UTF8.self)
-            == #"{"protocol":2,"max_frame":1048576,"heartbeat_ms":2000,"window":262144,"session":"s-0001"}"#)
+            == #"{"protocol":3,"max_frame":1048576,"heartbeat_ms":2000,"window":262144,"session":"s-0001"}"#)
+    }
+
+    @Test("version 3: run.start's pty [rows, cols] and run.resize round-trip; a size of 0 or more than 10,000 is refused naming the key")
+    func terminals() throws {
+        let start = RunStart(run: Fixtures.run, argv: ["sh"], env: ["TERM=xterm"], cwd: "/workspace", stdin: 5, stdout: 6, stderr: 7,
+                             cgroup: false, pty: TerminalSize(rows: 24, cols: 80))
+        let frame = MessageCodec.encode(.request(Request(id: 4, operation: .runStart(start))))
+        #expect(String(decoding: frame.body, as: UTF8.self).contains(#""pty":[24,80]"#))
+        #expect(try MessageCodec.decode(frame, sentBy: .supervisor) == .request(Request(id: 4, operation: .runStart(start))))
+        let plain = MessageCodec.encode(.request(Request(id: 5, operation: .runStart(Fixtures.runStart))))
+        #expect(!String(decoding: plain.body, as: UTF8.self).contains("pty"))
+        let resize = Message.request(Request(id: 6, operation: .runResize(RunResize(run: Fixtures.run, size: TerminalSize(rows: 50, cols: 132)))))
+        let wire = MessageCodec.encode(resize)
+        #expect(String(decoding: wire.body, as: UTF8.self).contains(#""op":"run.resize","run":"#))
+        #expect(try MessageCodec.decode(wire, sentBy: .supervisor) == resize)
+        for (rows, cols, key) in [(0, 80, "rows"), (24, 0, "cols"), (10_001, 80, "rows")] {
+            let bad = Message.request(Request(id: 7, operation: .runResize(RunResize(run: Fixtures.run, size: TerminalSize(rows: rows, cols: cols)))))
+            #expect(throws: ProtocolViolation.self) { try MessageCodec.decode(MessageCodec.encode(bad), sentBy: .supervisor) }
+            do {
+                _ = try MessageCodec.decode(MessageCodec.encode(bad), sentBy: .supervisor)
+            } catch {
+                #expect(error.key == key)
+            }
+        }
+        let badPty = Frame(type: .request, body: Array(#"{"id":8,"op":"run.start","run":"r-000000000001","argv":["sh"],"env":[],"cwd":"/","stdin":null,"stdout":2,"stderr":3,"cgroup":false,"pty":[24]}"#.utf8))
+        #expect(throws: ProtocolViolation.self) { try MessageCodec.decode(badPty, sentBy: .supervisor) }
     }
 
     @Test("file.write carries an exact size: it round-trips, is optional, and may not exceed max_bytes")

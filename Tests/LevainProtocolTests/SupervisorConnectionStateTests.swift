@@ -93,8 +93,18 @@ struct HandshakeTests {
         expectMisuse(.notSendable) { try old.request(.fileRename(FileRename(path: "a", to: "b"))) }
         expectMisuse(.notSendable) { try old.request(.fileStat(FileStat(path: "/tmp/a"))) }
         try old.request(.fileDelete(FileDelete(path: "a", recursive: false)))  // control: version 1's operation
+        var two = Session()
+        try two.receive(.hello(Hello(protocolVersion: 2, harness: "h", pid: 1)))
+        try two.send(.welcome(Welcome(protocolVersion: 2, session: "s")))
+        let ptyStart = RunStart(run: Fixtures.run, argv: ["sh"], env: [], cwd: "/", stdin: nil, stdout: 2, stderr: 3, cgroup: false,
+                                pty: TerminalSize(rows: 24, cols: 80))
+        expectMisuse(.notSendable) { try two.request(.runStart(ptyStart)) }
+        expectMisuse(.notSendable) { try two.request(.runResize(RunResize(run: Fixtures.run, size: TerminalSize(rows: 1, cols: 1)))) }
+        try two.request(.fileMkdir(FileMkdir(path: "a", parents: true)))  // control: version 2's operation
         var current = try Session.established()
-        #expect(current.state.negotiatedVersion == 2)
+        #expect(current.state.negotiatedVersion == 3)
+        try current.request(.runStart(ptyStart))
+        try current.request(.runResize(RunResize(run: Fixtures.run, size: TerminalSize(rows: 30, cols: 100))))
         try current.request(.fileMkdir(FileMkdir(path: "a", parents: true)))
         try current.request(.fileRename(FileRename(path: "a", to: "b")))
         try current.request(.fileStat(FileStat(path: "/tmp/a")))

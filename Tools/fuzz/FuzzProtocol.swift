@@ -258,7 +258,7 @@ enum FuzzProtocol {
                 case .deliverRequest(let request)?:
                     // Answer requests that need no stream work at once.
                     switch request.operation {
-                    case .runSignal, .fileDelete, .fileMkdir, .fileRename:
+                    case .runSignal, .runResize, .fileDelete, .fileMkdir, .fileRename:
                         try state.willSend(.response(.success(id: request.id)))
                     case .fileList:
                         try state.willSend(.response(Response(id: request.id, ok: true, entries: [])))

@@ -102,6 +102,11 @@ SEEDS = {
         + js(REQUEST, {"id": 17, "op": "file.mkdir", "path": "out/logs", "parents": True, "mode": 493})
         + js(REQUEST, {"id": 18, "op": "file.rename", "path": "a.txt", "to": "out/a.txt"})
         + js(REQUEST, {"id": 19, "op": "file.stat", "path": "/tmp/x"}),
+    # Version 3: a run on a pseudo-terminal, run.resize.
+    "welcome-v3-pty": js(WELCOME, {"protocol": 3, "max_frame": 1048576, "heartbeat_ms": 2000, "window": 262144, "session": "s-1"})
+        + js(REQUEST, {"id": 20, "op": "run.start", "run": "r-0000000000ab", "argv": ["sh"], "env": ["TERM=xterm"],
+                       "cwd": "/workspace", "stdin": 9, "stdout": 7, "stderr": 8, "cgroup": False, "pty": [24, 80]})
+        + js(REQUEST, {"id": 21, "op": "run.resize", "run": "r-0000000000ab", "rows": 50, "cols": 132}),
     # Malformed.
     "bad-zero-length": b"\x00\x00\x00\x00",
     "bad-oversized": b"\x00\x00\x10\x01" + b"\x30" * 8,

@@ -274,6 +274,7 @@ struct lv_run_spec {
     const struct lv_rlimit *rlimits;
     size_t rlimit_count;
     void *caps_empty;               // an empty cap_t
+    int controlling_tty;            // 1: stdin is a terminal's slave, made the controlling terminal (TIOCSCTTY)
 };
 
 // Starts a run's process: a new session, the run's cgroup, stdio, cwd,
@@ -282,6 +283,16 @@ struct lv_run_spec {
 // or -1 (setup failed: error set; the child, if any, exits 125). *pid is set
 // whenever a child was made; the caller reaps it.
 int lv_run_spawn(const struct lv_run_spec *spec, pid_t *pid, struct lv_error_record *error);
+
+// A new pseudo-terminal for a run: the master (O_RDWR|O_NONBLOCK|O_CLOEXEC)
+// and its slave (O_RDWR|O_NOCTTY|O_CLOEXEC) from the jail's own devpts
+// (/dev/ptmx), the window size set. Returns 0, or -1 with errno (nothing
+// left open).
+int lv_pty_open(unsigned short rows, unsigned short cols, int *master, int *slave);
+
+// A terminal's new window size (TIOCSWINSZ: the kernel signals SIGWINCH to
+// its foreground process group). Returns 0, or -1 with errno.
+int lv_pty_resize(int master, unsigned short rows, unsigned short cols);
 
 // Kernel probes (1 = present, 0 = absent; landlock: the ABI version or 0).
 int lv_probe_landlock_abi(void);

@@ -2,6 +2,7 @@ import LevainAPI
 import LevainAgent
 import LevainJSON
 import LevainPolicy
+import LevainProtocol
 import LevainRuns
 import LevainSessionLog
 import LevainTools
@@ -39,6 +40,7 @@ protocol RunsBackend: Sendable {
     func runState(_ id: String) async throws(SupervisorError) -> RunState
     func cancelRun(_ id: String) async throws(SupervisorError) -> RunRecord
     func signalRun(_ id: String, signal: Int32) async throws(SupervisorError) -> RunRecord
+    func resizeRun(_ id: String, to size: TerminalSize) async throws(SupervisorError) -> RunRecord
 }
 
 /// Event streams and `/v1/log`.

@@ -1,20 +1,22 @@
 import Foundation
 import LevainAPI
+import LevainJSON
 import LevainMCP
 import MCP
 
 /// The daemon's MCP sessions (streamable HTTP at `/mcp`): one MCP server
-/// and stateful transport per `Mcp-Session-Id`, each a `ControlServer`
+/// and `HTTPSessionTransport` per `Mcp-Session-Id`, each a `ControlServer`
 /// whose tool calls go to this supervisor's own Unix socket. The route is
 /// behind the listener's authentication (the socket's permissions, or the
 /// bearer token on TCP), so an MCP client can do what an API client of that
-/// listener can, no more. Bounded: at most `maxSessions` at once; one
-/// unused for `idleSeconds` is ended when room is needed or at the next
-/// sweep.
+/// listener can, no more. Bounded: at most `maxSessions` at once. A session
+/// is idle when it has no request in flight; one idle for `idleSeconds` is
+/// ended, and when a new session needs room the least recently used idle
+/// one is ended (with none idle, the new one is refused with 503).
 actor MCPSessions {
     private struct Entry {
         let server: Server
-        let transport: StatefulHTTPServerTransport
+        let transport: HTTPSessionTransport
         let control: ControlServer
         var lastUsed: ContinuousClock.Instant
     }
@@ -22,6 +24,8 @@ actor MCPSessions {
     static let maxSessions = 64
     static let idleSeconds = 1800
     private var entries: [String: Entry] = [:]
+    /// Sessions being made (counted against the limit before their awaits).
+    private var making = 0
     private let client: APIClient
     private let version: String
 
@@ -37,68 +41,84 @@ actor MCPSessions {
             }
             entry.lastUsed = .now
             entries[id] = entry
-            let response = await entry.transport.handleRequest(request)
-            if request.method.uppercased() == "DELETE" { await end(id) }
+            let response = await entry.transport.handle(request)
+            if request.method.uppercased() == "DELETE" { end(id) }
             return response
         }
-        guard request.method.uppercased() == "POST" else {
-            return .error(statusCode: 400, .invalidRequest("Bad Request: Mcp-Session-Id header is required (initialize with a POST first)"))
+        guard request.method.uppercased() == "POST", Self.isInitialize(request.body) else {
+            return .error(statusCode: 400, .invalidRequest("Bad Request: an Mcp-Session-Id header is required (initialize with a POST first)"))
         }
-        sweep()
-        if entries.count >= Self.maxSessions, let oldest = entries.min(by: { $0.value.lastUsed < $1.value.lastUsed }) {
-            await end(oldest.key)
+        await sweep()
+        if entries.count + making >= Self.maxSessions {
+            guard let idle = await leastRecentlyUsedIdle() else {
+                return .error(statusCode: 503, .internalError("\(Self.maxSessions) MCP sessions are busy; end one (DELETE /mcp) or retry later"))
+            }
+            end(idle)
         }
-        let transport = StatefulHTTPServerTransport(validationPipeline: StandardValidationPipeline(validators: [
-            NoBrowserOrigin(), AcceptHeaderValidator(mode: .sseRequired), ContentTypeValidator(),
-            ProtocolVersionValidator(), SessionValidator(),
-        ]))
+        // Checked again with no await before the count goes up.
+        guard entries.count + making < Self.maxSessions else {
+            return .error(statusCode: 503, .internalError("\(Self.maxSessions) MCP sessions are busy; retry later"))
+        }
+        making += 1
+        let id = UUID().uuidString.lowercased()
+        let transport = HTTPSessionTransport(sessionID: id)
         let control = ControlServer(client: client)
         let server = await control.makeServer(version: version)
         do {
             try await server.start(transport: transport)
         } catch {
+            making -= 1
             return .error(statusCode: 500, .internalError("the MCP server could not start: \(error)"))
         }
-        let response = await transport.handleRequest(request)
-        if let id = response.headers.first(where: { $0.key.lowercased() == HTTPHeaderName.sessionID.lowercased() })?.value {
-            entries[id] = Entry(server: server, transport: transport, control: control, lastUsed: .now)
-        } else {
-            // Not an initialize (refused by the transport): nothing to keep.
-            await server.stop()
-        }
-        return response
+        entries[id] = Entry(server: server, transport: transport, control: control, lastUsed: .now)
+        making -= 1
+        return await transport.handle(request)
     }
 
-    /// Ends every session (shutdown): their SSE streams finish.
-    func endAll() async {
-        for id in Array(entries.keys) { await end(id) }
+    /// Ends every session (shutdown): their streams finish.
+    func endAll() {
+        for id in Array(entries.keys) { end(id) }
     }
 
     var count: Int { entries.count }
 
-    private func end(_ id: String) async {
+    private func end(_ id: String) {
         guard let entry = entries.removeValue(forKey: id) else { return }
-        await entry.server.stop()
-        await entry.transport.disconnect()
-        await entry.control.shutdown()
+        Task {
+            await entry.transport.disconnect()
+            await entry.server.stop()
+            await entry.control.shutdown()
+        }
     }
 
-    private func sweep() {
+    /// Ends the sessions idle for longer than `idleSeconds`.
+    private func sweep() async {
         let now = ContinuousClock.now
-        let stale = entries.filter { now - $0.value.lastUsed > .seconds(Self.idleSeconds) }.map(\.key)
-        for id in stale {
-            Task { await self.end(id) }
+        for (id, entry) in entries where now - entry.lastUsed > .seconds(Self.idleSeconds) {
+            if await entry.transport.openStreams == 0 { end(id) }
         }
+    }
+
+    private func leastRecentlyUsedIdle() async -> String? {
+        var best: (String, ContinuousClock.Instant)? = nil
+        for (id, entry) in entries where await entry.transport.openStreams == 0 {
+            if best == nil || entry.lastUsed < best!.1 { best = (id, entry.lastUsed) }
+        }
+        return best?.0
+    }
+
+    static func isInitialize(_ body: Data?) -> Bool {
+        guard let body, let message = try? JSONValue.parse(utf8: Array(body)) else { return false }
+        return message["method"]?.stringValue == "initialize"
     }
 }
 
 /// Refuses requests from web pages (an `Origin` header): the control API
 /// is for programs, and a page must not drive a session through a user's
 /// local socket or token.
-struct NoBrowserOrigin: HTTPRequestValidator {
-    func validate(_ request: MCP.HTTPRequest, context: HTTPValidationContext) -> MCP.HTTPResponse? {
+enum BrowserCheck {
+    static func refusal(_ request: MCP.HTTPRequest) -> MCP.HTTPResponse? {
         guard request.header(HTTPHeaderName.origin) != nil else { return nil }
-        return .error(statusCode: 403, .invalidRequest("Forbidden: requests from web pages (with an Origin header) are not served"),
-                      sessionID: context.sessionID)
+        return .error(statusCode: 403, .invalidRequest("Forbidden: requests from web pages (with an Origin header) are not served"))
     }
 }

@@ -226,21 +226,58 @@ public final class RunCgroup: Sendable {
     /// Whether the cgroup has a freezer (v1 freezer.state, v2 cgroup.freeze).
     public var canFreeze: Bool { freezePath != nil }
 
-    /// Pause (true) or resume (false) every process in the cgroup with the
-    /// kernel's freezer, for a paused session: a frozen process does not
-    /// run, however many times it is woken. Waits up to `timeoutMillis` for
-    /// the kernel to report the state reached (v1 goes through FREEZING;
-    /// v2 reports `frozen 1` in cgroup.events) and returns whether it did.
-    /// SIGKILL still ends a frozen process (`kill` thaws after killing).
+    /// Asks the kernel's freezer to pause (true) or resume (false) every
+    /// process in the cgroup, without waiting: a frozen process does not
+    /// run, however many times it is woken; SIGKILL still ends it (`kill`
+    /// thaws after killing).
+    public func writeFreezer(_ frozen: Bool) throws(SystemError) {
+        guard let freezePath else { throw SystemError(.unsupported, "the cgroup has no freezer") }
+        try fs.writeText(freezePath, frozen ? (version == 2 ? "1" : "FROZEN") : (version == 2 ? "0" : "THAWED"))
+    }
+
+    /// Whether the kernel reports the state reached (v1 goes through
+    /// FREEZING; v2 says `frozen 1` in cgroup.events). A cgroup that is gone
+    /// (its run ended and it was removed) has nothing left to freeze or thaw.
+    public func freezerReached(_ frozen: Bool) -> Bool {
+        guard let freezePath, fs.exists(freezePath) else { return true }
+        return isFrozen() == frozen
+    }
+
+    /// `writeFreezer`, then waits up to `timeoutMillis` for the state;
+    /// returns whether it was reached.
     @discardableResult
     public func setFrozen(_ frozen: Bool, timeoutMillis: Int = 1000) throws(SystemError) -> Bool {
-        guard let freezePath else { throw SystemError(.unsupported, "the cgroup has no freezer") }
-        let value = frozen ? (version == 2 ? "1" : "FROZEN") : (version == 2 ? "0" : "THAWED")
-        try fs.writeText(freezePath, value)
-        let deadline = Monotonic.millis() + Int64(timeoutMillis)
+        try writeFreezer(frozen)
+        return Self.waitFor([self], frozen, deadline: Monotonic.millis() + Int64(timeoutMillis)).isEmpty
+    }
+
+    /// Freezes or thaws several cgroups: every request written first, then
+    /// one wait against one deadline. Returns what failed (index and why);
+    /// empty when all reached the state.
+    public static func setFrozen(_ groups: [RunCgroup], _ frozen: Bool, timeoutMillis: Int = 1000) -> [(Int, String)] {
+        var failures: [(Int, String)] = []
+        var written: [Int] = []
+        for (i, g) in groups.enumerated() {
+            do throws(SystemError) {
+                try g.writeFreezer(frozen)
+                written.append(i)
+            } catch where error.errno == .noSuchFileOrDirectory {
+                continue  // removed meanwhile: its run has ended
+            } catch {
+                failures.append((i, "\(error)"))
+            }
+        }
+        let late = waitFor(written.map { groups[$0] }, frozen, deadline: Monotonic.millis() + Int64(timeoutMillis))
+        for k in late { failures.append((written[k], "the kernel did not report it \(frozen ? "frozen" : "thawed") within \(timeoutMillis) ms")) }
+        return failures.sorted { $0.0 < $1.0 }
+    }
+
+    /// The indices of `groups` not in the state by the deadline.
+    private static func waitFor(_ groups: [RunCgroup], _ frozen: Bool, deadline: Int64) -> [Int] {
+        var pending = Array(groups.indices)
         while true {
-            if isFrozen() == frozen { return true }
-            if Monotonic.millis() >= deadline { return false }
+            pending.removeAll { groups[$0].freezerReached(frozen) }
+            if pending.isEmpty || Monotonic.millis() >= deadline { return pending }
             Cgroupfs.sleepMillis(1)
         }
     }

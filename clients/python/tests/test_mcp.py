@@ -277,3 +277,123 @@ def test_http_endpoint_refuses_web_pages_and_unknown_sessions(supervisor):
             assert r.status_code == 200 and r.headers.get("mcp-session-id")
             sid = r.headers["mcp-session-id"]
         assert h.delete("http://localhost/mcp", headers={"Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-06-18"}).status_code == 200
+
+
+def test_pause_while_runs_start_keeps_the_session_alive(supervisor, client, session):
+    """Pauses while runs are being started, again and again: a run whose
+    process is still starting is not frozen under the harness (which waits
+    for its exec, and would stop serving the session: files, heartbeats),
+    so files stay served while paused; every run ends after resume."""
+    import threading
+
+    stop = threading.Event()
+    outcomes: list[object] = []
+
+    def submit() -> None:
+        with levain.Client(f"unix:{supervisor.socket}") as c:
+            s = c.session(session.id)
+            while not stop.is_set():
+                try:
+                    outcomes.append(s.exec("echo run").stdout)
+                except levain.APIError as e:
+                    outcomes.append(e.status)  # 409 while paused
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for t in threads:
+        t.start()
+    session.files.write("probe.txt", "ok")
+    try:
+        with levain.Client(f"unix:{supervisor.socket}", timeout=5) as quick:
+            files = quick.session(session.id).files
+            for _ in range(40):
+                session.pause()
+                # Served while paused, at once (a stalled harness would time out here).
+                assert files.read_text("probe.txt") == "ok"
+                session.resume()
+                time.sleep(0.02)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert all(r == 409 or r == "run\n" for r in outcomes), set(map(str, outcomes))
+    assert outcomes.count("run\n") > 20
+    assert session.exec("echo alive").stdout == "alive\n"
+
+
+def test_paused_session_refuses_agent_runs(session):
+    session.pause()
+    try:
+        with pytest.raises(levain.APIError) as refused:
+            session.agent_run('name = "a"\nmodel = "gpt-4o-mini"\n', "hello")
+        assert refused.value.status == 409 and "paused" in refused.value.message
+    finally:
+        session.resume()
+
+
+def test_stdin_slots_are_freed_when_processes_end(supervisor):
+    """More processes with stdin than the 64 slots, each ending on its own
+    without an eof: their pipes close with them, so the next still opens."""
+    async def main():
+        async with stdio(supervisor) as client:
+            sid = await open_session(client)
+            try:
+                for k in range(70):
+                    r = await call(client, "start_process", {"session": sid, "command": "true", "stdin": True})
+                    assert not r.is_error, f"process {k}: {text(r)}"
+                    run = r.structured_content["id"]
+                    r = await call(client, "poll_process", {"run": run, "wait": 30})
+                    assert r.structured_content["exit_status"] == 0
+                    # Control: a write to a process that has ended is refused.
+                    if k == 0:
+                        for _ in range(100):
+                            r = await call(client, "write_stdin", {"run": run, "data": "late\n"})
+                            if r.is_error:
+                                break
+                            await asyncio.sleep(0.05)
+                        assert r.is_error
+            finally:
+                await call(client, "close_session", {"session": sid})
+
+    asyncio.run(main())
+
+
+def test_http_sessions_get_is_405_and_requests_stream_their_own_progress(supervisor):
+    with httpx2.Client(transport=httpx2.HTTPTransport(uds=supervisor.socket), timeout=60) as h:
+        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+        with h.stream("POST", "http://localhost/mcp", json=init, headers=headers) as r:
+            sid = r.headers["mcp-session-id"]
+            body = r.read().decode()
+        assert '"serverInfo"' in body and body.startswith("event: message\ndata: ")
+        headers["Mcp-Session-Id"] = sid
+        assert h.post("http://localhost/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                      headers=headers).status_code == 202
+        assert h.get("http://localhost/mcp", headers=headers).status_code == 405
+        r = h.post("http://localhost/mcp", headers=headers, json={"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                   "params": {"name": "create_session", "arguments": {}}})
+        session = json_of_last_event(r.text)["result"]["structuredContent"]["id"]
+        r = h.post("http://localhost/mcp", headers=headers, json={
+            "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": "exec", "arguments": {"session": session, "command": "printf 'é%.0s' $(seq 1 20000)"},
+                       "_meta": {"progressToken": "tok"}}})
+        events = [e for e in r.text.split("\n\n") if e.strip()]
+        progress = [json_of_event(e) for e in events[:-1]]
+        assert progress and all(p["method"] == "notifications/progress" and p["params"]["progressToken"] == "tok" for p in progress)
+        # Split only at character boundaries: the pieces join to the output.
+        assert "".join(p["params"]["message"] for p in progress) == "é" * 20000
+        assert json_of_event(events[-1])["result"]["structuredContent"]["exit_status"] == 0
+        h.post("http://localhost/mcp", headers=headers, json={"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+               "params": {"name": "close_session", "arguments": {"session": session}}})
+        assert h.delete("http://localhost/mcp", headers=headers).status_code == 200
+        assert h.post("http://localhost/mcp", headers=headers, json={"jsonrpc": "2.0", "id": 5, "method": "tools/list"}).status_code == 404
+
+
+def json_of_event(event: str) -> dict:
+    import json
+    return json.loads("".join(line[6:] for line in event.split("\n") if line.startswith("data: ")))
+
+
+def json_of_last_event(text: str) -> dict:
+    return json_of_event([e for e in text.split("\n\n") if e.strip()][-1])

@@ -20,6 +20,7 @@ extension APIServer {
             for field in request.headers { headers[field.name.canonicalName] = field.value }
             let mcpRequest = MCP.HTTPRequest(method: request.method.rawValue, headers: headers,
                                              body: body.readableBytes == 0 ? nil : Data(body.readableBytesView), path: "/mcp")
+            if let refusal = BrowserCheck.refusal(mcpRequest) { return Self.mcpResponse(refusal, gate: api.gate, sessions: sessions) }
             return Self.mcpResponse(await sessions.handle(mcpRequest), gate: api.gate, sessions: sessions)
         }
         router.post("/mcp", use: handler)

@@ -63,6 +63,14 @@ extension APIServer {
                 return .json(.ok, await APIServer.json(try await s.signalRun(try api.param(context, "id"), signal: signal), s))
             }
         }
+        router.post("/v1/runs/:id/resize") { request, context in
+            await api.respond {
+                let body = try await api.jsonBody(request)
+                try Fields(body, allowed: ["rows", "cols"]).check()
+                let size = try RunSpec.size(body)
+                return .json(.ok, await APIServer.json(try await s.resizeRun(try api.param(context, "id"), to: size), s))
+            }
+        }
         router.get("/v1/runs/:id/output/:stream") { request, context in
             await api.respond {
                 let state = try await s.runState(try api.param(context, "id"))

@@ -152,9 +152,11 @@ def session_body(*, policy: str | None, tenant: str | None, labels: Mapping[str,
 def run_body(command: str | Sequence[str], *, env: Mapping[str, str] | None, cwd: str | None,
              timeout: float | str | None, stdin: bytes | str | None, stdin_stream: bool,
              cpu_time: float | str | None, file_size: int | str | None,
-             idempotency_key: str | None, retry: str | None, wait: bool) -> dict[str, Any]:
+             idempotency_key: str | None, retry: str | None, wait: bool,
+             pty: "bool | tuple[int, int] | None" = None) -> dict[str, Any]:
     """A run submission: a str is a shell command line (``/bin/sh -c``), a
-    sequence is the argv."""
+    sequence is the argv. ``pty``: True (24x80) or (rows, cols) runs it on a
+    pseudo-terminal."""
     body: dict[str, Any] = {}
     if isinstance(command, str):
         body["command"] = command
@@ -187,6 +189,11 @@ def run_body(command: str | Sequence[str], *, env: Mapping[str, str] | None, cwd
         body["retry"] = retry
     if wait:
         body["wait"] = True
+    if pty is True:
+        body["pty"] = True
+    elif pty:
+        rows, cols = pty
+        body["pty"] = {"rows": rows, "cols": cols}
     return body
 
 

@@ -171,27 +171,28 @@ class AsyncSession:
     async def start(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
                     timeout: float | str | None = None, stdin: bytes | str | None = None, stdin_stream: bool = False,
                     cpu_time: float | str | None = None, file_size: int | str | None = None,
-                    idempotency_key: str | None = None, retry: str | None = None) -> "AsyncRun":
+                    idempotency_key: str | None = None, retry: str | None = None,
+              pty: bool | tuple[int, int] | None = None) -> "AsyncRun":
         body = _core.run_body(command, env=env, cwd=cwd, timeout=timeout, stdin=stdin, stdin_stream=stdin_stream,
                               cpu_time=cpu_time, file_size=file_size, idempotency_key=idempotency_key,
-                              retry=retry, wait=False)
+                              retry=retry, wait=False, pty=pty)
         info = RunInfo.from_json(await self.client._request("POST", self._path + "/runs", json=body))
         return AsyncRun(self.client, info.id, info)
 
     async def exec(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
                    timeout: float | str | None = None, stdin: bytes | str | None = None,
                    on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
-                   check: bool = False) -> ExecResult:
+                   check: bool = False, pty: bool | tuple[int, int] | None = None) -> ExecResult:
         if on_stdout is None and on_stderr is None:
             body = _core.run_body(command, env=env, cwd=cwd, timeout=timeout, stdin=stdin, stdin_stream=False,
-                                  cpu_time=None, file_size=None, idempotency_key=None, retry=None, wait=True)
+                                  cpu_time=None, file_size=None, idempotency_key=None, retry=None, wait=True, pty=pty)
             info = RunInfo.from_json(await self.client._request("POST", self._path + "/runs", json=body, timeout=None))
             run = AsyncRun(self.client, info.id, info)
             out, err = await asyncio.gather(run.stdout() if info.stdout_bytes else _empty(),
                                             run.stderr() if info.stderr_bytes else _empty())
             result = ExecResult.of(info, out, err)
         else:
-            run = await self.start(command, env=env, cwd=cwd, timeout=timeout, stdin=stdin)
+            run = await self.start(command, env=env, cwd=cwd, timeout=timeout, stdin=stdin, pty=pty)
             result = await run.result(on_stdout=on_stdout, on_stderr=on_stderr)
         return result.check() if check else result
 
@@ -335,6 +336,9 @@ class AsyncRun:
 
     async def kill(self) -> RunInfo:
         return await self.cancel()
+
+    async def resize(self, rows: int, cols: int) -> RunInfo:
+        return RunInfo.from_json(await self.client._request("POST", self._path + "/resize", json={"rows": rows, "cols": cols}))
 
     async def signal(self, signal: int | str) -> RunInfo:
         return RunInfo.from_json(await self.client._request("POST", self._path + "/signal", json={"signal": signal}))

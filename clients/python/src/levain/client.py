@@ -186,33 +186,34 @@ class Session:
     def start(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
               timeout: float | str | None = None, stdin: bytes | str | None = None, stdin_stream: bool = False,
               cpu_time: float | str | None = None, file_size: int | str | None = None,
-              idempotency_key: str | None = None, retry: str | None = None) -> "Run":
+              idempotency_key: str | None = None, retry: str | None = None,
+              pty: bool | tuple[int, int] | None = None) -> "Run":
         """Submits a run and returns at once (it is queued): a :class:`Run` to
         wait for, read, signal, cancel or feed (``stdin_stream=True``)."""
         body = _core.run_body(command, env=env, cwd=cwd, timeout=timeout, stdin=stdin, stdin_stream=stdin_stream,
                               cpu_time=cpu_time, file_size=file_size, idempotency_key=idempotency_key,
-                              retry=retry, wait=False)
+                              retry=retry, wait=False, pty=pty)
         info = RunInfo.from_json(self.client._request("POST", self._path + "/runs", json=body))
         return Run(self.client, info.id, info)
 
     def exec(self, command: str | Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
              timeout: float | str | None = None, stdin: bytes | str | None = None,
              on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
-             check: bool = False) -> ExecResult:
+             check: bool = False, pty: bool | tuple[int, int] | None = None) -> ExecResult:
         """Runs a command (a str: ``/bin/sh -c``; a list: argv) to its end.
         ``timeout``: the run's wall-clock limit (then ``status == "timed_out"``).
         ``on_stdout``/``on_stderr`` get the output as it arrives. ``check``:
         raise CommandFailed/CommandTimedOut unless it succeeded."""
         if on_stdout is None and on_stderr is None:
             body = _core.run_body(command, env=env, cwd=cwd, timeout=timeout, stdin=stdin, stdin_stream=False,
-                                  cpu_time=None, file_size=None, idempotency_key=None, retry=None, wait=True)
+                                  cpu_time=None, file_size=None, idempotency_key=None, retry=None, wait=True, pty=pty)
             info = RunInfo.from_json(self.client._request("POST", self._path + "/runs", json=body, timeout=None))
             run = Run(self.client, info.id, info)
             # An empty stream (the run JSON says how much each kept) is not fetched.
             result = ExecResult.of(info, run.stdout() if info.stdout_bytes else b"",
                                    run.stderr() if info.stderr_bytes else b"")
         else:
-            run = self.start(command, env=env, cwd=cwd, timeout=timeout, stdin=stdin)
+            run = self.start(command, env=env, cwd=cwd, timeout=timeout, stdin=stdin, pty=pty)
             result = run.result(on_stdout=on_stdout, on_stderr=on_stderr)
         return result.check() if check else result
 
@@ -372,6 +373,11 @@ class Run:
 
     def signal(self, signal: int | str) -> RunInfo:
         return RunInfo.from_json(self.client._request("POST", self._path + "/signal", json={"signal": signal}))
+
+    def resize(self, rows: int, cols: int) -> RunInfo:
+        """A new size for the terminal of a run started with ``pty`` (its
+        foreground processes get SIGWINCH)."""
+        return RunInfo.from_json(self.client._request("POST", self._path + "/resize", json={"rows": rows, "cols": cols}))
 
     def kill(self) -> RunInfo:
         """Kills every process of the run (its cgroup) and waits for its end."""
