@@ -74,6 +74,48 @@ def test_the_session_contract(supervisor):
     asyncio.run(main())
 
 
+def test_interactive_processes_through_the_sdk(supervisor):
+    """The SDK's PTY contract (exec_command with tty, write_stdin): a
+    process on a terminal of the jail answers typed input, keeps its id while
+    it runs, and gives its exit code once done; without tty, one-shot."""
+    async def main():
+        client = LevainSandboxClient(f"unix:{supervisor.socket}")
+        session = await client.create()
+        try:
+            await session.start()
+            assert session.supports_pty()
+            first = await session.pty_exec_start("python3 -q -i", tty=True, yield_time_s=1.5)
+            assert first.process_id is not None and first.exit_code is None
+            assert b">>>" in first.output
+            update = await session.pty_write_stdin(session_id=first.process_id, chars="print(6 * 7)\n", yield_time_s=1.5)
+            assert b"42" in update.output and update.exit_code is None
+            update = await session.pty_write_stdin(session_id=first.process_id, chars="import os, sys; print(os.isatty(0), sys.stdout.isatty())\n",
+                                                   yield_time_s=1.5)
+            assert b"True True" in update.output
+            done = await session.pty_write_stdin(session_id=first.process_id, chars="exit(4)\n", yield_time_s=5)
+            assert done.process_id is None and done.exit_code == 4
+            # No terminal: one command to its end, stdout and stderr together.
+            plain = await session.pty_exec_start("echo out; echo err >&2; exit 2", yield_time_s=5)
+            assert plain.process_id is None and plain.exit_code == 2
+            assert b"out" in plain.output and b"err" in plain.output
+            with pytest.raises(RuntimeError):
+                slow = await session.pty_exec_start("sleep 30", yield_time_s=0.3)
+                assert slow.process_id is not None
+                await session.pty_write_stdin(session_id=slow.process_id, chars="x")
+            # Ending them all ends their runs.
+            long = await session.pty_exec_start("sleep 60", tty=True, yield_time_s=0.3)
+            assert long.process_id is not None
+            await session.pty_terminate_all()
+            runs = await levain.AsyncClient(f"unix:{supervisor.socket}").list_runs(session=session.state.levain_session)
+            assert not [r for r in runs if r.status in ("queued", "starting", "running")]
+        finally:
+            await session.shutdown()
+            await client.delete(session)
+            await client.aclose()
+
+    asyncio.run(main())
+
+
 def test_an_existing_session_is_used_and_left_open(client, session, supervisor):
     async def main():
         sdk = LevainSandboxClient(f"unix:{supervisor.socket}")

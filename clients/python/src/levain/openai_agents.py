@@ -18,8 +18,13 @@ hydrated as a tar archive made and unpacked inside the jail. No PTY.
 
 from __future__ import annotations
 
+import asyncio
 import io
+import time
 import uuid
+from collections import deque
+from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -34,11 +39,20 @@ from agents.sandbox.errors import (
 from agents.sandbox.manifest import Manifest
 from agents.sandbox.session import SandboxSession, SandboxSessionState
 from agents.sandbox.session.base_sandbox_session import BaseSandboxSession
+from agents.sandbox.session.pty_output import collect_pty_output
+from agents.sandbox.session.pty_types import (
+    PTY_PROCESSES_MAX,
+    PtyExecUpdate,
+    allocate_pty_process_id,
+    clamp_pty_yield_time_ms,
+    process_id_to_prune_from_meta,
+    resolve_pty_write_yield_time_ms,
+)
 from agents.sandbox.session.sandbox_client import BaseSandboxClient, BaseSandboxClientOptions
 from agents.sandbox.snapshot import SnapshotBase, SnapshotSpec, resolve_snapshot
 from agents.sandbox.types import ExecResult, User
 
-from .aio import AsyncClient, AsyncSession
+from .aio import AsyncClient, AsyncRun, AsyncSession
 from .errors import LevainError, NotFound
 
 WORKSPACE = "/workspace"
@@ -77,6 +91,21 @@ def _root_of(manifest: Manifest) -> str:
     return root
 
 
+@dataclass
+class _PtyProcess:
+    """A process started by pty_exec_start: its Levain run, and its output
+    as the SDK's collector reads it (chunks, a lock, an event)."""
+    run: AsyncRun
+    tty: bool
+    chunks: deque[bytes] = field(default_factory=deque)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    notify: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    exit_code: int | None = None
+    last_used: float = field(default_factory=time.monotonic)
+
+
 class LevainSandboxSession(BaseSandboxSession):
     state: LevainSandboxSessionState
 
@@ -85,6 +114,8 @@ class LevainSandboxSession(BaseSandboxSession):
         self._client = client
         self._session: AsyncSession = client.session(state.levain_session)
         self._closed = False
+        self._pty: dict[int, _PtyProcess] = {}
+        self._pty_lock = asyncio.Lock()
 
     @property
     def levain_session(self) -> AsyncSession:
@@ -115,6 +146,113 @@ class LevainSandboxSession(BaseSandboxSession):
             raise ExecTransportError(command=command, cause=LevainError(f"run {r.run_id}: {r.error}"))
         return ExecResult(stdout=r.stdout_bytes, stderr=r.stderr_bytes,
                           exit_code=r.exit_status if r.exit_status is not None else 125)
+
+    # -- interactive processes (the SDK's exec_command with tty, write_stdin)
+
+    def supports_pty(self) -> bool:
+        return True
+
+    async def pty_exec_start(self, *command: str | Path, timeout: float | None = None, shell: bool | list[str] = True,
+                             user: str | User | None = None, tty: bool = False, yield_time_s: float | None = None,
+                             max_output_tokens: int | None = None) -> PtyExecUpdate:
+        """Starts a Levain run (on a pseudo-terminal of the jail with
+        ``tty``, its stdin kept open) and returns what it wrote within the
+        yield time; a process still running keeps its id for write_stdin."""
+        argv = [str(c) for c in self._prepare_exec_command(*command, shell=shell, user=user)]
+        try:
+            env = await self.state.manifest.environment.resolve()
+        except Exception:  # noqa: BLE001
+            env = {}
+        try:
+            run = await self._session.start(argv, cwd=_root_of(self.state.manifest), env=env or None,
+                                            timeout=timeout if timeout and timeout > 0 else None,
+                                            pty=True if tty else None, stdin_stream=tty)
+        except LevainError as e:
+            raise ExecTransportError(command=command, cause=e) from e
+        process = _PtyProcess(run=run, tty=tty)
+        pumps = [asyncio.create_task(self._pump(process, "stdout"))]
+        if not tty:
+            pumps.append(asyncio.create_task(self._pump(process, "stderr")))
+        process.tasks = pumps + [asyncio.create_task(self._watch(process, pumps))]
+        pruned: _PtyProcess | None = None
+        async with self._pty_lock:
+            process_id = allocate_pty_process_id(set(self._pty))
+            if len(self._pty) >= PTY_PROCESSES_MAX:
+                victim = process_id_to_prune_from_meta(
+                    [(i, p.last_used, p.closed.is_set()) for i, p in self._pty.items()])
+                if victim is not None:
+                    pruned = self._pty.pop(victim)
+            self._pty[process_id] = process
+        if pruned is not None:
+            await self._terminate(pruned)
+        yield_ms = 10_000 if yield_time_s is None else int(yield_time_s * 1000)
+        return await self._pty_update(process_id, process, clamp_pty_yield_time_ms(yield_ms), max_output_tokens)
+
+    async def pty_write_stdin(self, *, session_id: int, chars: str, yield_time_s: float | None = None,
+                              max_output_tokens: int | None = None) -> PtyExecUpdate:
+        async with self._pty_lock:
+            process = self._resolve_pty_session_entry(pty_processes=self._pty, session_id=session_id)
+        if chars:
+            if not process.tty:
+                raise RuntimeError("stdin is not available for this process")
+            with suppress(LevainError, ValueError):  # the process is gone: what it wrote is still read
+                await process.run.send_stdin(chars)
+            await asyncio.sleep(0.1)
+        yield_ms = 250 if yield_time_s is None else int(yield_time_s * 1000)
+        process.last_used = time.monotonic()
+        return await self._pty_update(
+            session_id, process, resolve_pty_write_yield_time_ms(yield_time_ms=yield_ms, input_empty=chars == ""),
+            max_output_tokens)
+
+    async def pty_terminate_all(self) -> None:
+        async with self._pty_lock:
+            processes = list(self._pty.values())
+            self._pty.clear()
+        for process in processes:
+            await self._terminate(process)
+
+    async def _pump(self, process: _PtyProcess, stream: str) -> None:
+        with suppress(LevainError):
+            async for chunk in process.run.iter_output(stream, follow=True):
+                async with process.lock:
+                    process.chunks.append(chunk)
+                process.notify.set()
+
+    async def _watch(self, process: _PtyProcess, pumps: list[asyncio.Task[None]]) -> None:
+        try:
+            info = await process.run.wait()
+            process.exit_code = info.exit_status if info.exit_status is not None else 125
+        except LevainError:
+            process.exit_code = 125
+        await asyncio.gather(*pumps, return_exceptions=True)
+        process.closed.set()
+        process.notify.set()
+
+    async def _pty_update(self, process_id: int, process: _PtyProcess, yield_ms: int,
+                          max_output_tokens: int | None) -> PtyExecUpdate:
+        output, original_token_count, closed = await collect_pty_output(
+            output_chunks=process.chunks, output_lock=process.lock, output_notify=process.notify,
+            is_done=process.closed.is_set, yield_time_ms=yield_ms, max_output_tokens=max_output_tokens)
+        if not closed:
+            return PtyExecUpdate(process_id=process_id, output=output, exit_code=None,
+                                 original_token_count=original_token_count)
+        async with self._pty_lock:
+            self._pty.pop(process_id, None)
+        await self._terminate(process)
+        return PtyExecUpdate(process_id=None, output=output, exit_code=process.exit_code,
+                             original_token_count=original_token_count)
+
+    async def _terminate(self, process: _PtyProcess) -> None:
+        """Ends the run (its whole cgroup) and what reads it."""
+        if not process.closed.is_set():
+            with suppress(LevainError):
+                await process.run.cancel()
+        if process.tty and getattr(process.run, "_stdin_task", None) is not None:
+            with suppress(Exception):  # the stdin upload ends with the run
+                await asyncio.wait_for(process.run.close_stdin(), timeout=5)
+        for task in process.tasks:
+            task.cancel()
+        await asyncio.gather(*process.tasks, return_exceptions=True)
 
     async def read(self, path: Path, *, user: str | User | None = None) -> io.IOBase:
         p = self.normalize_path(path)
@@ -160,6 +298,7 @@ class LevainSandboxSession(BaseSandboxSession):
             raise WorkspaceArchiveWriteError(path=Path(root), cause=e) from e
 
     async def _shutdown_backend(self) -> None:
+        await self.pty_terminate_all()
         await self.close_if_owned()
 
     async def close_if_owned(self) -> None:
