@@ -211,7 +211,7 @@ let package = Package(
         ),
         .testTarget(name: "LevainSessionLogTests", dependencies: ["LevainJSON", "LevainSessionLog"]),
         .testTarget(name: "LevainJSONTests", dependencies: ["LevainJSON"]),
-        .testTarget(name: "LevainMCPTests", dependencies: ["LevainMCP", "LevainJSON", .product(name: "MCP", package: "swift-sdk")]),
+        .testTarget(name: "LevainMCPTests", dependencies: ["LevainMCP", "LevainAPI", "LevainJSON", .product(name: "MCP", package: "swift-sdk")]),
         .testTarget(name: "LevainAPITests", dependencies: ["LevainAPI", "LevainJSON", "LevainSessionLog", "LevainPolicy", "LevainProtocol"]),
         .testTarget(
             name: "LevainProxyTests",

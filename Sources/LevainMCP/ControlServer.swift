@@ -70,7 +70,7 @@ public final class ControlServer: Sendable {
             var q: [(String, String)] = []
             if let v = try a.string("status") { q.append(("status", v)) }
             if let v = try a.string("tenant") { q.append(("tenant", v)) }
-            let r = try await api("GET", Query.path("/v1/sessions", q))
+            let r = try await api("GET", URLQuery.path("/v1/sessions", q))
             let list = r["sessions"]?.arrayValue ?? []
             let lines = list.map { s in
                 "\(s["id"]?.stringValue ?? "?") \(s["status"]?.stringValue ?? "?")\(s["paused"] == .bool(true) ? " (paused)" : "") policy=\(s["policy"]?.stringValue ?? "?") created=\(s["created_at"]?.stringValue ?? "?")"
@@ -115,19 +115,19 @@ public final class ControlServer: Sendable {
                 bytes = Array(d)
             case let other: throw ToolFailure("write_file: encoding \(other.debugDescription) is not utf-8 or base64")
             }
-            let reply = try await client.request("PUT", Query.path("/v1/sessions/\(try a.id("session"))/file", [("path", path)]), body: bytes,
+            let reply = try await client.request("PUT", URLQuery.path("/v1/sessions/\(try a.id("session"))/file", [("path", path)]), body: bytes,
                                                  contentType: "application/octet-stream")
-            let r = try Self.check(reply, tool)
+            let r = try Self.check(reply)
             return ("wrote \(bytes.count) bytes to \(path)", r)
         case .listFiles:
             let path = try a.string("path") ?? "."
-            let r = try await api("GET", Query.path("/v1/sessions/\(try a.id("session"))/files", [("path", path)]))
+            let r = try await api("GET", URLQuery.path("/v1/sessions/\(try a.id("session"))/files", [("path", path)]))
             let lines = (r["entries"]?.arrayValue ?? []).map { e in
                 "\(e["type"]?.stringValue ?? "?")\t\(e["size"]?.intValue.map(String.init) ?? "-")\t\(e["name"]?.stringValue ?? "?")"
             }
             return (lines.isEmpty ? "(empty)" : lines.joined(separator: "\n"), r)
         case .statFile:
-            let r = try await api("GET", Query.path("/v1/sessions/\(try a.id("session"))/stat", [("path", try a.required("path"))]))
+            let r = try await api("GET", URLQuery.path("/v1/sessions/\(try a.id("session"))/stat", [("path", try a.required("path"))]))
             return (r.encoded(), r)
         }
     }
@@ -190,12 +190,12 @@ public final class ControlServer: Sendable {
         var status = 0
         var bytes: [UInt8] = []
         var tooLarge = false
-        try await client.stream("GET", Query.path("/v1/sessions/\(try a.id("session"))/file", [("path", path)]), onHead: { s, _ in status = s }) { chunk in
+        try await client.stream("GET", URLQuery.path("/v1/sessions/\(try a.id("session"))/file", [("path", path)]), onHead: { s, _ in status = s }) { chunk in
             if bytes.count + chunk.count > ControlLimits.maxFileBytes { tooLarge = true; return false }
             bytes.append(contentsOf: chunk)
             return true
         }
-        guard status == 200 else { _ = try Self.check(APIClient.Reply(status: status, headers: [], body: bytes), .readFile); return ("", .null) }
+        guard status == 200 else { _ = try Self.check(APIClient.Reply(status: status, headers: [], body: bytes)); return ("", .null) }
         if tooLarge { throw ToolFailure("read_file: \(path) is larger than \(ControlLimits.maxFileBytes >> 20) MiB; read parts of it with exec (head -c, tail -c)") }
         if let text = String(validating: bytes, as: UTF8.self) {
             return (text, ["path": .string(path), "size": .int(Int64(bytes.count)), "encoding": "utf-8", "content": .string(text)])
@@ -244,11 +244,11 @@ public final class ControlServer: Sendable {
     }
 
     func api(_ method: String, _ path: String, json: JSONValue? = nil) async throws -> JSONValue {
-        try Self.check(try await client.request(method, path, json: json), nil)
+        try Self.check(try await client.request(method, path, json: json))
     }
 
     /// The reply's JSON, or the API's error as a tool failure.
-    static func check(_ reply: APIClient.Reply, _ tool: ControlTool?) throws(ToolFailure) -> JSONValue {
+    static func check(_ reply: APIClient.Reply) throws(ToolFailure) -> JSONValue {
         let json = (try? JSONValue.parse(utf8: reply.body)) ?? .null
         guard (200..<300).contains(reply.status) else {
             if let e = APIError(status: reply.status, json: json.objectValue) {
@@ -330,34 +330,8 @@ struct Output: Sendable {
             // Without anyone to stream to, stop at the cap; with progress, go on (the client sees it all).
             return follow ? true : kept.count < cap
         }
-        if status != 200 { _ = try ControlServer.check(APIClient.Reply(status: status, headers: [], body: errorBody), nil) }
+        if status != 200 { _ = try ControlServer.check(APIClient.Reply(status: status, headers: [], body: errorBody)) }
         let more = seen > kept.count
         return Output(text: String(decoding: kept, as: UTF8.self), next: offset + kept.count, more: more)
     }
-}
-
-/// Percent-encoded query strings (a space as %20: the API reads '+' as a plus sign).
-enum Query {
-    static func path(_ base: String, _ items: [(String, String)]) -> String {
-        guard !items.isEmpty else { return base }
-        return base + "?" + items.map { "\(encode($0.0))=\(encode($0.1))" }.joined(separator: "&")
-    }
-
-    static func encode(_ s: String) -> String {
-        var out = ""
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "/"):
-                out.unicodeScalars.append(Unicode.Scalar(b))
-            default:
-                out += "%" + String(b, radix: 16, uppercase: true).leftPadded(2)
-            }
-        }
-        return out
-    }
-}
-
-private extension String {
-    func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }

@@ -67,7 +67,7 @@ actor StdinPipes {
         pipes[run] = nil
         switch await upload.value {
         case .success(let reply):
-            let json = try? ControlServer.check(reply, nil)
+            let json = try? ControlServer.check(reply)
             return Int(json?["bytes"]?.intValue ?? 0)
         case .failure(let e):
             throw e
@@ -84,7 +84,7 @@ actor StdinPipes {
     }
 
     nonisolated static func describe(_ reply: APIClient.Reply) -> String {
-        do throws(ToolFailure) { _ = try ControlServer.check(reply, nil); return "the stdin upload ended" } catch { return error.message }
+        do throws(ToolFailure) { _ = try ControlServer.check(reply); return "the stdin upload ended" } catch { return error.message }
     }
 }
 

@@ -157,19 +157,7 @@ struct APIFailure: Error, CustomStringConvertible {
     var description: String { "the supervisor answered \(status): \(message)" + (field.map { " (field \($0))" } ?? "") }
 }
 
-func percentEncode(_ s: String) -> String {
-    var out = ""
-    for b in s.utf8 {
-        switch b {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-             UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
-            out.unicodeScalars.append(Unicode.Scalar(b))
-        default:
-            out += "%" + (b < 16 ? "0" : "") + String(b, radix: 16, uppercase: true)
-        }
-    }
-    return out
-}
+func percentEncode(_ s: String) -> String { URLQuery.encode(s) }
 
 func absolutePath(_ path: String) -> String {
     path.hasPrefix("/") ? path : currentDirectory() + "/" + path

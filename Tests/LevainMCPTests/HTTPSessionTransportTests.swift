@@ -1,4 +1,5 @@
 import Foundation
+import LevainAPI
 import LevainJSON
 import MCP
 import Testing
@@ -96,7 +97,7 @@ import Testing
 
     @Test("query values are percent-encoded, a space as %20 and a plus sign kept")
     func query() {
-        #expect(Query.path("/v1/x", [("path", "a b+c/é?&=")]) == "/v1/x?path=a%20b%2Bc/%C3%A9%3F%26%3D")
-        #expect(Query.path("/v1/x", []) == "/v1/x")
+        #expect(URLQuery.path("/v1/x", [("path", "a b+c/é?&=")]) == "/v1/x?path=a%20b%2Bc/%C3%A9%3F%26%3D")
+        #expect(URLQuery.path("/v1/x", []) == "/v1/x")
     }
 }

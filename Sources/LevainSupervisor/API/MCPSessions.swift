@@ -80,8 +80,6 @@ actor MCPSessions {
         for id in Array(entries.keys) { end(id) }
     }
 
-    var count: Int { entries.count }
-
     private func end(_ id: String) {
         guard let entry = entries.removeValue(forKey: id) else { return }
         Task {
