@@ -6,20 +6,37 @@ public struct RunRequest: Sendable, Equatable {
     public var spec: RunSpec
     /// Answer when the run has ended instead of when it is queued.
     public var wait: Bool
+    /// With `wait`: each stream of at most this many bytes comes in the
+    /// answer (`stdout_base64`, `stderr_base64`), saving a request per stream.
+    public var inlineOutput: Int?
 
-    public init(spec: RunSpec, wait: Bool = false) {
+    /// The most `inline_output` may ask for.
+    public static let maxInlineOutput = 1 << 20
+
+    public init(spec: RunSpec, wait: Bool = false, inlineOutput: Int? = nil) {
         self.spec = spec
         self.wait = wait
+        self.inlineOutput = inlineOutput
     }
 
     public init(json o: JSONObject) throws(APIError) {
         spec = try RunSpec(request: o)
-        wait = o["wait"]?.boolValue ?? false
+        wait = try Fields.bool(o, "wait") ?? false
+        if let v = o["inline_output"], !v.isNull {
+            guard let n = v.intValue, (0...Int64(Self.maxInlineOutput)).contains(n) else {
+                throw APIError(.invalid, "inline_output must be a whole number of bytes from 0 to \(Self.maxInlineOutput)", field: "inline_output")
+            }
+            guard wait else {
+                throw APIError(.invalid, "inline_output needs \"wait\": true (the output comes with the finished run)", field: "inline_output")
+            }
+            inlineOutput = Int(n)
+        }
     }
 
     public var json: JSONObject {
         var o = spec.request
         if wait { o["wait"] = true }
+        if let inlineOutput { o["inline_output"] = .int(Int64(inlineOutput)) }
         return o
     }
 }

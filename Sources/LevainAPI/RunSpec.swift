@@ -38,7 +38,8 @@ public struct RunSpec: Sendable, Equatable {
     public init(argv: [String]) { self.argv = argv }
 
     static let requestFields: Set<String> = ["argv", "command", "stdin", "stdin_base64", "stdin_stream", "env", "cwd", "timeout",
-                                             "cpu_time", "file_size", "idempotency_key", "retry", "wait", "pty"]
+                                             "cpu_time", "file_size", "idempotency_key", "retry", "wait", "pty",
+                                             "inline_output"]
 
     /// The size of `"pty": true`.
     public static let defaultTerminal = TerminalSize(rows: 24, cols: 80)

@@ -328,6 +328,12 @@ final class HarnessHandler: ChannelInboundHandler, RemovableChannelHandler {
             pending.removeValue(forKey: response.id)?.succeed(response)
         case .deliverEvent(let event):
             onEvent(event)
+            if case .processExited = event {
+                // Its stdin is retired: what is queued on it is dropped
+                // and its writers resume, rather than wait for a WINDOW
+                // that will never come.
+                for stream in outbound.keys where state.credit(forOutbound: stream) == nil { pump(stream) }
+            }
         case .deliverData(let stream, let bytes):
             if let sink = sinks[stream] { sink.0(bytes) }
             if let window = state.consumed(stream: stream, bytes: bytes.count) { _ = write(window, flush: false) }

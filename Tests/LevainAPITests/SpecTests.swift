@@ -43,6 +43,24 @@ import Testing
         #expect(try RunRequest(json: retried.request).wait == false)
     }
 
+    @Test("inline_output: 0 to 1 MiB bytes, only with wait: true; wait must be a boolean; both round-trip")
+    func inlineOutput() throws {
+        func request(_ text: String) throws -> RunRequest { try RunRequest(json: JSONValue.parseObject(text)) }
+        func field(_ text: String) -> String? {
+            do { _ = try request(text); return nil } catch let e as APIError { return e.field } catch { return "not an APIError: \(error)" }
+        }
+        #expect(try request(#"{"argv":["true"],"wait":true,"inline_output":65536}"#).inlineOutput == 65536)
+        #expect(try request(#"{"argv":["true"],"wait":true,"inline_output":0}"#).inlineOutput == 0)
+        #expect(try request(#"{"argv":["true"],"wait":true}"#).inlineOutput == nil)
+        #expect(field(#"{"argv":["true"],"inline_output":10}"#) == "inline_output")
+        #expect(field(#"{"argv":["true"],"wait":true,"inline_output":1048577}"#) == "inline_output")
+        #expect(field(#"{"argv":["true"],"wait":true,"inline_output":-1}"#) == "inline_output")
+        #expect(field(#"{"argv":["true"],"wait":true,"inline_output":"64K"}"#) == "inline_output")
+        #expect(field(#"{"argv":["true"],"wait":"yes"}"#) == "wait")
+        let r = RunRequest(spec: RunSpec(argv: ["echo", "hi"]), wait: true, inlineOutput: 4096)
+        #expect(try RunRequest(json: r.json) == r)
+    }
+
     @Test("pty: true is 24x80, an object names rows and cols (1 to 10,000); 0, a string or an unknown key is 400 naming it; it is stored and read back")
     func terminals() throws {
         #expect(try Self.decode(#"{"argv":["sh"],"pty":true}"#).pty == TerminalSize(rows: 24, cols: 80))

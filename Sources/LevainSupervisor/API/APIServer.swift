@@ -40,6 +40,7 @@ public struct APIServer: Sendable {
         addRunRoutes(router, supervisor)
         addToolRoutes(router, supervisor)
         addFileRoutes(router, supervisor)
+        addArchiveRoutes(router, supervisor)
         addLogRoutes(router, supervisor)
         addMCPRoutes(router, mcpSessions)
         return router

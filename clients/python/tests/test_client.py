@@ -327,55 +327,6 @@ def test_upload_and_download_report_each_file(session):
     assert isinstance(down[1].error, levain.NotFound)
 
 
-# -- the workspace as a tar archive
-
-
-def test_workspace_export_and_import_between_sessions(client, session):
-    import io
-    import tarfile
-    session.files.write("src/app.py", "print('hi')\n")
-    session.files.write("bin/run.sh", "#!/bin/sh\necho ran\n", mode=0o755)
-    session.exec("ln -s src/app.py link.py && mkdir -p empty/dir", check=True)
-    archive = session.export_workspace()
-    names = sorted(m.name for m in tarfile.open(fileobj=io.BytesIO(archive)).getmembers())
-    assert "./src/app.py" in names and "./link.py" in names and "./empty/dir" in names
-    other = client.create_session()
-    try:
-        other.import_workspace(archive)
-        assert other.files.read_text("src/app.py") == "print('hi')\n"
-        assert other.exec(["/workspace/bin/run.sh"]).stdout == "ran\n"
-        assert other.files.stat("link.py").type == "symlink"
-        assert other.files.stat("empty/dir").is_dir
-        assert other.exec("stat -c %U src/app.py").stdout.strip() != "root"  # the jail user's
-    finally:
-        other.close()
-
-
-def test_a_hostile_archive_lands_nothing_outside_the_workspace(session):
-    import io
-    import tarfile
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        def add(name, data=b"x", kind=tarfile.REGTYPE, link=""):
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname, info.size = kind, link, len(data) if kind == tarfile.REGTYPE else 0
-            t.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
-        add("ok.txt", b"fine")
-        add("../escape.txt")
-        add("/tmp/abs.txt")
-        add("out", kind=tarfile.SYMTYPE, link="/tmp")
-        add("out/through.txt")
-        add("hard", kind=tarfile.LNKTYPE, link="/etc/passwd")
-    with pytest.raises(levain.CommandFailed):
-        session.import_workspace(buf.getvalue())  # tar reports the members it refused
-    assert session.files.read_text("ok.txt") == "fine"  # control: the good member landed
-    check = session.exec("ls /escape.txt /tmp/abs.txt /tmp/through.txt 2>&1; ls /workspace/tmp; cat /workspace/hard 2>&1 | head -c 4")
-    for outside in ("/escape.txt", "/tmp/abs.txt", "/tmp/through.txt"):
-        assert f"cannot access '{outside}': No such file" in check.stdout, check.stdout
-    assert "abs.txt" in check.stdout  # "/tmp/abs.txt" landed as workspace/tmp/abs.txt
-    assert "root" not in check.stdout  # no hard link to /etc/passwd
-
-
 # -- events, log, usage, tools, approvals
 
 
@@ -415,3 +366,24 @@ def test_the_package_installs_with_pip(tmp_path):
     assert out[0].startswith(str(target)) and out[1] == levain.__version__
     assert (target / "levain" / "py.typed").exists()
     assert not os.path.exists(os.path.join(root, "build"))
+
+
+def test_inline_output_comes_with_the_finished_run(client, session):
+    import base64
+    path = f"/v1/sessions/{session.id}/runs"
+    r = client._request("POST", path, json={"command": "printf 'ab\\0\\377'; printf '%030d' 0 >&2", "wait": True,
+                                            "inline_output": 16})
+    assert base64.b64decode(r["stdout_base64"]) == b"ab\x00\xff"  # binary, whole
+    assert "stderr_base64" not in r and r["stderr_bytes"] == 30  # longer than asked: read from its route
+    assert client.run(r["id"]).stderr() == b"0" * 30
+    empty = client._request("POST", path, json={"argv": ["true"], "wait": True, "inline_output": 16})
+    assert empty["stdout_base64"] == "" and empty["stderr_base64"] == ""
+    plain = client._request("POST", path, json={"argv": ["echo", "x"], "wait": True})
+    assert "stdout_base64" not in plain  # only when asked
+    for bad in ({"argv": ["true"], "inline_output": 16}, {"argv": ["true"], "wait": True, "inline_output": 2 << 20}):
+        with pytest.raises(levain.InvalidRequest) as e:
+            client._request("POST", path, json=bad)
+        assert e.value.field == "inline_output"
+    # exec uses it, and falls back to the output route above its size.
+    assert session.exec("head -c 300000 /dev/zero | tr '\\0' y").stdout == "y" * 300000
+    assert session.exec("echo small").stdout == "small\n"

@@ -23,8 +23,13 @@ extension APIServer {
                 let run = try RunRequest(json: body)
                 let (record, created) = try await s.submitRun(session: id, run.spec, arrival: arrival)
                 if run.wait {
-                    let done = await (try await s.runState(record.id)).wait(timeout: nil)
-                    return .json(created ? .created : .ok, await APIServer.json(done, s))
+                    let state = try await s.runState(record.id)
+                    let done = await state.wait(timeout: nil)
+                    var answer = await APIServer.json(done, s)
+                    if let most = run.inlineOutput, done.status.isTerminal {
+                        answer = APIServer.inline(state, most: most, into: answer)
+                    }
+                    return .json(created ? .created : .ok, answer)
                 }
                 return .json(created ? .created : .ok, await APIServer.json(record, s))
             }
@@ -137,6 +142,20 @@ extension APIServer {
             }
             try await writer.finish(nil)
         })
+    }
+
+    /// `inline_output`: each stream kept whole and at most `most` bytes
+    /// long, base64 in the answer; a longer one is read from its output route.
+    static func inline(_ state: RunState, most: Int, into answer: JSONValue) -> JSONValue {
+        guard var o = answer.objectValue else { return answer }
+        for (name, spool) in [("stdout", state.stdout), ("stderr", state.stderr)] {
+            let length = spool.length
+            guard length <= UInt64(most), !spool.isTruncated, spool.loss == nil else { continue }
+            let bytes = length == 0 ? [] : spool.read(from: 0, max: Int(length))
+            guard bytes.count == Int(length) else { continue }
+            o[name + "_base64"] = .string(Base64.encode(bytes))
+        }
+        return .object(o)
     }
 
     /// A run's record as the API shows it, with what its live state adds

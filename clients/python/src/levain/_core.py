@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import quote
 
 from .errors import InvalidRequest, error_from
@@ -103,31 +103,36 @@ def file_url(base: str, path: str, **params: Any) -> str:
     return with_query(base, {"path": file_path(path), **{k: v for k, v in params.items() if v is not None}})
 
 
-#: The commands the workspace archive is made and unpacked with, inside the
-#: jail as its user: GNU tar, which refuses members with ".." and strips a
-#: leading "/", and extracts a symlink pointing out (absolute, or with "..")
-#: only after every other member, so nothing is written through it.
-def tar_export(root: str = "/workspace", exclude: Sequence[str] = ()) -> list[str]:
-    """Members named relative to `root` ("./src/a.py"); `exclude`: relative paths left out."""
-    return (["tar", "-C", root, "--numeric-owner"] + [f"--exclude=./{e.lstrip('./')}" for e in exclude]
-            + ["-cf", "-", "."])
-
-
-def tar_import(root: str = "/workspace") -> list[str]:
-    return ["tar", "-C", root, "--no-same-owner", "--no-overwrite-dir", "-xf", "-"]
+def archive_query(root: str, exclude: Sequence[str] = ()) -> str:
+    """``?path=ROOT&exclude=...`` of the archive route (%20 for a space)."""
+    from urllib.parse import urlencode
+    pairs = [("path", root)] + [("exclude", e) for e in exclude]
+    return "?" + urlencode(pairs, quote_via=quote)
 
 
 TAR_CHUNK = 1 << 20
 
+#: exec asks for streams up to this size in the finished run's answer
+#: (``inline_output``), saving a request per stream.
+INLINE_OUTPUT = 256 << 10
 
-def archive_result(run: Any, info: Any, what: str) -> None:
-    """Raises unless the archive run succeeded whole."""
-    from .errors import CommandFailed, LevainError
-    from .models import ExecResult
-    if info.status != "succeeded":
-        raise CommandFailed(ExecResult.of(info, b"", b""))
-    if info.output_truncated:
-        raise LevainError(f"the workspace archive of run {run.id} was cut at the supervisor's limits.max_output; {what}")
+
+def inlined(info: Any, name: str) -> bytes | None:
+    """A stream the answer carried (``stdout_base64``), or None."""
+    import base64
+    value = info.raw.get(name + "_base64")
+    return None if value is None else base64.b64decode(value)
+
+
+def chunks_of(archive: Any) -> Any:
+    """The body of an archive upload: bytes as they are, a file read in chunks."""
+    if isinstance(archive, (bytes, bytearray, memoryview)):
+        return bytes(archive)
+
+    def read() -> Iterator[bytes]:
+        while chunk := archive.read(TAR_CHUNK):
+            yield chunk
+    return read()
 
 
 def session_body(*, policy: str | None, tenant: str | None, labels: Mapping[str, str] | None,

@@ -9,7 +9,7 @@ import httpx2
 
 from . import _core
 from ._core import Address
-from .errors import APIError, CommandFailed, ConnectionFailed, NotFound
+from .errors import APIError, ConnectionFailed, NotFound
 from .models import Event, ExecResult, FileInfo, FileResult, RunInfo, SessionInfo
 
 OutputCallback = Callable[[bytes], Union[None, Awaitable[None]]]
@@ -17,6 +17,10 @@ OutputCallback = Callable[[bytes], Union[None, Awaitable[None]]]
 
 async def _empty() -> bytes:
     return b""
+
+
+async def _value(data: bytes) -> bytes:
+    return data
 
 
 class AsyncClient:
@@ -186,10 +190,13 @@ class AsyncSession:
         if on_stdout is None and on_stderr is None:
             body = _core.run_body(command, env=env, cwd=cwd, timeout=timeout, stdin=stdin, stdin_stream=False,
                                   cpu_time=None, file_size=None, idempotency_key=None, retry=None, wait=True, pty=pty)
+            body["inline_output"] = _core.INLINE_OUTPUT
             info = RunInfo.from_json(await self.client._request("POST", self._path + "/runs", json=body, timeout=None))
             run = AsyncRun(self.client, info.id, info)
-            out, err = await asyncio.gather(run.stdout() if info.stdout_bytes else _empty(),
-                                            run.stderr() if info.stderr_bytes else _empty())
+            out_in, err_in = _core.inlined(info, "stdout"), _core.inlined(info, "stderr")
+            out, err = await asyncio.gather(
+                _value(out_in) if out_in is not None else run.stdout() if info.stdout_bytes else _empty(),
+                _value(err_in) if err_in is not None else run.stderr() if info.stderr_bytes else _empty())
             result = ExecResult.of(info, out, err)
         else:
             run = await self.start(command, env=env, cwd=cwd, timeout=timeout, stdin=stdin, pty=pty)
@@ -206,20 +213,23 @@ class AsyncSession:
         return (await self.client._request("GET", self._path + "/tools"))["tools"]
 
     async def export_workspace(self, root: str = "/workspace", *, exclude: Sequence[str] = ()) -> bytes:
-        run = await self.start(_core.tar_export(root, exclude))
-        info = await run.wait()
-        _core.archive_result(run, info, "export less (or raise the limit)")
-        return await run.stdout()
+        parts = [c async for c in self.client._stream_bytes(self._path + "/archive" + _core.archive_query(root, exclude), {})]
+        return b"".join(parts)
 
-    async def import_workspace(self, archive: bytes, root: str = "/workspace") -> None:
-        run = await self.start(_core.tar_import(root), stdin_stream=True)
-        data = memoryview(archive)
-        for i in range(0, len(data), _core.TAR_CHUNK):
-            await run.send_stdin(bytes(data[i:i + _core.TAR_CHUNK]))
-        await run.close_stdin()
-        info = await run.wait()
-        if info.status != "succeeded":
-            raise CommandFailed(ExecResult.of(info, b"", await run.stderr()))
+    async def import_workspace(self, archive: bytes | IO[bytes], root: str = "/workspace") -> int:
+        body = _core.chunks_of(archive)
+        if not isinstance(body, bytes):
+            chunks = body
+
+            async def stream() -> AsyncIterator[bytes]:
+                # A file is read a chunk at a time; the read blocks the loop
+                # as briefly as Files.write's.
+                for chunk in chunks:
+                    yield chunk
+            body = stream()
+        r = await self.client._request("PUT", self._path + "/archive" + _core.archive_query(root),
+                                       content=body, timeout=None)
+        return int(r["bytes"])
 
     async def events(self, *, after: int | None = None, follow: bool = False) -> AsyncIterator[Event]:
         params: dict[str, Any] = {"follow": "true" if follow else "false"}

@@ -10,7 +10,7 @@ import httpx2
 
 from . import _core
 from ._core import Address
-from .errors import APIError, CommandFailed, ConnectionFailed, FileOperationFailed, NotFound
+from .errors import APIError, ConnectionFailed, FileOperationFailed, NotFound
 from .models import Event, ExecResult, FileInfo, FileResult, RunInfo, SessionInfo
 
 OutputCallback = Callable[[bytes], None]
@@ -207,11 +207,13 @@ class Session:
         if on_stdout is None and on_stderr is None:
             body = _core.run_body(command, env=env, cwd=cwd, timeout=timeout, stdin=stdin, stdin_stream=False,
                                   cpu_time=None, file_size=None, idempotency_key=None, retry=None, wait=True, pty=pty)
+            body["inline_output"] = _core.INLINE_OUTPUT
             info = RunInfo.from_json(self.client._request("POST", self._path + "/runs", json=body, timeout=None))
             run = Run(self.client, info.id, info)
-            # An empty stream (the run JSON says how much each kept) is not fetched.
-            result = ExecResult.of(info, run.stdout() if info.stdout_bytes else b"",
-                                   run.stderr() if info.stderr_bytes else b"")
+            # Small streams come in the answer; an empty one is not fetched.
+            out, err = _core.inlined(info, "stdout"), _core.inlined(info, "stderr")
+            result = ExecResult.of(info, out if out is not None else run.stdout() if info.stdout_bytes else b"",
+                                   err if err is not None else run.stderr() if info.stderr_bytes else b"")
         else:
             run = self.start(command, env=env, cwd=cwd, timeout=timeout, stdin=stdin, pty=pty)
             result = run.result(on_stdout=on_stdout, on_stderr=on_stderr)
@@ -228,31 +230,21 @@ class Session:
         return self.client._request("GET", self._path + "/tools")["tools"]
 
     def export_workspace(self, root: str = "/workspace", *, exclude: Sequence[str] = ()) -> bytes:
-        """The workspace (or `root`, a directory in it) as a tar archive,
-        member names relative to it, made by tar inside the jail as the jail
-        user (a run, in the log); `exclude`: relative paths left out."""
-        run = self.start(_core.tar_export(root, exclude))
-        info = run.wait()
-        _core.archive_result(run, info, "export less (or raise the limit)")
-        return run.stdout()
+        """The workspace (or `root`, a directory beneath /workspace or /tmp)
+        as a tar archive, member names relative to it ("./src/a.py"), made by
+        GNU tar inside the jail as the jail user (a run, in the log);
+        `exclude`: tar patterns relative to `root` left out."""
+        return b"".join(self.client._stream_bytes(self._path + "/archive" + _core.archive_query(root, exclude), {}))
 
-    def import_workspace(self, archive: bytes | IO[bytes], root: str = "/workspace") -> None:
-        """Unpacks a tar archive into the workspace, inside the jail as the
-        jail user: nothing lands outside /workspace (no '..', no absolute
-        names, nothing through a symlink), and the workspace's size and the
-        policy's file size bound it."""
-        run = self.start(_core.tar_import(root), stdin_stream=True)
-        if isinstance(archive, (bytes, bytearray, memoryview)):
-            data = memoryview(archive)
-            for i in range(0, len(data), _core.TAR_CHUNK):
-                run.send_stdin(bytes(data[i:i + _core.TAR_CHUNK]))
-        else:
-            while chunk := archive.read(_core.TAR_CHUNK):
-                run.send_stdin(chunk)
-        run.close_stdin()
-        info = run.wait()
-        if info.status != "succeeded":
-            raise CommandFailed(ExecResult.of(info, b"", run.stderr()))
+    def import_workspace(self, archive: bytes | IO[bytes], root: str = "/workspace") -> int:
+        """Unpacks a tar archive into the workspace (or `root`, made when
+        missing), inside the jail as the jail user. An archive tar refuses
+        (a member with '..', a hard link to a missing file, a cut archive)
+        raises InvalidRequest with tar's message and unpacks nothing.
+        Returns the bytes sent."""
+        r = self.client._request("PUT", self._path + "/archive" + _core.archive_query(root),
+                                 content=_core.chunks_of(archive), timeout=None)
+        return int(r["bytes"])
 
     def events(self, *, after: int | None = None, follow: bool = False) -> Iterator[Event]:
         """The session's log events (server-sent events); ``follow`` keeps waiting for new ones."""
