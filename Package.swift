@@ -111,7 +111,7 @@ let package = Package(
         .target(
             name: "LevainAPI",
             dependencies: [
-                "LevainJSON", "LevainPolicy", "LevainProtocol", "LevainSessionLog",
+                "LevainJSON", "LevainPolicy", "LevainProtocol", "LevainSessionLog", "LevainSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -13,8 +13,11 @@ see the same machine:
    reference: the same subprocess.run.
 
 Targets (issue 13): cold p50 <= 50 ms; warm <= 3 ms over the subprocess.
-Then the split of a warm execute: the run submitted with `wait: true`, its
-output read, and a GET /v1/health (HTTP alone) on the same connection.
+Then the split of a warm execute: the run submitted with `wait: true` and
+`inline_output` (what the backend sends: the output comes in the answer),
+the same without `inline_output` and its output read separately (the path
+before inline output), and a GET /v1/health (HTTP alone) on the same
+connection.
 
     benchmarks/deepagents_backend.py [--levain .build/release/levain] [--cold 30] [--warm 300]
 
@@ -85,13 +88,19 @@ def main():
             warm.append((time.perf_counter() - t) * 1e3)
             assert r.exit_code == 0
             warm_ref.append(local())
-        # Where the warm time goes: the run submitted with wait: true, the
-        # output read, and a GET /v1/health on the same connection (HTTP alone).
-        submit, output, health = [], [], []
+        # Where the warm time goes: the run submitted with wait: true and
+        # inline_output, the same with its output read separately, and a
+        # GET /v1/health on the same connection (HTTP alone).
+        inline, submit, output, health = [], [], [], []
+        runs = f"/v1/sessions/{sandbox.id}/runs"
         for _ in range(a.warm):
             t = time.perf_counter()
-            info = client._request("POST", f"/v1/sessions/{sandbox.id}/runs", json={"command": "echo hi", "wait": True},
+            info = client._request("POST", runs, json={"command": "echo hi", "wait": True, "inline_output": 65536},
                                    timeout=None)
+            inline.append((time.perf_counter() - t) * 1e3)
+            assert info.get("stdout_base64") == "aGkK", info
+            t = time.perf_counter()
+            info = client._request("POST", runs, json={"command": "echo hi", "wait": True}, timeout=None)
             submit.append((time.perf_counter() - t) * 1e3)
             t = time.perf_counter()
             client.run(info["id"]).stdout()
@@ -105,7 +114,8 @@ def main():
         print(f"{'':34} {'p50':>8} {'p95':>8}")
         rows = [("create + first execute", cold), ("  subprocess.run('echo hi')", cold_ref),
                 ("warm execute", warm), ("  subprocess.run('echo hi')", warm_ref)]
-        rows += [("split: POST runs wait:true", submit), ("split: GET output", output), ("split: GET health", health)]
+        rows += [("split: POST wait+inline_output", inline), ("split: POST runs wait:true", submit),
+                 ("split:   then GET output", output), ("split: GET health", health)]
         for name, xs in rows:
             print(f"{name:34} {pct(xs, 0.5):8.2f} {pct(xs, 0.95):8.2f}")
         print(f"cold p50: {pct(cold, 0.5):.1f} ms (target <= 50)")

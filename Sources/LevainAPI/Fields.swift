@@ -38,21 +38,6 @@ public struct Fields: Sendable {
     }
 }
 
-/// Signal names for the API ("TERM", "SIGTERM", "term").
-public enum SignalNames {
-    static let table: [String: Int32] = [
-        "HUP": SIGHUP, "INT": SIGINT, "QUIT": SIGQUIT, "KILL": SIGKILL, "USR1": SIGUSR1, "USR2": SIGUSR2,
-        "PIPE": SIGPIPE, "ALRM": SIGALRM, "TERM": SIGTERM, "CONT": SIGCONT, "STOP": SIGSTOP, "TSTP": SIGTSTP,
-        "WINCH": SIGWINCH,
-    ]
-
-    public static func number(_ name: String) -> Int32? {
-        var n = name.uppercased()
-        if n.hasPrefix("SIG") { n.removeFirst(3) }
-        return table[n]
-    }
-}
-
 public enum Base64 {
     static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 

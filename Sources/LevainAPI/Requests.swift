@@ -1,5 +1,6 @@
 import LevainJSON
 import LevainSessionLog
+import LevainSystem
 
 /// `POST /v1/sessions/{id}/runs`: a run and whether to answer at its end.
 public struct RunRequest: Sendable, Equatable {

@@ -131,7 +131,8 @@ public struct RunSpec: Sendable, Equatable {
             cpuTime = UInt64(v.rounded(.up))
         }
         if let f = o["file_size"] {
-            guard let v = f.intValue.flatMap({ $0 >= 0 ? UInt64($0) : nil }) ?? f.stringValue.flatMap(Quantity.parseSize) else {
+            guard let v = f.intValue.flatMap({ $0 >= 0 ? UInt64($0) : nil }) ?? f.stringValue.flatMap(Quantity.parseSize),
+                  v <= UInt64(Int64.max) else {
                 throw APIError(.invalid, "file_size must be a size (\"100M\" or bytes)", field: "file_size")
             }
             fileSize = v

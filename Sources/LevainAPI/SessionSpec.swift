@@ -41,7 +41,8 @@ public struct SessionSpec: Sendable, Equatable {
             guard let l = limits.objectValue else { throw APIError(.invalid, "limits must be an object", field: "limits") }
             try Fields(l, allowed: ["memory", "cpus", "pids", "timeout"], prefix: "limits.").check()
             if let m = l["memory"] {
-                if let s = m.stringValue, let v = Quantity.parseSize(s), v >= 4 << 20 { memory = v }
+                // At most what the stored form (a JSON integer) holds.
+                if let s = m.stringValue, let v = Quantity.parseSize(s), v >= 4 << 20, v <= UInt64(Int64.max) { memory = v }
                 else if let i = m.intValue, i >= 4 << 20 { memory = UInt64(i) }
                 else { throw APIError(.invalid, "limits.memory must be a size of at least 4M (\"256M\" or bytes)", field: "limits.memory") }
             }

@@ -14,6 +14,10 @@ public enum PolicyLoader {
     /// `name` is a built-in policy name or a path to a TOML file. A value
     /// with a '/' or ending in ".toml" is always a path.
     public static func load(_ nameOrPath: String) throws(PolicyError) -> Policy {
+        guard !nameOrPath.isEmpty else {
+            throw PolicyError(.notFound, file: "(empty)",
+                              "a policy is a built-in name (\(builtinNames.joined(separator: ", "))) or a path to a .toml file, not an empty string")
+        }
         let looksLikePath = nameOrPath.contains("/") || nameOrPath.hasSuffix(".toml")
         if !looksLikePath, let builtin = BuiltinPolicies.policies.first(where: { $0.name == nameOrPath }) {
             return try parse(builtin.text, file: "builtin:\(builtin.name)", directory: nil)

@@ -24,7 +24,8 @@ public enum QuietProcess {
         // Nothing else of ours: NIO makes its sockets without close-on-exec,
         // and a program that held a copy of a client's socket would keep
         // that connection open after the client closed it.
-        Self.closeInherited(&actions)
+        let closing = Self.closeInherited(&actions)
+        guard closing == 0 else { return (-1, "cannot start \(argv[0]) without our descriptors: \(String(cString: strerror(closing)))") }
         let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         let env: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), strdup("LC_ALL=C"), nil]
@@ -42,8 +43,9 @@ public enum QuietProcess {
     }
 
     /// Adds "close every descriptor from 3 up" to a spawn's file actions
-    /// (after its stdio actions).
-    public static func closeInherited(_ actions: inout posix_spawn_file_actions_t) {
-        _ = lv_spawn_actions_closefrom(&actions, 3)
+    /// (after its stdio actions): 0, or the error number (then the program
+    /// must not be started, it would inherit them).
+    public static func closeInherited(_ actions: inout posix_spawn_file_actions_t) -> Int32 {
+        lv_spawn_actions_closefrom(&actions, 3)
     }
 }

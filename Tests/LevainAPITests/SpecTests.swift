@@ -111,6 +111,8 @@ import Testing
             (#"{"argv": ["a"], "timeout": "soon"}"#, "timeout"),
             (#"{"argv": ["a"], "cpu_time": 0.5}"#, "cpu_time"),
             (#"{"argv": ["a"], "file_size": -1}"#, "file_size"),
+            // Above what the stored form's JSON integer holds (trapped before).
+            (#"{"argv": ["a"], "file_size": "16000000T"}"#, "file_size"),
             (#"{"argv": ["a"], "idempotency_key": ""}"#, "idempotency_key"),
             (#"{"argv": ["a"], "retry": "always"}"#, "retry"),
             (#"{"argv": ["a"], "retry": "retry", "stdin": "x"}"#, "retry"),
@@ -122,6 +124,7 @@ import Testing
         }
         // Controls: the same fields, good.
         #expect(Self.field(#"{"argv": ["a"], "env": {"A": "x"}, "cwd": "/w", "timeout": 1, "wait": true, "retry": "fail"}"#) == nil)
+        #expect(Self.field(#"{"argv": ["a"], "file_size": "8000000T"}"#) == nil)
     }
 
     @Test func theStoredFormReadsBackExactly() throws {
@@ -201,6 +204,8 @@ import Testing
         #expect(field(#"{"tenant": "\#(String(repeating: "t", count: 129))"}"#) == "tenant")
         #expect(field(#"{"labels": {"a": 1}}"#) == "labels.a")
         #expect(field(#"{"limits": {"memory": "1K"}}"#) == "limits.memory")
+        #expect(field(#"{"limits": {"memory": "16000000T"}}"#) == "limits.memory")  // trapped before
+        #expect(field(#"{"limits": {"memory": "8000000T"}}"#) == nil)
         #expect(field(#"{"limits": {"cpus": 0}}"#) == "limits.cpus")
         #expect(field(#"{"limits": {"pids": 0}}"#) == "limits.pids")
         #expect(field(#"{"limits": {"timeout": "never"}}"#) == "limits.timeout")
@@ -234,8 +239,9 @@ import Testing
     @Test func signalApprovalAndAgentRequestsRoundTrip() throws {
         #expect(try SignalRequest(json: ["signal": "SIGTERM"]).signal == 15)
         #expect(try SignalRequest(json: ["signal": "int"]).signal == 2)
+        #expect(try SignalRequest(json: ["signal": "winch"]).signal == 28)
         #expect(try SignalRequest(json: SignalRequest(signal: 9).json) == SignalRequest(signal: 9))
-        for bad: JSONObject in [["signal": 0], ["signal": 65], ["signal": "BOGUS"], [:], ["signal": 1, "x": 1]] {
+        for bad: JSONObject in [["signal": 0], ["signal": 65], ["signal": "BOGUS"], ["signal": "SEGV"], ["signal": "SIG"], [:], ["signal": 1, "x": 1]] {
             #expect(throws: APIError.self) { try SignalRequest(json: bad) }
         }
         let d = ApprovalDecisionRequest(allow: false, reason: "no", by: "alice")

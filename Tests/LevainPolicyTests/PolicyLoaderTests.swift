@@ -73,6 +73,18 @@ import Glibc
         }
     }
 
+    @Test("--policy \"\" says what a policy is, not \": no such policy\"")
+    func anEmptyPolicyNameIsExplained() {
+        do {
+            _ = try PolicyLoader.load("")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.code == .notFound)
+            #expect(error.message.contains("not an empty string") && error.message.contains("default, strict"))
+            #expect(error.description.hasPrefix("(empty)"), "\(error.description)")
+        }
+    }
+
     @Test func missingFileNamesIt() {
         do {
             _ = try PolicyLoader.load("/nonexistent/dir/p.toml")
