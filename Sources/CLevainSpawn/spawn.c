@@ -440,8 +440,26 @@ static void lv_install_filters(const struct lv_spawn_config *c, int errfd) {
     }
 }
 
+// The audit layer: its filter with a new listener, the listener sent to the
+// supervisor and closed. The command never has it; a second listener
+// anywhere in the jail is refused by the kernel (EBUSY).
+static void lv_install_audit(const struct lv_spawn_config *c, int errfd, int audit_sock) {
+    struct sock_fprog prog = {(unsigned short)c->audit_filter->len, (struct sock_filter *)c->audit_filter->code};
+    int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    if (listener < 0) lv_fail(errfd, LV_STEP_AUDIT, 0, errno);
+    if (lv_send_descriptors(audit_sock, "audit", &listener, 1) != 0) lv_fail(errfd, LV_STEP_AUDIT, 1, errno);
+    close(listener);
+    close(audit_sock);
+}
+
 static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd, int sync_r, int keep_init_fds) {
     lv_trace(c, "cmd-entry");
+    // The audit socket, out of the way of the fds an init command keeps.
+    int audit_sock = -1;
+    if (c->audit_filter) {
+        audit_sock = fcntl(c->audit_sock, F_DUPFD_CLOEXEC, 64);
+        if (audit_sock < 0) lv_fail(errfd, LV_STEP_AUDIT, 1, errno);
+    }
     // Standard streams.
     if (c->stdin_fd >= 0 && dup2(c->stdin_fd, 0) < 0) lv_fail(errfd, LV_STEP_STDIO, 0, errno);
     if (c->stdout_fd >= 0 && dup2(c->stdout_fd, 1) < 0) lv_fail(errfd, LV_STEP_STDIO, 1, errno);
@@ -523,9 +541,10 @@ static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd,
     // Every inherited fd but stdio and the error pipe (close-on-exec) goes;
     // an init command keeps 3, 4, ... (see above).
     {
-        int keep[66];
+        int keep[67];
         size_t n = 0;
         keep[n++] = errfd;
+        if (audit_sock >= 0) keep[n++] = audit_sock;
         if (c->trace_fd >= 0 && !keep_init_fds) keep[n++] = c->trace_fd;
         if (keep_init_fds) {
             for (size_t i = 0; i < c->keep_fd_count && n < 64; i++) keep[n++] = 3 + (int)i;
@@ -540,6 +559,7 @@ static _Noreturn void lv_run_command(const struct lv_spawn_config *c, int errfd,
     lv_trace(c, "command-ready");
     lv_trace(c, "cmd-signals-done");
     lv_install_filters(c, errfd);
+    if (audit_sock >= 0) lv_install_audit(c, errfd, audit_sock);
 
     int e = lv_exec_search(c->argv, c->envp, c->search_path);
     struct lv_error_record r = {LV_RECORD_MAGIC, LV_STEP_EXEC, 0, e};
@@ -712,7 +732,8 @@ static _Noreturn void lv_child(const struct lv_spawn_config *c, struct lv_child_
         if (c->stdin_fd >= 0) keep[n++] = c->stdin_fd;
         if (c->stdout_fd >= 0) keep[n++] = c->stdout_fd;
         if (c->stderr_fd >= 0) keep[n++] = c->stderr_fd;
-        for (size_t i = 0; i < c->keep_fd_count && n < 64; i++) keep[n++] = c->keep_fds[i];
+        for (size_t i = 0; i < c->keep_fd_count && n < 63; i++) keep[n++] = c->keep_fds[i];
+        if (c->audit_filter) keep[n++] = c->audit_sock;
         lv_close_all_but(keep, n);
     }
 

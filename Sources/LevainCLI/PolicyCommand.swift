@@ -44,6 +44,12 @@ public struct PolicyCommand: ParsableCommand {
                         print("  warning: the profile allows foreign ABIs (\(compiled.architectures.dropFirst().joined(separator: ", "))): 32-bit system calls are filtered by the same rules instead of being killed")
                     }
                     print("  landlock: \(policy.landlock.rawValue); network: \(policy.network.rawValue); workspace: \(policy.filesystem.workspace ? "yes" : "no")")
+                    if policy.audit.isEnabled {
+                        let ignored = policy.audit.ignorePaths.isEmpty ? "" : "; not beneath \(policy.audit.ignorePaths.joined(separator: ", "))"
+                        print("  audit: records \(policy.audit.record.joined(separator: ", "))\(ignored) (sessions of levain serve only)")
+                    } else {
+                        print("  audit: off")
+                    }
                 } catch {
                     writeStderr("\(error)\n")
                     failed = true

@@ -121,6 +121,11 @@ public struct RunOptions: Equatable {
             throw UserError("\(error)")
         }
         try applyOverrides(&p)
+        if p.audit.isEnabled && !quiet {
+            // The notifier lives in levain serve; a one-shot run has nobody
+            // to answer its gated calls.
+            writeStderr("levain: note: the policy's [audit] applies to sessions of levain serve; this one-shot run's \(p.audit.record.joined(separator: ", ")) calls are not audited (run it with --connect to a supervisor to audit it)\n")
+        }
 
         var request = RunRequest(policy: p, argv: argv, stateDirectory: absolute(state))
         for spec in readOnlyBinds { request.extraBinds.append(try bind(spec, writable: false)) }

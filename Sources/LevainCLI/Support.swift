@@ -77,7 +77,7 @@ public enum LevainHelp {
 }
 
 /// The supervisor-side commands, served by `levain-ctl` next to `levain`.
-public let controlCommands: Set<String> = ["serve", "sessions", "runs", "cancel", "log", "usage", "agent", "approvals", "approve", "mcp"]
+public let controlCommands: Set<String> = ["serve", "sessions", "runs", "cancel", "log", "audit", "usage", "agent", "approvals", "approve", "mcp"]
 
 /// How `levain` and `levain-ctl` end after an error: an ExitCode as given;
 /// a UserError's message and status 125; ArgumentParser's help, version

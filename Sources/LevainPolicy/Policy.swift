@@ -16,6 +16,7 @@ public struct Policy: Sendable, Equatable {
     public var egress = Egress()
     public var models = Models()
     public var tools = Tools()
+    public var audit = Audit()
     public var environment: Environment
 
     public init(name: String, description: String = "", source: String, namespaces: Namespaces = .all,

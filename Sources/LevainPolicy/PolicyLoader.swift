@@ -197,6 +197,10 @@ public enum PolicyLoader {
             try readTools(&t, into: &policy.tools)
             try t.finish()
         }
+        if var t = try reader.table("audit") {
+            try readAudit(&t, into: &policy.audit)
+            try t.finish()
+        }
         if !policy.namespaces.net && policy.network == .none {
             throw PolicyError(.invalidValue, file: file, key: "network.mode",
                               "\"none\" needs the net namespace; set namespaces.net = true")

@@ -31,6 +31,9 @@ public final class RunState: Sendable {
     public let sessionID: String
     public let tenant: String
     public let spec: RunSpec
+    /// The tool call that submitted the run (an `exec` tool's run), taken
+    /// from the submitting task: what the run's audited system calls name.
+    public let toolCall: String?
     public let stdout: OutputSpool
     public let stderr: OutputSpool
 
@@ -75,6 +78,7 @@ public final class RunState: Sendable {
         id = record.id
         sessionID = record.sessionID
         tenant = record.tenant
+        toolCall = ToolCallScope.callID
         self.spec = spec
         stdout = OutputSpool(path: outputDirectory + "/stdout", limit: maxOutput)
         stderr = OutputSpool(path: outputDirectory + "/stderr", limit: maxOutput)
@@ -193,4 +197,10 @@ public final class RunState: Sendable {
         }
         for w in waiters { w.resume() }
     }
+}
+
+/// The tool call a task works for (set by the tool service around a call's
+/// body; runs submitted inside it are that call's).
+public enum ToolCallScope {
+    @TaskLocal public static var callID: String?
 }

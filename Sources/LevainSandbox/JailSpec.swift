@@ -117,6 +117,10 @@ public struct JailSpec: Sendable {
     public var stdinFD: Int32 = -1
     public var stdoutFD: Int32 = -1
     public var stderrFD: Int32 = -1
+    /// The audit layer (`[audit]`), installed after `seccomp` with a new
+    /// listener that the command's setup sends over `auditSocket` (a
+    /// SOCK_SEQPACKET socket the caller reads) before the exec.
+    public var audit: (filter: BPFProgram, socket: Int32)?
 
     public init(argv: [String], environment: [String], cwd: String, searchPath: String,
                 namespaces: Policy.Namespaces, mounts: [MountOp], hostname: String, loopbackUp: Bool,

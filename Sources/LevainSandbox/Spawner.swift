@@ -199,6 +199,7 @@ enum SpawnStep {
         case Int(LV_STEP_SECCOMP.rawValue): "installing seccomp"
         case Int(LV_STEP_EXEC.rawValue): "exec"
         case Int(LV_STEP_INIT.rawValue): "jail init"
+        case Int(LV_STEP_AUDIT.rawValue): "installing the audit layer (seccomp user notification)"
         default: "step \(step)"
         }
     }
@@ -289,6 +290,10 @@ public enum Spawner {
         let programs = spec.seccomp.map { lv_bpf(code: UnsafeRawPointer(arena.bytes($0.bytes)), len: $0.instructionCount) }
         config.filters = arena.array(programs)
         config.filter_count = programs.count
+        if let audit = spec.audit {
+            config.audit_filter = arena.array([lv_bpf(code: UnsafeRawPointer(arena.bytes(audit.filter.bytes)), len: audit.filter.instructionCount)])
+            config.audit_sock = audit.socket
+        }
 
         config.cwd = arena.string(spec.cwd)
         config.argv = arena.stringArray(spec.argv)

@@ -41,6 +41,27 @@ public enum EventType {
     public static let fileDeleted = "file.deleted"
     public static let directoryMade = "file.mkdir"
     public static let fileRenamed = "file.renamed"
+    public static let syscallAudited = "syscall.audited"
+}
+
+/// Payload keys of `syscall.audited` (docs/AUDIT.md).
+public enum AuditAttribute {
+    public static let syscall = "syscall"
+    public static let decision = "decision"
+    public static let pid = "pid"
+    public static let ppid = "ppid"
+    public static let exe = "exe"
+    public static let path = "path"
+    public static let to = "to"
+    public static let argv = "argv"
+    public static let flags = "flags"
+    public static let address = "address"
+    public static let fd = "fd"
+    public static let target = "target"
+    public static let signal = "signal"
+    public static let request = "request"
+    public static let truncated = "truncated"
+    public static let count = "count"
 }
 
 /// Payload keys of model, tool and agent events (see EventType).

@@ -177,6 +177,10 @@ extension SessionHost {
         nextStream += 3
         let out = run.stdout, err = run.stderr
         let liveRun = LiveRun(state: run, cgroup: runGroup)
+        // The audit layer names a call's run by the cgroup its caller is in.
+        if policy.audit.isEnabled, let leaf = runGroup?.paths.first?.split(separator: "/").last {
+            context.audit?.bind(session: id, cgroup: String(leaf), run: run.id, call: run.toolCall)
+        }
         // The streams' ends are this attempt's; the spools end with the run
         // (wait, finalize): a start that fails here, its connection closing,
         // leaves them open for the retry.

@@ -133,7 +133,7 @@ actor SessionHost {
             throw SupervisorError(.spawnFailed, "the session's workspace: \(error.message)")
         }
         defer { loop?.release() }
-        let spec: JailSpec
+        var spec: JailSpec
         do {
             spec = try SessionJail.spec(
                 policy: policy, harnessHostPath: harness, workspace: workspaceMount, extraBinds: self.spec.binds,
@@ -144,6 +144,22 @@ actor SessionHost {
             phase = .failed(error.message)
             throw SupervisorError(.invalid, error.message)
         }
+        // [audit]: the jail's setup hands its listener to the notifier
+        // thread, which must be watching before the harness's execve (gated
+        // itself) waits for it.
+        if policy.audit.isEnabled {
+            do throws(SupervisorError) {
+                guard let audit = ctx.audit else {
+                    throw SupervisorError(.spawnFailed, "the policy asks for [audit] but the supervisor's audit thread did not start")
+                }
+                spec.audit = try audit.prepare(session: id, tenant: tenant, audit: policy.audit)
+            } catch {
+                for fd in protocolPair + descriptorPair { Glibc.close(fd) }
+                phase = .failed(error.message)
+                throw error
+            }
+        }
+        defer { if let a = spec.audit { Glibc.close(a.socket) } }
         let limits = CgroupLimits(memoryBytes: policy.limits.memory, swapOff: true, cpus: policy.limits.cpus,
                                   pidsMax: policy.limits.pids)
         let name = id

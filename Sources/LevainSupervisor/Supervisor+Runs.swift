@@ -200,6 +200,9 @@ extension Supervisor {
         // streams so readers following them stop.
         run.stdout.finish()
         run.stderr.finish()
+        // Every audited call of the run before its end (its processes are
+        // gone, so the notifier holds all of them).
+        if let host = hosts[run.sessionID], host.policy.audit.isEnabled { await context.audit?.flush() }
         let finished = LogTimestamp.now()
         let writer = RunEvents(sessionID: run.sessionID, runID: run.id, tenant: run.tenant)
         var events: [NewEvent] = []

@@ -270,7 +270,13 @@ public actor Supervisor {
         guard record.kind == .session else {
             throw SupervisorError(.conflict, "session \(id) is a one-shot levain run's; it ends with that run", field: "session")
         }
-        if let host = hosts.removeValue(forKey: id) { await host.close() }
+        if let host = hosts.removeValue(forKey: id) {
+            await host.close()
+            if host.policy.audit.isEnabled, let audit = context.audit {
+                await audit.flush()
+                audit.forget(session: id)
+            }
+        }
         if record.status != .closed {
             _ = try? await log.record([NewEvent(sessionID: id, tenant: record.tenant, type: EventType.sessionClosed, payload: [:])],
                                       and: [.updateSession(SessionUpdate(id: id, status: .closed, closedAt: .now()))])

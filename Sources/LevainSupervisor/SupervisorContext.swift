@@ -32,6 +32,9 @@ public final class SupervisorContext: Sendable {
     let exits: ExitsRuntime
     /// The tool registry, policy checks and approvals of every session.
     public let tools: ToolService
+    /// The audit layer's notifier and writer (nil: its thread could not
+    /// start; a policy with `[audit]` then fails to open a session).
+    let audit: SyscallAudit?
     private let supervisorRef = Mutex<WeakSupervisor>(WeakSupervisor())
     /// The supervisor (weak: it owns this context); the tools need it.
     var supervisor: Supervisor? {
@@ -45,6 +48,7 @@ public final class SupervisorContext: Sendable {
         self.log = log
         self.exits = exits
         tools = ToolService(config: config.tools, log: log)
+        audit = try? SyscallAudit(log: log)
         spawnThread = SpawnThread()
         sentinel = CgroupSentinel.start(timeoutMillis: 10_000)
         eventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 2)

@@ -23,6 +23,12 @@ public struct KernelFeatures: Sendable, Equatable {
     public var closeRange: Bool
     public var cgroupKill: Bool?
 
+    /// Whether seccomp can notify a supervisor (SECCOMP_RET_USER_NOTIF,
+    /// 5.0; the audit layer needs CONTINUE too, 5.5).
+    public static func seccompUserNotification() -> Bool {
+        readSmallFile("/proc/sys/kernel/seccomp/actions_avail")?.split(separator: " ").contains { $0.hasPrefix("user_notif") } ?? false
+    }
+
     /// The Landlock ABI alone (one system call), for the run path, which
     /// probes the rest only to explain a failure.
     public static func landlockABI() -> Int { Int(lv_probe_landlock_abi()) }

@@ -5,6 +5,7 @@ import LevainAPI
 import LevainAgent
 import LevainJSON
 import LevainPolicy
+import LevainRuns
 import LevainSandbox
 import LevainSessionLog
 
@@ -153,6 +154,8 @@ public final class ToolService: Sendable {
         let isBuiltin = base[Attribute.genAIToolType] == "function"
         let hostTools = self.hostTools
         let result: Result<String, BuiltinTools.Failure> = await Self.withTimeout(timeout + (["exec", "grep", "glob"].contains(c.name) ? 2 : 0)) {
+            // Runs the call submits are its (their audited system calls name it).
+            await ToolCallScope.$callID.withValue(callID) { () async -> Result<String, BuiltinTools.Failure> in
             do throws(BuiltinTools.Failure) {
                 if isBuiltin {
                     return .success(try await BuiltinTools.call(c.name, args, session: caller.sessionID, supervisor: supervisor,
@@ -161,6 +164,7 @@ public final class ToolService: Sendable {
                 return .success(BuiltinTools.clip(try await hostTools.call(c.name, args, timeout: timeout), maxOutput))
             } catch {
                 return .failure(error)
+            }
             }
         } ?? .failure(Task.isCancelled ? .init("cancelled", .cancelled) : .init("timed out after \(timeout)s", .timeout))
         let ms = Double(LogTimestamp.now().microsecondsSinceEpoch - t0.microsecondsSinceEpoch) / 1000

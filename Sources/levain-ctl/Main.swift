@@ -16,7 +16,7 @@ struct Levain: ParsableCommand {
         discussion: LevainHelp.discussion,
         version: LevainVersion.string,
         subcommands: [RunCommand.self, ServeCommand.self, SessionsCommand.self, RunsCommand.self, CancelCommand.self, UsageCommand.self,
-                      LogCommand.self, AgentCommand.self, ApprovalsCommand.self, ApproveCommand.self, MCPCommand.self, DoctorCommand.self, PolicyCommand.self]
+                      LogCommand.self, AuditCommand.self, AgentCommand.self, ApprovalsCommand.self, ApproveCommand.self, MCPCommand.self, DoctorCommand.self, PolicyCommand.self]
     )
 }
 

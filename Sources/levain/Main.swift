@@ -15,7 +15,7 @@ struct Levain: ParsableCommand {
         discussion: LevainHelp.discussion,
         version: LevainVersion.string,
         subcommands: [RunCommand.self, ServeStub.self, SessionsStub.self, RunsStub.self, CancelStub.self,
-                      LogStub.self, UsageStub.self, AgentStub.self, ApprovalsStub.self, ApproveStub.self, MCPStub.self, DoctorCommand.self, PolicyCommand.self]
+                      LogStub.self, AuditStub.self, UsageStub.self, AgentStub.self, ApprovalsStub.self, ApproveStub.self, MCPStub.self, DoctorCommand.self, PolicyCommand.self]
     )
 }
 
@@ -37,6 +37,9 @@ struct LogStub: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "log", abstract: "Read, follow, verify and export the session log.")
 }
 
+struct AuditStub: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "audit", abstract: "The audited system calls ([audit] in a policy) of a session, a run or a tool call.")
+}
 struct AgentStub: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "agent", abstract: "Run the built-in agent loop in a session.")
 }

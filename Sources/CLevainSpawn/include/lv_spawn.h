@@ -132,6 +132,12 @@ struct lv_spawn_config {
     // built-in init installs the same programs after it forked the command.
     const struct lv_bpf *filters;
     size_t filter_count;
+    // The audit layer (NULL: none): installed after `filters` with
+    // SECCOMP_FILTER_FLAG_NEW_LISTENER; the listener is sent over
+    // audit_sock (SOCK_SEQPACKET, label "audit") and closed before the
+    // exec, so the command never holds it.
+    const struct lv_bpf *audit_filter;
+    int audit_sock;
 
     // The command.
     const char *cwd;
@@ -195,6 +201,7 @@ enum lv_step {
     LV_STEP_SECCOMP,          // detail = filter index
     LV_STEP_EXEC,
     LV_STEP_INIT,
+    LV_STEP_AUDIT,            // detail: 0 installing the filter, 1 sending its listener
 };
 
 #define LV_RECORD_MAGIC 0x4c564552u  // "LVER"
@@ -333,6 +340,34 @@ int lv_recv_descriptors(int sock, char *label, size_t label_size, int *fds, size
 int lv_spawn_actions_closefrom(posix_spawn_file_actions_t *actions, int lowfd);
 // 1 when path is the root of a cgroup2 mount (statfs).
 int lv_is_cgroup2_mount(const char *path);
+
+// Seccomp user notification, the supervisor's side of the audit layer.
+struct lv_notif {
+    uint64_t id;
+    uint32_t pid;             // the calling thread, in the supervisor's pid namespace
+    int32_t nr;
+    uint32_t arch;
+    uint64_t args[6];
+};
+// SECCOMP_IOCTL_NOTIF_RECV. 0, or -1 with errno (ENOENT: the caller was
+// gone before it was read; EINTR).
+int lv_notif_recv(int listener, struct lv_notif *out);
+// SECCOMP_IOCTL_NOTIF_ID_VALID: 1 while the call still waits for an answer.
+int lv_notif_id_valid(int listener, uint64_t id);
+// SECCOMP_IOCTL_NOTIF_SEND: the call proceeds (error 0,
+// SECCOMP_USER_NOTIF_FLAG_CONTINUE) or fails with -error. 0, or -1 with
+// errno (ENOENT: the caller is gone).
+int lv_notif_answer(int listener, uint64_t id, int error);
+
+// epoll for the notifier's thread: an epoll fd (close-on-exec); fd added
+// for reading; fd removed; up to `max` (<= 64) ready fds with LV_EPOLL_*
+// flags. -1 with errno on failure.
+#define LV_EPOLL_IN 1u
+#define LV_EPOLL_HUP 2u
+int lv_epoll_create(void);
+int lv_epoll_add(int epfd, int fd);
+int lv_epoll_del(int epfd, int fd);
+int lv_epoll_wait(int epfd, int *fds, unsigned *events, int max, int timeout_ms);
 
 // Small wrappers the Swift side uses.
 int lv_pidfd_send_signal(int pidfd, int sig);

@@ -10,6 +10,8 @@ public enum SeccompAction: Sendable, Equatable, Hashable, CustomStringConvertibl
     case trap
     case errno(UInt16)
     case trace(UInt16)
+    /// SECCOMP_RET_USER_NOTIF: the audit layer's (never a profile's).
+    case notify
     case log
     case allow
 
@@ -20,6 +22,7 @@ public enum SeccompAction: Sendable, Equatable, Hashable, CustomStringConvertibl
         case .trap: 0x0003_0000
         case .errno(let e): 0x0005_0000 | UInt32(e)
         case .trace(let m): 0x7ff0_0000 | UInt32(m)
+        case .notify: 0x7fc0_0000
         case .log: 0x7ffc_0000
         case .allow: 0x7fff_0000
         }
@@ -32,6 +35,7 @@ public enum SeccompAction: Sendable, Equatable, Hashable, CustomStringConvertibl
         case 0x0003_0000: self = .trap
         case 0x0005_0000: self = .errno(UInt16(rawValue & 0xffff))
         case 0x7ff0_0000: self = .trace(UInt16(rawValue & 0xffff))
+        case 0x7fc0_0000: self = .notify
         case 0x7ffc_0000: self = .log
         case 0x7fff_0000: self = .allow
         default: self = .killProcess  // anything unknown kills, as in the kernel
@@ -49,6 +53,7 @@ public enum SeccompAction: Sendable, Equatable, Hashable, CustomStringConvertibl
         case .trap: "trap"
         case .errno(let e): "errno(\(SeccompAction.errnoName(Int32(e))))"
         case .trace(let m): "trace(\(m))"
+        case .notify: "notify"
         case .log: "log"
         case .allow: "allow"
         }
@@ -221,14 +226,15 @@ public enum SeccompCompiler {
                                deniedSyscalls: denied.subtracting(allowed).count, skippedRules: skipped)
     }
 
-    private static func build(default def: UInt32, arches: [UInt32], native: UInt32,
-                              rules: [(UInt32, Int32, [scmp_arg_cmp])], file: String) throws(PolicyError) -> BPFProgram {
+    static func build(default def: UInt32, arches: [UInt32], native: UInt32,
+                      rules: [(UInt32, Int32, [scmp_arg_cmp])], file: String,
+                      badArch: UInt32 = SeccompAction.killProcess.rawValue) throws(PolicyError) -> BPFProgram {
         guard let ctx = seccomp_init(def) else {
             throw PolicyError(.seccomp, file: file, "libseccomp could not create a filter")
         }
         defer { seccomp_release(ctx) }
         // Foreign ABIs (i386 via int 0x80, x32) not listed: the process dies.
-        _ = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SeccompAction.killProcess.rawValue)
+        _ = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, badArch)
         _ = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0)
         _ = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)
         for arch in arches where arch != native {

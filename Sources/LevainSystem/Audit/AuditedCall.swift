@@ -1,0 +1,80 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One gated system call as the supervisor saw it: who made it (read from
+/// /proc while the caller waited) and its arguments (read from the caller's
+/// memory, then checked still pending before they were used).
+public struct AuditedCall: Sendable, Equatable {
+    public var session: String
+    /// Wall clock when it was received, microseconds since the epoch.
+    public var microseconds: Int64
+    public var syscall: String
+    /// The calling thread in the supervisor's pid namespace (not logged:
+    /// it means nothing to a reader of the log).
+    public var hostPID: Int32
+    /// The caller and its parent in the jail's pid namespace (0: the
+    /// parent is outside the jail).
+    public var pid: Int32?
+    public var ppid: Int32?
+    public var exe: String?
+    /// The caller's cgroup leaf ("run-3"): names the run it belongs to.
+    public var cgroup: String?
+    /// The paths the call names, absolute in the jail (relative ones
+    /// resolved against the caller's cwd or directory fd, lexically).
+    public var paths: [String] = []
+    public var argv: [String]?
+    /// Some of argv or a path was cut (at 256 entries, 4 KiB a string,
+    /// 32 KiB in all) or unreadable.
+    public var truncated = false
+    public var flags: UInt64?
+    /// connect/bind: "127.0.0.1:80", "[::1]:443", "unix:/run/x.sock",
+    /// "unix:@abstract", "family 16".
+    public var address: String?
+    /// kill, tgkill: the target pid (in the jail) and signal; ptrace: the
+    /// request and target; listen: the socket fd.
+    public var target: Int64?
+    public var signal: Int32?
+    public var request: Int64?
+    public var fd: Int32?
+    /// 1, or how many calls this record stands for (calls beyond the
+    /// pending bound, coalesced by session, cgroup and system call; their
+    /// arguments are not kept).
+    public var count = 1
+
+    public init(session: String, microseconds: Int64, syscall: String, hostPID: Int32) {
+        self.session = session
+        self.microseconds = microseconds
+        self.syscall = syscall
+        self.hostPID = hostPID
+    }
+
+    static func now() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1_000
+    }
+}
+
+/// What to gate for one session's jail: the system call names by
+/// (architecture, number) as the filter was compiled, and the paths whose
+/// calls are let through without a record.
+public struct AuditWatch: Sendable {
+    public var session: String
+    public var names: [UInt64: String]
+    public var ignorePaths: [String]
+
+    public init(session: String, names: [UInt64: String], ignorePaths: [String]) {
+        self.session = session
+        self.names = names
+        self.ignorePaths = ignorePaths
+    }
+
+    public static func key(arch: UInt32, nr: Int32) -> UInt64 { UInt64(arch) << 32 | UInt64(UInt32(bitPattern: nr)) }
+
+    /// Whether every path of a call lies beneath an ignored prefix.
+    func ignores(_ paths: [String]) -> Bool {
+        guard !paths.isEmpty, !ignorePaths.isEmpty else { return false }
+        return paths.allSatisfy { p in ignorePaths.contains { $0 == "/" || p == $0 || p.hasPrefix($0 + "/") } }
+    }
+}

@@ -1,0 +1,251 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLevainSpawn
+
+/// Reads a waiting caller's arguments and identity from /proc. Everything
+/// read here is the jail's and hostile: every read is bounded, and the
+/// notifier checks the notification is still pending before using any of it
+/// (the pid cannot have been reused while its call waits).
+struct SyscallDecoder {
+    static let maxString = 4096
+    static let maxArgs = 256
+    static let maxArgvBytes = 32 << 10
+    static let i386: UInt32 = 0x4000_0003
+    static let x32Bit: Int32 = 0x4000_0000
+    /// O_WRONLY, O_RDWR, O_CREAT, O_TRUNC.
+    static let writeFlags: UInt64 = 0o1 | 0o2 | 0o100 | 0o1000
+
+    let pid: Int32
+    let mem: Int32
+    /// Pointers are 4 bytes for i386 and x32 callers.
+    let pointerSize: Int
+
+    init?(pid: UInt32, arch: UInt32, nr: Int32) {
+        self.pid = Int32(bitPattern: pid)
+        mem = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
+        guard mem >= 0 else { return nil }
+        pointerSize = arch == Self.i386 || nr & Self.x32Bit != 0 ? 4 : 8
+    }
+
+    func close() { _ = Glibc.close(mem) }
+
+    /// Fills `call` from the arguments of `syscall`. False: a call not to
+    /// record (an openat2 without a write flag).
+    func decode(_ syscall: String, _ a: [UInt64], into call: inout AuditedCall) -> Bool {
+        func path(_ dirfd: UInt64?, _ pointer: UInt64) {
+            let (p, cut) = string(at: pointer)
+            if cut { call.truncated = true }
+            call.paths.append(resolve(p, dirfd: dirfd.map { Int32(truncatingIfNeeded: $0) }))
+        }
+        switch syscall {
+        case "execve":
+            path(nil, a[0])
+            call.argv = strings(at: a[1], truncated: &call.truncated)
+        case "execveat":
+            path(a[0], a[1])
+            call.argv = strings(at: a[2], truncated: &call.truncated)
+            call.flags = a[4]
+        case "open", "creat":
+            path(nil, a[0])
+            call.flags = syscall == "creat" ? 0o1101 : a[1] & 0xffff_ffff
+        case "openat":
+            path(a[0], a[1])
+            call.flags = a[2] & 0xffff_ffff
+        case "openat2":
+            // struct open_how: flags is its first u64.
+            guard let how = read(at: a[2], count: 8), how.count == 8 else { return true }
+            let flags = how.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+            guard flags & Self.writeFlags != 0 else { return false }
+            path(a[0], a[1])
+            call.flags = flags
+        case "connect", "bind":
+            call.fd = Int32(truncatingIfNeeded: a[0])
+            call.address = sockaddr(at: a[1], length: a[2])
+        case "listen":
+            call.fd = Int32(truncatingIfNeeded: a[0])
+        case "unlink":
+            path(nil, a[0])
+        case "unlinkat":
+            path(a[0], a[1])
+            call.flags = a[2] & 0xffff_ffff
+        case "rename":
+            path(nil, a[0])
+            path(nil, a[1])
+        case "renameat", "renameat2":
+            path(a[0], a[1])
+            path(a[2], a[3])
+            if syscall == "renameat2" { call.flags = a[4] & 0xffff_ffff }
+        case "ptrace":
+            call.request = Int64(bitPattern: a[0])
+            call.target = Int64(Int32(truncatingIfNeeded: a[1]))
+        case "kill":
+            call.target = Int64(Int32(truncatingIfNeeded: a[0]))
+            call.signal = Int32(truncatingIfNeeded: a[1])
+        case "tgkill":
+            call.target = Int64(Int32(truncatingIfNeeded: a[1]))
+            call.signal = Int32(truncatingIfNeeded: a[2])
+        default:
+            break
+        }
+        return true
+    }
+
+    // MARK: memory
+
+    func read(at address: UInt64, count: Int) -> [UInt8]? {
+        guard address != 0, count > 0 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: count)
+        guard address <= UInt64(Int64.max) else { return nil }
+        let n = buffer.withUnsafeMutableBytes { pread(mem, $0.baseAddress, count, off_t(Int64(address))) }
+        guard n > 0 else { return nil }
+        return Array(buffer.prefix(n))
+    }
+
+    /// A NUL-terminated string, read a page at a time (a string may end
+    /// just before an unmapped page); cut at maxString.
+    func string(at address: UInt64) -> (String, Bool) {
+        guard address != 0 else { return ("", true) }
+        var bytes: [UInt8] = []
+        var at = address
+        while bytes.count < Self.maxString {
+            let toPage = 4096 - Int(at % 4096)
+            guard let chunk = read(at: at, count: min(toPage, Self.maxString - bytes.count)) else { return (decode(bytes), true) }
+            if let end = chunk.firstIndex(of: 0) {
+                bytes += chunk[..<end]
+                return (decode(bytes), false)
+            }
+            bytes += chunk
+            at &+= UInt64(chunk.count)
+        }
+        return (decode(bytes), true)
+    }
+
+    func decode(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+
+    /// A NULL-terminated array of string pointers (argv).
+    func strings(at address: UInt64, truncated: inout Bool) -> [String] {
+        var out: [String] = []
+        var total = 0
+        var at = address
+        while out.count < Self.maxArgs {
+            guard let raw = read(at: at, count: pointerSize), raw.count == pointerSize else {
+                truncated = true
+                return out
+            }
+            let pointer = pointerSize == 8 ? raw.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                                            : UInt64(raw.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) })
+            if pointer == 0 { return out }
+            let (s, cut) = string(at: pointer)
+            if cut { truncated = true }
+            total += s.utf8.count
+            guard total <= Self.maxArgvBytes else {
+                truncated = true
+                return out
+            }
+            out.append(s)
+            at &+= UInt64(pointerSize)
+        }
+        truncated = true
+        return out
+    }
+
+    func sockaddr(at address: UInt64, length: UInt64) -> String? {
+        guard length >= 2, length <= 128, let b = read(at: address, count: Int(length)), b.count >= 2 else { return nil }
+        let family = Int32(UInt16(b[0]) | UInt16(b[1]) << 8)
+        func port(_ i: Int) -> Int { Int(b[i]) << 8 | Int(b[i + 1]) }
+        switch family {
+        case AF_INET where b.count >= 8:
+            return "\(b[4]).\(b[5]).\(b[6]).\(b[7]):\(port(2))"
+        case AF_INET6 where b.count >= 24:
+            var groups: [String] = []
+            for i in stride(from: 8, to: 24, by: 2) { groups.append(String(Int(b[i]) << 8 | Int(b[i + 1]), radix: 16)) }
+            return "[\(groups.joined(separator: ":"))]:\(port(2))"
+        case AF_UNIX:
+            let rest = Array(b.dropFirst(2))
+            if rest.first == 0 { return "unix:@" + decode(Array(rest.dropFirst().prefix { $0 != 0 })) }
+            return "unix:" + decode(Array(rest.prefix { $0 != 0 }))
+        default:
+            return "family \(family)"
+        }
+    }
+
+    // MARK: /proc
+
+    /// An absolute path in the jail: `p` as given when absolute, else
+    /// against the caller's cwd or the directory fd, normalised lexically.
+    func resolve(_ p: String, dirfd: Int32?) -> String {
+        if p.hasPrefix("/") { return Self.normalize(p) }
+        let base = dirfd.flatMap { $0 == -100 ? nil : $0 }.map { Self.link("/proc/\(pid)/fd/\($0)") }
+            ?? Self.link("/proc/\(pid)/cwd")
+        guard let base else { return p }
+        return Self.normalize(p.isEmpty ? base : base + "/" + p)
+    }
+
+    static func normalize(_ p: String) -> String {
+        var parts: [Substring] = []
+        for c in p.split(separator: "/") {
+            if c == "." { continue }
+            if c == ".." { _ = parts.popLast(); continue }
+            parts.append(c)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    static func link(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4097)
+        let n = readlink(path, &buffer, 4096)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func file(_ path: String, max: Int = 4096) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { Glibc.close(fd) }
+        var buffer = [UInt8](repeating: 0, count: max)
+        let n = Glibc.read(fd, &buffer, max)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer.prefix(n), as: UTF8.self)
+    }
+
+    /// The pid in the innermost pid namespace ("NSpid:" of status) and
+    /// the parent's host pid.
+    static func identity(_ hostPID: Int32) -> (pid: Int32?, nsDepth: Int, ppid: Int32?) {
+        guard let status = file("/proc/\(hostPID)/status") else { return (nil, 0, nil) }
+        var pid: Int32? = nil, depth = 0, ppid: Int32? = nil
+        for line in status.split(separator: "\n") {
+            if line.hasPrefix("NSpid:") {
+                let ids = line.dropFirst(6).split(whereSeparator: { $0 == "\t" || $0 == " " })
+                depth = ids.count
+                pid = ids.last.flatMap { Int32($0) }
+            } else if line.hasPrefix("PPid:") {
+                ppid = Int32(line.dropFirst(5).trimmingCharacters())
+            }
+        }
+        return (pid, depth, ppid)
+    }
+
+    /// The caller's run cgroup leaf ("run-3"), or the leaf of its first
+    /// hierarchy (the harness's).
+    static func cgroupLeaf(_ hostPID: Int32) -> String? {
+        guard let text = file("/proc/\(hostPID)/cgroup") else { return nil }
+        var first: String? = nil
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3, let leaf = fields[2].split(separator: "/").last else { continue }
+            if leaf.hasPrefix("run-") { return String(leaf) }
+            if first == nil { first = String(leaf) }
+        }
+        return first
+    }
+}
+
+extension Substring {
+    func trimmingCharacters() -> Substring {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return s
+    }
+}

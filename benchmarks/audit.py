@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""The cost of the audit layer ([audit], docs/AUDIT.md), in one invocation.
+
+Starts `levain serve` and opens two sessions, one with the default policy
+and one with the default policy plus `[audit] record = [...]` (what
+docs/AUDIT.md suggests: execs, writes, connects, unlinks, renames). In each,
+interleaved, a Python program inside the jail times:
+
+1. one gated call: `open(path, O_WRONLY | O_CREAT)` + close, N times (the
+   audited session answers each through the supervisor; the other does not
+   stop at all), per-call p50/p95;
+2. one gated exec: `posix_spawn` of /bin/true + wait, N times;
+3. a workload: `tar` of /usr/lib/python3.11 into the workspace and back out
+   (thousands of creates and writes), wall time.
+
+The difference of the p50s is what auditing one call costs (target <= 30 us).
+
+    benchmarks/audit.py [--levain .build/release/levain] [-n 2000]
+"""
+import argparse
+import base64
+import json
+import os
+import sys
+import tempfile
+
+from bench_support import ROOT, api, start_serve, stop
+
+RECORD = ["execve", "execveat", "openat", "open", "creat", "connect", "unlinkat", "renameat2"]
+
+PROBE = r"""
+import json, os, sys, time, subprocess
+n = int(sys.argv[1])
+def pct(xs, p):
+    xs = sorted(xs); return xs[min(len(xs) - 1, int(len(xs) * p))]
+opens = []
+for i in range(n):
+    t = time.perf_counter_ns()
+    fd = os.open("/workspace/f%d" % (i % 64), os.O_WRONLY | os.O_CREAT, 0o644)
+    os.close(fd)
+    opens.append((time.perf_counter_ns() - t) / 1000)
+execs = []
+for i in range(max(1, n // 4)):
+    t = time.perf_counter_ns()
+    pid = os.posix_spawn("/bin/true", ["true"], {})
+    os.waitpid(pid, 0)
+    execs.append((time.perf_counter_ns() - t) / 1000)
+t = time.perf_counter()
+subprocess.run("mkdir -p /workspace/w && tar -C /usr/lib/python3.11 -cf - . | tar -C /workspace/w -xf - && rm -rf /workspace/w",
+               shell=True, check=True)
+work = time.perf_counter() - t
+print(json.dumps({"open50": pct(opens, .5), "open95": pct(opens, .95), "exec50": pct(execs, .5),
+                  "exec95": pct(execs, .95), "work": work}))
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--levain", default=os.path.join(ROOT, ".build/release/levain"))
+    ap.add_argument("-n", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="levain-bench-audit-")
+    serve = None
+    try:
+        policy = os.path.join(work, "audited.toml")
+        with open(os.path.join(ROOT, "policies/default.toml")) as f:
+            text = f.read().replace('name = "default"', 'name = "audited"', 1)
+        with open(policy, "w") as f:
+            f.write(text + "\n[audit]\nrecord = [%s]\nignore_paths = [\"/dev\", \"/proc\"]\n" % ", ".join('"%s"' % n for n in RECORD))
+        serve, sock = start_serve(a.levain, work, "", dict(os.environ))
+        sessions = {}
+        for name, body in (("plain", {}), ("audited", {"policy": policy})):
+            status, s = api(sock, "POST", "/v1/sessions", body)
+            assert status == 201 or status == 200, s
+            sessions[name] = s["id"]
+        results = {"plain": [], "audited": []}
+        for _ in range(a.rounds):
+            for name, sid in sessions.items():
+                status, r = api(sock, "POST", f"/v1/sessions/{sid}/runs",
+                                {"argv": ["python3", "-c", PROBE, str(a.n)], "wait": True, "inline_output": 65536,
+                                 "timeout": 600})
+                assert r.get("exit_code") == 0, r
+
+                results[name].append(json.loads(base64.b64decode(r["stdout_base64"])))
+
+        def med(name, key):
+            xs = sorted(x[key] for x in results[name])
+            return xs[len(xs) // 2]
+
+        print(f"audit layer, {a.rounds} rounds of {a.n} opens and {a.n // 4} execs per session, interleaved (us; work: s)")
+        print(f"{'':28} {'plain':>10} {'audited':>10} {'added':>10}")
+        for key, label in (("open50", "open(O_CREAT) p50"), ("open95", "open(O_CREAT) p95"),
+                           ("exec50", "posix_spawn+wait p50"), ("exec95", "posix_spawn+wait p95"),
+                           ("work", "tar python3.11 in+out")):
+            p, q = med("plain", key), med("audited", key)
+            print(f"{label:28} {p:10.1f} {q:10.1f} {q - p:+10.1f}" + (f"  ({q / p:.2f}x)" if key == "work" else ""))
+        print(f"gated call p50 added: {med('audited', 'open50') - med('plain', 'open50'):.1f} us (target <= 30)")
+        print(f"workload: {med('audited', 'work') / med('plain', 'work'):.2f}x (target <= 1.10)")
+    finally:
+        stop(serve, None, work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
