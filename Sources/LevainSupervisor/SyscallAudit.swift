@@ -28,6 +28,10 @@ final class SyscallAudit: Sendable {
         let writer = writer
         Task.detached { [weak self] in
             for await _ in stream {
+                // A burst of calls goes into one commit: the writer waits a
+                // little for more (a run's end and a session's close do not
+                // wait: they flush).
+                try? await Task.sleep(for: .milliseconds(20))
                 guard let self else { return }
                 await writer.drain(self)
             }

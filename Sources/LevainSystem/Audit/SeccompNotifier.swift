@@ -165,12 +165,15 @@ public final class SeccompNotifier: @unchecked Sendable {
         }
         let who = SyscallDecoder.identity(call.hostPID)
         call.pid = who.pid
-        if let parent = who.ppid {
+        // The parent for a new program (an exec): the other calls of the
+        // process follow its exec's record (a status read less per call).
+        if call.argv != nil, let parent = who.ppid {
             let p = SyscallDecoder.identity(parent)
             // The parent is in the jail when it is as deep in pid namespaces.
             call.ppid = p.nsDepth == who.nsDepth ? p.pid : 0
         }
         call.exe = SyscallDecoder.link("/proc/\(call.hostPID)/exe")
+
         call.cgroup = SyscallDecoder.cgroupLeaf(call.hostPID)
         // Only now, with everything read, is the caller known to be the one
         // that made this call (its pid not reused): it still waits on it.

@@ -183,6 +183,20 @@ struct SyscallDecoder {
     }
 
     static func normalize(_ p: String) -> String {
+        // Most paths need nothing: no "//", no "/./" or "/../", no trailing "/".
+        let u = Array(p.utf8)
+        var clean = u.first == 47 && (u.count == 1 || u.last != 47)
+        if clean {
+            for i in 0..<u.count where u[i] == 47 && i + 1 < u.count {
+                let next = u[i + 1]
+                if next == 47 { clean = false; break }
+                if next == 46 && (i + 2 == u.count || u[i + 2] == 47 || (u[i + 2] == 46 && (i + 3 == u.count || u[i + 3] == 47))) {
+                    clean = false
+                    break
+                }
+            }
+        }
+        if clean { return p }
         var parts: [Substring] = []
         for c in p.split(separator: "/") {
             if c == "." { continue }
@@ -199,53 +213,83 @@ struct SyscallDecoder {
         return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    static func file(_ path: String, max: Int = 4096) -> String? {
+    static func file(_ path: String, max: Int = 4096) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { Glibc.close(fd) }
         var buffer = [UInt8](repeating: 0, count: max)
         let n = Glibc.read(fd, &buffer, max)
         guard n > 0 else { return nil }
-        return String(decoding: buffer.prefix(n), as: UTF8.self)
+        buffer.removeLast(max - n)
+        return buffer
     }
 
-    /// The pid in the innermost pid namespace ("NSpid:" of status) and
-    /// the parent's host pid.
+    /// The pid in the innermost pid namespace (the last "NSpid:" field of
+    /// status), how many namespaces deep, and the parent's host pid. Read
+    /// as bytes: this runs for every gated call.
     static func identity(_ hostPID: Int32) -> (pid: Int32?, nsDepth: Int, ppid: Int32?) {
         guard let status = file("/proc/\(hostPID)/status") else { return (nil, 0, nil) }
-        var pid: Int32? = nil, depth = 0, ppid: Int32? = nil
-        for line in status.split(separator: "\n") {
-            if line.hasPrefix("NSpid:") {
-                let ids = line.dropFirst(6).split(whereSeparator: { $0 == "\t" || $0 == " " })
-                depth = ids.count
-                pid = ids.last.flatMap { Int32($0) }
-            } else if line.hasPrefix("PPid:") {
-                ppid = Int32(line.dropFirst(5).trimmingCharacters())
+        return status.withUnsafeBufferPointer { b -> (Int32?, Int, Int32?) in
+            var pid: Int32? = nil, depth = 0, ppid: Int32? = nil
+            var i = 0
+            // Line by line; only PPid and NSpid are looked at.
+            while i < b.count {
+                var end = i
+                while end < b.count && b[end] != 10 { end += 1 }
+                if b[i] == UInt8(ascii: "P"), Self.starts(b, i, end, Self.pPID) {
+                    ppid = Self.fields(b, i + Self.pPID.count, end).first
+                } else if b[i] == UInt8(ascii: "N"), Self.starts(b, i, end, Self.nsPID) {
+                    let ids = Self.fields(b, i + Self.nsPID.count, end)
+                    depth = ids.count
+                    pid = ids.last
+                    break  // NSpid comes after PPid
+                }
+                i = end + 1
+            }
+            return (pid, depth, ppid)
+        }
+    }
+
+    static func starts(_ b: UnsafeBufferPointer<UInt8>, _ i: Int, _ end: Int, _ prefix: [UInt8]) -> Bool {
+        guard end - i >= prefix.count else { return false }
+        for k in 0..<prefix.count where b[i + k] != prefix[k] { return false }
+        return true
+    }
+
+    /// The decimal numbers of b[i..<end], separated by tabs or spaces.
+    static func fields(_ b: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> [Int32] {
+        var out: [Int32] = []
+        var v: Int32 = 0, digits = 0
+        for k in start...end {
+            let c = k < end ? b[k] : 32
+            if c >= 48 && c <= 57, digits < 9 {
+                v = v * 10 + Int32(c - 48)
+                digits += 1
+            } else {
+                if digits > 0 { out.append(v) }
+                v = 0
+                digits = 0
             }
         }
-        return (pid, depth, ppid)
+        return out
     }
+
+    static let nsPID = Array("NSpid:".utf8)
+    static let pPID = Array("PPid:".utf8)
 
     /// The caller's run cgroup leaf ("run-3"), or the leaf of its first
     /// hierarchy (the harness's).
     static func cgroupLeaf(_ hostPID: Int32) -> String? {
         guard let text = file("/proc/\(hostPID)/cgroup") else { return nil }
         var first: String? = nil
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-            guard fields.count == 3, let leaf = fields[2].split(separator: "/").last else { continue }
-            if leaf.hasPrefix("run-") { return String(leaf) }
-            if first == nil { first = String(leaf) }
+        for line in text.split(separator: UInt8(ascii: "\n")) {
+            guard let slash = line.lastIndex(of: UInt8(ascii: "/")) else { continue }
+            let leaf = line[(slash + 1)...]
+            if leaf.starts(with: Self.runPrefix) { return String(decoding: leaf, as: UTF8.self) }
+            if first == nil { first = String(decoding: leaf, as: UTF8.self) }
         }
         return first
     }
-}
 
-extension Substring {
-    func trimmingCharacters() -> Substring {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
-    }
+    static let runPrefix = Array("run-".utf8)
 }
