@@ -46,7 +46,16 @@ public struct PolicyCommand: ParsableCommand {
                     print("  landlock: \(policy.landlock.rawValue); network: \(policy.network.rawValue); workspace: \(policy.filesystem.workspace ? "yes" : "no")")
                     if policy.audit.isEnabled {
                         let ignored = policy.audit.ignorePaths.isEmpty ? "" : "; not beneath \(policy.audit.ignorePaths.joined(separator: ", "))"
-                        print("  audit: records \(policy.audit.record.joined(separator: ", "))\(ignored) (sessions of levain serve only)")
+                        let records = policy.audit.record.isEmpty ? "nothing let through" : policy.audit.record.joined(separator: ", ")
+                        print("  audit: records \(records)\(ignored) (sessions of levain serve only)")
+                        for r in policy.audit.deny {
+                            var what: [String] = []
+                            if !r.beneath.isEmpty { what.append("beneath \(r.beneath.joined(separator: ", "))") }
+                            if !r.outside.isEmpty { what.append("outside \(r.outside.joined(separator: ", "))") }
+                            if !r.ports.isEmpty { what.append("ports \(r.ports.sorted().map(String.init).joined(separator: ", "))") }
+                            if !r.networks.isEmpty { what.append("\(r.networks.count) network(s)") }
+                            print("  audit deny \(r.name): \(r.syscalls.sorted().joined(separator: ", ")) \(what.joined(separator: " and ")) -> errno \(r.errno)")
+                        }
                     } else {
                         print("  audit: off")
                     }

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import LevainSystem
+
 /// `[audit]`: the system calls of a session's jail the supervisor sees
 /// (seccomp user notification) and records as `syscall.audited` events.
 extension Policy {
@@ -7,9 +12,17 @@ extension Policy {
         /// Jail paths beneath which a path call is let through without a
         /// record ("/tmp", "/dev"): the supervisor still sees it.
         public var ignorePaths: [String] = []
+        /// `[audit.deny.NAME]`: calls refused with an errno (and recorded).
+        public var deny: [AuditRule] = []
         public init() {}
 
-        public var isEnabled: Bool { !record.isEmpty }
+        public var isEnabled: Bool { !record.isEmpty || !deny.isEmpty }
+        /// Every call the filter stops: recorded ones and denied ones.
+        public var gated: [String] {
+            var out = record
+            for r in deny { for n in r.syscalls.sorted() where !out.contains(n) { out.append(n) } }
+            return out
+        }
     }
 }
 
@@ -55,7 +68,106 @@ extension PolicyLoader {
                 throw PolicyError(.invalidValue, file: t.file, line: line, key: t.qualified("ignore_paths"),
                                   "\"\(p)\": an ignored path is an absolute jail path without \"..\" (\"/tmp\")")
             }
-            audit.ignorePaths = items.map { $0.0.count > 1 && $0.0.hasSuffix("/") ? String($0.0.dropLast()) : $0.0 }
+            audit.ignorePaths = items.map { Self.trimmedPath($0.0) }
         }
+        if var rules = try t.table("deny") {
+            for entry in rules.table.entries {
+                guard var r = try rules.table(entry.key) else { continue }
+                audit.deny.append(try readDenyRule(&r, name: entry.key))
+                try r.finish()
+            }
+            try rules.finish()
+        }
+    }
+
+    static func trimmedPath(_ p: String) -> String { p.count > 1 && p.hasSuffix("/") ? String(p.dropLast()) : p }
+
+    static let denyErrnos: [String: Int32] = [
+        "EPERM": EPERM, "EACCES": EACCES, "ENOENT": ENOENT, "EROFS": EROFS, "ECONNREFUSED": ECONNREFUSED,
+        "ENETUNREACH": ENETUNREACH, "EHOSTUNREACH": EHOSTUNREACH,
+    ]
+
+    /// `[audit.deny.NAME]`: syscalls, then matchers (beneath, outside,
+    /// ports, addresses; every one given must match), errno.
+    static func readDenyRule(_ r: inout TableReader, name: String) throws(PolicyError) -> AuditRule {
+        guard let names = try r.stringArray("syscalls"), !names.isEmpty else {
+            throw r.invalid("syscalls", "a deny rule names the system calls it refuses (syscalls = [\"execve\"])")
+        }
+        var syscalls = Set<String>()
+        for (n, line) in names {
+            guard AuditedSyscall(rawValue: n) != nil else {
+                throw PolicyError(.invalidValue, file: r.file, line: line, key: r.qualified("syscalls"),
+                                  "\"\(n)\" is not a system call Levain audits; these are: \(AuditedSyscall.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            syscalls.insert(n)
+        }
+        var errno = EPERM
+        if let e = try r.string("errno") {
+            guard let v = denyErrnos[e] else {
+                throw r.invalid("errno", "expected one of \(denyErrnos.keys.sorted().joined(separator: ", "))")
+            }
+            errno = v
+        }
+        var rule = AuditRule(name: name, syscalls: syscalls, errno: errno)
+        func paths(_ key: String) throws(PolicyError) -> [String] {
+            guard let items = try r.stringArray(key) else { return [] }
+            for (p, line) in items where !p.hasPrefix("/") || p.split(separator: "/").contains("..") || p.utf8.contains(0) {
+                throw PolicyError(.invalidValue, file: r.file, line: line, key: r.qualified(key),
+                                  "\"\(p)\": a path is an absolute jail path without \"..\" (\"/workspace/.git\")")
+            }
+            return items.map { trimmedPath($0.0) }
+        }
+        rule.beneath = try paths("beneath")
+        rule.outside = try paths("outside")
+        if let node = r.node("ports") {
+            guard case .array(let items) = node.value else { throw r.invalid("ports", "expected an array of port numbers") }
+            for item in items {
+                guard case .integer(let v) = item.value, v >= 1, v <= 65535 else {
+                    throw PolicyError(.invalidValue, file: r.file, line: item.position.line, key: r.qualified("ports"), "a port is a number from 1 to 65535")
+                }
+                rule.ports.insert(Int(v))
+            }
+        }
+        if let items = try r.stringArray("addresses") {
+            for (a, line) in items {
+                guard let net = parseNetwork(a) else {
+                    throw PolicyError(.invalidValue, file: r.file, line: line, key: r.qualified("addresses"),
+                                      "\"\(a)\": an IPv4 address or network (\"169.254.169.254\", \"10.0.0.0/8\")")
+                }
+                rule.networks.append(net)
+            }
+        }
+        guard !rule.beneath.isEmpty || !rule.outside.isEmpty || !rule.ports.isEmpty || !rule.networks.isEmpty else {
+            throw PolicyError(.invalidValue, file: r.file, line: r.line, key: r.path,
+                              "a deny rule needs what it matches: beneath, outside, ports or addresses")
+        }
+        let pathCalls: Set<String> = ["execve", "execveat", "open", "openat", "openat2", "creat", "unlink", "unlinkat", "rename", "renameat", "renameat2"]
+        if !rule.beneath.isEmpty || !rule.outside.isEmpty, let other = syscalls.subtracting(pathCalls).sorted().first {
+            throw r.invalid("syscalls", "\"\(other)\" names no path; beneath and outside apply to \(pathCalls.sorted().joined(separator: ", "))")
+        }
+        if !rule.ports.isEmpty || !rule.networks.isEmpty, let other = syscalls.subtracting(["connect", "bind"]).sorted().first {
+            throw r.invalid("syscalls", "\"\(other)\" has no address; ports and addresses apply to connect and bind")
+        }
+        return rule
+    }
+
+    /// "a.b.c.d" or "a.b.c.d/n".
+    static func parseNetwork(_ text: String) -> (UInt32, Int)? {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count <= 2 else { return nil }
+        let octets = parts[0].split(separator: ".", omittingEmptySubsequences: false)
+        guard octets.count == 4 else { return nil }
+        var ip: UInt32 = 0
+        for o in octets {
+            guard let v = UInt32(o), v <= 255, o.count <= 3 else { return nil }
+            ip = ip << 8 | v
+        }
+        var prefix = 32
+        if parts.count == 2 {
+            guard let p = Int(parts[1]), p >= 0, p <= 32 else { return nil }
+            prefix = p
+        }
+        let mask: UInt32 = prefix == 0 ? 0 : ~UInt32(0) << (32 - UInt32(prefix))
+        return (ip & mask, prefix)
     }
 }

@@ -57,7 +57,8 @@ final class SyscallAudit: Sendable {
             if s[session] == nil { s[session] = (tenant, [:]) }
         }
         do {
-            try notifier.watch(handoff: pair[0], AuditWatch(session: session, names: AuditFilter.names(audit), ignorePaths: audit.ignorePaths))
+            try notifier.watch(handoff: pair[0], AuditWatch(session: session, names: AuditFilter.names(audit), ignorePaths: audit.ignorePaths,
+                                                          record: Set(audit.record), deny: audit.deny))
         } catch {
             Glibc.close(pair[1])
             throw SupervisorError(.spawnFailed, "the audit thread: \(error)")
@@ -88,7 +89,8 @@ final class SyscallAudit: Sendable {
     func events(_ calls: [AuditedCall]) -> [NewEvent] {
         let known = sessions.withLock { $0 }
         return calls.map { c in
-            var p: JSONObject = [AuditAttribute.syscall: .string(c.syscall), AuditAttribute.decision: "record"]
+            var p: JSONObject = [AuditAttribute.syscall: .string(c.syscall), AuditAttribute.decision: .string(c.decision)]
+            if let v = c.rule { p[Attribute.rule] = .string(v) }
             if let v = c.pid { p[AuditAttribute.pid] = .int(Int64(v)) }
             if let v = c.ppid { p[AuditAttribute.ppid] = .int(Int64(v)) }
             if let v = c.exe { p[AuditAttribute.exe] = .string(v) }

@@ -93,6 +93,7 @@ struct AuditCommand: ParsableCommand {
         if let s = p?["signal"]?.intValue { what.append("signal \(s)") }
         if let c = p?["count"]?.intValue { what.append("(\(c) calls)") }
         if p?["truncated"]?.boolValue == true { what.append("[truncated]") }
+        if p?["decision"]?.stringValue == "deny" { what.append("DENIED (\(p?["levain.rule"]?.stringValue ?? "?"))") }
         let pid = p?["pid"]?.intValue.map { "pid \($0)" } ?? ""
         return "\(seq.padding(6))\(time)  \(run.padding(16))\(name.padding(11))\(pid.padding(9))\(what.joined(separator: " "))"
     }

@@ -75,7 +75,7 @@ import Glibc
 
     @Test("ignore_paths cover directories, not string prefixes")
     func ignores() {
-        let w = AuditWatch(session: "s", names: [:], ignorePaths: ["/tmp", "/dev"])
+        let w = AuditWatch(session: "s", names: [:], ignorePaths: ["/tmp", "/dev"], record: [])
         #expect(w.ignores(["/tmp/x"]) && w.ignores(["/tmp"]) && w.ignores(["/dev/null", "/tmp/y"]))
         #expect(!w.ignores(["/tmpx"]) && !w.ignores(["/tmp/x", "/workspace/y"]) && !w.ignores([]))
     }

@@ -18,7 +18,7 @@ public enum AuditFilter {
         // gated like a native one (the policy's filter may kill it first).
         let arches = [native] + SeccompCompiler.compatibleArches(of: native).sorted()
         var rules: [(UInt32, Int32, [scmp_arg_cmp])] = []
-        for name in audit.record {
+        for name in audit.gated {
             guard let call = AuditedSyscall(rawValue: name) else {
                 throw PolicyError(.invalidValue, file: file, key: "audit.record", "\"\(name)\" is not a system call Levain audits")
             }
@@ -44,7 +44,7 @@ public enum AuditFilter {
         var out: [UInt64: String] = [:]
         for arch in [native] + SeccompCompiler.compatibleArches(of: native).sorted() {
             let reported = arch == 0x4000_003E ? native : arch
-            for name in audit.record {
+            for name in audit.gated {
                 let nr = seccomp_syscall_resolve_name_arch(arch, name)
                 guard nr >= 0 else { continue }
                 out[UInt64(reported) << 32 | UInt64(UInt32(bitPattern: nr))] = name

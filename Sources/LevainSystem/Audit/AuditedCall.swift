@@ -31,6 +31,12 @@ public struct AuditedCall: Sendable, Equatable {
     /// connect/bind: "127.0.0.1:80", "[::1]:443", "unix:/run/x.sock",
     /// "unix:@abstract", "family 16".
     public var address: String?
+    /// connect/bind of an inet socket: the port, and the IPv4 address.
+    public var port: Int?
+    public var ipv4: UInt32?
+    /// "record", or "deny" (the call failed with the rule's errno).
+    public var decision = "record"
+    public var rule: String?
     /// kill, tgkill: the target pid (in the jail) and signal; ptrace: the
     /// request and target; listen: the socket fd.
     public var target: Int64?
@@ -63,11 +69,22 @@ public struct AuditWatch: Sendable {
     public var session: String
     public var names: [UInt64: String]
     public var ignorePaths: [String]
+    /// The calls recorded when let through (a call gated only for a deny
+    /// rule is not).
+    public var record: Set<String>
+    public var deny: [AuditRule]
 
-    public init(session: String, names: [UInt64: String], ignorePaths: [String]) {
+    public init(session: String, names: [UInt64: String], ignorePaths: [String], record: Set<String>, deny: [AuditRule] = []) {
         self.session = session
         self.names = names
         self.ignorePaths = ignorePaths
+        self.record = record
+        self.deny = deny
+    }
+
+    /// `path` lies beneath `prefix` (a directory: "/tmp" covers "/tmp/x", not "/tmpx").
+    static func covers(_ prefix: String, _ path: String) -> Bool {
+        prefix == "/" || path == prefix || path.hasPrefix(prefix + "/")
     }
 
     public static func key(arch: UInt32, nr: Int32) -> UInt64 { UInt64(arch) << 32 | UInt64(UInt32(bitPattern: nr)) }
@@ -75,6 +92,57 @@ public struct AuditWatch: Sendable {
     /// Whether every path of a call lies beneath an ignored prefix.
     func ignores(_ paths: [String]) -> Bool {
         guard !paths.isEmpty, !ignorePaths.isEmpty else { return false }
-        return paths.allSatisfy { p in ignorePaths.contains { $0 == "/" || p == $0 || p.hasPrefix($0 + "/") } }
+        return paths.allSatisfy { p in ignorePaths.contains { Self.covers($0, p) } }
+    }
+}
+
+/// A `[audit.deny.NAME]` rule: a gated call it matches fails with `errno`
+/// instead of running, and is recorded with decision "deny" and the rule.
+/// Every matcher given must match; at least one is.
+public struct AuditRule: Sendable, Equatable {
+    public var name: String
+    public var syscalls: Set<String>
+    /// A path of the call lies beneath one of these.
+    public var beneath: [String] = []
+    /// A path of the call lies beneath none of these (an exec allowlist).
+    public var outside: [String] = []
+    /// connect/bind: the port is one of these.
+    public var ports: Set<Int> = []
+    /// connect/bind: the IPv4 address is in one of these (address, prefix).
+    public var networks: [(UInt32, Int)] = []
+    public var errno: Int32
+
+    public init(name: String, syscalls: Set<String>, errno: Int32) {
+        self.name = name
+        self.syscalls = syscalls
+        self.errno = errno
+    }
+
+    public static func == (a: AuditRule, b: AuditRule) -> Bool {
+        a.name == b.name && a.syscalls == b.syscalls && a.beneath == b.beneath && a.outside == b.outside && a.ports == b.ports
+            && a.networks.map(\.0) == b.networks.map(\.0) && a.networks.map(\.1) == b.networks.map(\.1) && a.errno == b.errno
+    }
+
+    /// Whether `call` (its arguments decoded) is one this rule refuses.
+    public func matches(_ call: AuditedCall) -> Bool {
+        guard syscalls.contains(call.syscall) else { return false }
+        if !beneath.isEmpty {
+            guard call.paths.contains(where: { p in beneath.contains { AuditWatch.covers($0, p) } }) else { return false }
+        }
+        if !outside.isEmpty {
+            // No path read (unreadable memory): refused, not let through.
+            guard call.paths.isEmpty || call.paths.contains(where: { p in !outside.contains { AuditWatch.covers($0, p) } }) else {
+                return false
+            }
+        }
+        if !ports.isEmpty {
+            guard let port = call.port, ports.contains(port) else { return false }
+        }
+        if !networks.isEmpty {
+            guard let ip = call.ipv4, networks.contains(where: { net, prefix in
+                prefix == 0 || (ip ^ net) >> (32 - UInt32(prefix)) == 0
+            }) else { return false }
+        }
+        return true
     }
 }

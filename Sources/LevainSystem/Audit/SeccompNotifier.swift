@@ -28,6 +28,9 @@ public final class SeccompNotifier: @unchecked Sendable {
         var pending: [AuditedCall] = []
         var coalesced: [String: AuditedCall] = [:]
         var listeners: [String: Int] = [:]
+        /// Listeners whose first call (the harness's own exec, made by the
+        /// jail's setup right after it sent the listener) has been seen.
+        var started: Set<Int32> = []
     }
     private let state = Mutex(State())
     private let ready: @Sendable () -> Void
@@ -85,6 +88,7 @@ public final class SeccompNotifier: @unchecked Sendable {
         _ = lv_epoll_del(epfd, fd)
         let entry = state.withLock { s -> Entry? in
             let e = s.entries.removeValue(forKey: fd)
+            s.started.remove(fd)
             if case .listener(let w)? = e {
                 s.listeners[w.session, default: 1] -= 1
                 if s.listeners[w.session] == 0 { s.listeners[w.session] = nil }
@@ -179,20 +183,35 @@ public final class SeccompNotifier: @unchecked Sendable {
         // that made this call (its pid not reused): it still waits on it.
         // Kept before the answer: once the call proceeds the process may
         // exit, and its run's end must find the call here.
+        // A deny rule decides on what was read; the call then fails
+        // without running, whatever its memory says afterwards.
+        var error: Int32 = 0
+        // The first call on a listener is the setup's exec of the harness
+        // (nothing else of the jail exists yet): never refused.
+        let first = state.withLock { $0.started.insert(listener).inserted }
+        if keep, !first, let rule = watch.deny.first(where: { $0.matches(call) }) {
+            error = rule.errno
+            call.decision = "deny"
+            call.rule = rule.name
+        }
         let valid = lv_notif_id_valid(listener, n.id) == 1
-        defer { _ = lv_notif_answer(listener, n.id, 0) }
-        guard valid, keep, !watch.ignores(call.paths) else { return false }
+        defer { _ = lv_notif_answer(listener, n.id, error) }
+        // Refusals are always recorded; calls let through when `record`
+        // names them and their paths are not ignored.
+        guard valid, keep, error != 0 || (watch.record.contains(call.syscall) && !watch.ignores(call.paths)) else { return false }
         state.withLock { s in
             if s.pending.count < maxPending {
                 s.pending.append(call)
             } else {
-                let key = "\(call.cgroup ?? "")\u{0}\(call.syscall)\u{0}\(call.session)"
+                let key = "\(call.cgroup ?? "")\u{0}\(call.syscall)\u{0}\(call.session)\u{0}\(call.rule ?? "")"
                 if s.coalesced[key] != nil {
                     s.coalesced[key]!.count += 1
                 } else {
                     var c = AuditedCall(session: call.session, microseconds: call.microseconds, syscall: call.syscall,
                                         hostPID: call.hostPID)
                     c.cgroup = call.cgroup
+                    c.decision = call.decision
+                    c.rule = call.rule
                     s.coalesced[key] = c
                 }
             }

@@ -61,7 +61,7 @@ struct SyscallDecoder {
             call.flags = flags
         case "connect", "bind":
             call.fd = Int32(truncatingIfNeeded: a[0])
-            call.address = sockaddr(at: a[1], length: a[2])
+            call.address = sockaddr(at: a[1], length: a[2], into: &call)
         case "listen":
             call.fd = Int32(truncatingIfNeeded: a[0])
         case "unlink":
@@ -151,13 +151,22 @@ struct SyscallDecoder {
     }
 
     func sockaddr(at address: UInt64, length: UInt64) -> String? {
+        var ignored = AuditedCall(session: "", microseconds: 0, syscall: "", hostPID: 0)
+        return sockaddr(at: address, length: length, into: &ignored)
+    }
+
+    /// The address as text; an inet one's port (and IPv4 address) into `call`.
+    func sockaddr(at address: UInt64, length: UInt64, into call: inout AuditedCall) -> String? {
         guard length >= 2, length <= 128, let b = read(at: address, count: Int(length)), b.count >= 2 else { return nil }
         let family = Int32(UInt16(b[0]) | UInt16(b[1]) << 8)
         func port(_ i: Int) -> Int { Int(b[i]) << 8 | Int(b[i + 1]) }
         switch family {
         case AF_INET where b.count >= 8:
+            call.port = port(2)
+            call.ipv4 = UInt32(b[4]) << 24 | UInt32(b[5]) << 16 | UInt32(b[6]) << 8 | UInt32(b[7])
             return "\(b[4]).\(b[5]).\(b[6]).\(b[7]):\(port(2))"
         case AF_INET6 where b.count >= 24:
+            call.port = port(2)
             var groups: [String] = []
             for i in stride(from: 8, to: 24, by: 2) { groups.append(String(Int(b[i]) << 8 | Int(b[i + 1]), radix: 16)) }
             return "[\(groups.joined(separator: ":"))]:\(port(2))"
