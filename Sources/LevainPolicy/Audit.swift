@@ -14,6 +14,9 @@ extension Policy {
         public var ignorePaths: [String] = []
         /// `[audit.deny.NAME]`: calls refused with an errno (and recorded).
         public var deny: [AuditRule] = []
+        /// Consecutive identical calls of one process (a loop opening the
+        /// same file) are one record with `count`; false: one record each.
+        public var coalesce = true
         public init() {}
 
         public var isEnabled: Bool { !record.isEmpty || !deny.isEmpty }
@@ -70,6 +73,7 @@ extension PolicyLoader {
             }
             audit.ignorePaths = items.map { Self.trimmedPath($0.0) }
         }
+        if let v = try t.bool("coalesce") { audit.coalesce = v }
         if var rules = try t.table("deny") {
             for entry in rules.table.entries {
                 guard var r = try rules.table(entry.key) else { continue }

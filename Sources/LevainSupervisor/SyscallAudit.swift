@@ -58,7 +58,7 @@ final class SyscallAudit: Sendable {
         }
         do {
             try notifier.watch(handoff: pair[0], AuditWatch(session: session, names: AuditFilter.names(audit), ignorePaths: audit.ignorePaths,
-                                                          record: Set(audit.record), deny: audit.deny))
+                                                          record: Set(audit.record), deny: audit.deny, coalesce: audit.coalesce))
         } catch {
             Glibc.close(pair[1])
             throw SupervisorError(.spawnFailed, "the audit thread: \(error)")

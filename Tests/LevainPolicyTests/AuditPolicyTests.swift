@@ -13,11 +13,14 @@ import Glibc
             [audit]
             record = ["execve", "openat", "connect", "execve"]
             ignore_paths = ["/tmp/", "/dev"]
+            coalesce = false
             """, file: "p.toml", directory: nil)
+        #expect(!p.audit.coalesce)
         #expect(p.audit.record == ["execve", "openat", "connect"])
         #expect(p.audit.ignorePaths == ["/tmp", "/dev"])
         #expect(p.audit.isEnabled)
         #expect(try !PolicyLoader.parse("", file: "p.toml", directory: nil).audit.isEnabled)
+        #expect(try PolicyLoader.parse("", file: "p.toml", directory: nil).audit.coalesce)
     }
 
     @Test func badAuditInputNamesLineAndKey() {

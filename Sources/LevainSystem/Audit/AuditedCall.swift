@@ -55,6 +55,15 @@ public struct AuditedCall: Sendable, Equatable {
         self.hostPID = hostPID
     }
 
+    /// `other` is this call made again by the same process: everything but
+    /// the time is the same.
+    func isRepeated(by other: AuditedCall) -> Bool {
+        hostPID == other.hostPID && syscall == other.syscall && session == other.session && cgroup == other.cgroup
+            && paths == other.paths && argv == other.argv && flags == other.flags && address == other.address && fd == other.fd
+            && target == other.target && signal == other.signal && request == other.request && decision == other.decision
+            && rule == other.rule && truncated == other.truncated && pid == other.pid
+    }
+
     static func now() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
@@ -73,13 +82,17 @@ public struct AuditWatch: Sendable {
     /// rule is not).
     public var record: Set<String>
     public var deny: [AuditRule]
+    /// Consecutive identical calls of one process are one record with a count.
+    public var coalesce: Bool
 
-    public init(session: String, names: [UInt64: String], ignorePaths: [String], record: Set<String>, deny: [AuditRule] = []) {
+    public init(session: String, names: [UInt64: String], ignorePaths: [String], record: Set<String>, deny: [AuditRule] = [],
+                coalesce: Bool = true) {
         self.session = session
         self.names = names
         self.ignorePaths = ignorePaths
         self.record = record
         self.deny = deny
+        self.coalesce = coalesce
     }
 
     /// `path` lies beneath `prefix` (a directory: "/tmp" covers "/tmp/x", not "/tmpx").

@@ -31,6 +31,8 @@ public final class SeccompNotifier: @unchecked Sendable {
         /// Listeners whose first call (the harness's own exec, made by the
         /// jail's setup right after it sent the listener) has been seen.
         var started: Set<Int32> = []
+        /// Per session, where in `pending` its last record is (coalescing).
+        var last: [String: Int] = [:]
     }
     private let state = Mutex(State())
     private let ready: @Sendable () -> Void
@@ -78,6 +80,7 @@ public final class SeccompNotifier: @unchecked Sendable {
             out.append(contentsOf: s.coalesced.values.sorted { $0.microseconds < $1.microseconds })
             s.pending = []
             s.coalesced = [:]
+            s.last = [:]
             return out
         }
     }
@@ -200,8 +203,12 @@ public final class SeccompNotifier: @unchecked Sendable {
         // names them and their paths are not ignored.
         guard valid, keep, error != 0 || (watch.record.contains(call.syscall) && !watch.ignores(call.paths)) else { return false }
         state.withLock { s in
-            if s.pending.count < maxPending {
+            if watch.coalesce, let i = s.last[call.session], s.pending[i].isRepeated(by: call) {
+                // The same call again from the same process: counted.
+                s.pending[i].count += 1
+            } else if s.pending.count < maxPending {
                 s.pending.append(call)
+                s.last[call.session] = s.pending.count - 1
             } else {
                 let key = "\(call.cgroup ?? "")\u{0}\(call.syscall)\u{0}\(call.session)\u{0}\(call.rule ?? "")"
                 if s.coalesced[key] != nil {
