@@ -164,7 +164,26 @@ struct ApproveCommand: ParsableCommand {
 enum AgentTimeline {
     static func isAgentRun(_ events: [JSONValue]) -> Bool { events.contains { $0["type"]?.stringValue == EventType.agentStarted } }
 
-    static func items(_ events: [JSONValue]) -> [JSONValue] {
+    /// The `syscall.audited` events of the session that name one of this
+    /// run's tool calls, by call id (empty when nothing was audited).
+    static func auditedCalls(of events: [JSONValue], in src: LogSource) throws -> [String: [JSONValue]] {
+        let calls = Set(events.filter { $0["type"]?.stringValue == EventType.toolStarted }
+            .compactMap { $0["payload"]?[Attribute.callId]?.stringValue })
+        guard !calls.isEmpty, let session = events.first?["session"]?.stringValue else { return [:] }
+        var out: [String: [JSONValue]] = [:]
+        var after: Int64 = 0
+        while true {
+            let page = try src.events(session: session, afterSeq: after, limit: 1000)
+            for e in page where e["type"]?.stringValue == EventType.syscallAudited {
+                if let call = e["payload"]?[Attribute.genAIToolCallId]?.stringValue, calls.contains(call) { out[call, default: []].append(e) }
+            }
+            guard page.count == 1000, let last = page.last?["seq"]?.intValue else { break }
+            after = last
+        }
+        return out
+    }
+
+    static func items(_ events: [JSONValue], audited: [String: [JSONValue]] = [:]) -> [JSONValue] {
         var out: [JSONValue] = []
         var turn = 0
         for e in events {
@@ -189,6 +208,9 @@ enum AgentTimeline {
                 for (k, v) in p where k.hasPrefix("levain.") && ![Attribute.callId, Attribute.arguments, Attribute.origin].contains(k) {
                     item[String(k.dropFirst(7))] = v
                 }
+                if type == EventType.toolStarted, let call = p[Attribute.callId]?.stringValue, let calls = audited[call] {
+                    item["syscalls"] = .array(calls)
+                }
             case EventType.agentFinished:
                 item["reason"] = p[Attribute.reason]; item["detail"] = p[Attribute.detail]; item["output"] = p[Attribute.output]
                 item["steps"] = p[Attribute.steps]; item["tool_calls"] = p[Attribute.toolCalls]
@@ -203,7 +225,7 @@ enum AgentTimeline {
         return out
     }
 
-    static func text(run: String, _ events: [JSONValue]) -> String {
+    static func text(run: String, _ events: [JSONValue], audited: [String: [JSONValue]] = [:]) -> String {
         var s = ""
         func clock(_ v: JSONValue?) -> String {
             guard let t = v?.stringValue, let i = t.firstIndex(of: "T") else { return "        " }
@@ -213,7 +235,7 @@ enum AgentTimeline {
             let t = (v?.stringValue ?? v?.encoded() ?? "").replacingOccurrences(of: "\n", with: "⏎ ")
             return t.count > n ? String(t.prefix(n)) + "…" : t
         }
-        for i in items(events) {
+        for i in items(events, audited: audited) {
             let type = i["type"]?.stringValue ?? ""
             let at = clock(i["time"])
             switch type {
@@ -231,6 +253,10 @@ enum AgentTimeline {
                     + "\(i["input_tokens"]?.cell ?? "?") in / \(i["output_tokens"]?.cell ?? "?") out tokens, cost \(i["cost"]?.cell ?? "?"), \(i["latency_ms"]?.cell ?? "?") ms\n"
             case EventType.toolStarted:
                 s += "\(at)    tool \(i["tool"]?.cell ?? "?") [\(i["call_id"]?.cell ?? "?")] \(short(i["arguments"]))\n"
+                // What the call did in the jail, as `levain audit` prints it.
+                for e in i["syscalls"]?.arrayValue ?? [] {
+                    s += "\(clock(e["time"]))      ⤷ \(AuditCommand.summary(e))\n"
+                }
             case EventType.toolFinished:
                 s += "\(at)      → \(i["status"]?.cell ?? "?") in \(i["duration_ms"]?.cell ?? "?") ms: \(short(i["result"]))\n"
             case EventType.toolDenied:

@@ -75,10 +75,15 @@ struct AuditCommand: ParsableCommand {
     static func isAudit(_ e: JSONValue) -> Bool { e["type"]?.stringValue == "syscall.audited" }
 
     static func line(_ e: JSONValue) -> String {
-        let p = e["payload"]
         let seq = e["seq"]?.cell ?? "-"
         let time = e["time"]?.cell ?? "-"
         let run = e["run"]?.stringValue ?? "-"
+        return "\(seq.padding(6))\(time)  \(run.padding(16))\(summary(e))"
+    }
+
+    /// "execve     pid 3    cat a (/usr/bin/cat)": the call, its process, what it named.
+    static func summary(_ e: JSONValue) -> String {
+        let p = e["payload"]
         let name = p?["syscall"]?.stringValue ?? "?"
         var what: [String] = []
         if let argv = p?["argv"]?.arrayValue {
@@ -95,7 +100,7 @@ struct AuditCommand: ParsableCommand {
         if p?["truncated"]?.boolValue == true { what.append("[truncated]") }
         if p?["decision"]?.stringValue == "deny" { what.append("DENIED (\(p?["levain.rule"]?.stringValue ?? "?"))") }
         let pid = p?["pid"]?.intValue.map { "pid \($0)" } ?? ""
-        return "\(seq.padding(6))\(time)  \(run.padding(16))\(name.padding(11))\(pid.padding(9))\(what.joined(separator: " "))"
+        return "\(name.padding(11))\(pid.padding(9))\(what.joined(separator: " "))"
     }
 
     static func shellQuoted(_ s: String) -> String {

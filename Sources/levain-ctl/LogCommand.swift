@@ -57,10 +57,14 @@ struct LogCommand: ParsableCommand {
             }
             // An agent run reads as a timeline (--raw: the events).
             if id.hasPrefix("r-"), !raw, AgentTimeline.isAgentRun(events) {
+                // A tool call's audited system calls are its run's (an exec
+                // tool's run), in the session: nested under the call.
+                let audited = try AgentTimeline.auditedCalls(of: events, in: src)
                 if source.json {
-                    writeStdout(prettyJSON(["run": .string(id), "timeline": .array(AgentTimeline.items(events)), "events": .array(events)]) + "\n")
+                    writeStdout(prettyJSON(["run": .string(id), "timeline": .array(AgentTimeline.items(events, audited: audited)),
+                                            "events": .array(events)]) + "\n")
                 } else {
-                    writeStdout(AgentTimeline.text(run: id, events))
+                    writeStdout(AgentTimeline.text(run: id, events, audited: audited))
                 }
                 return
             }

@@ -4,6 +4,7 @@ against a real `levain serve` and real jails."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -221,6 +222,54 @@ def test_a_tool_calls_syscalls_name_the_call(supervisor, client, tmp_path):
         assert [e["seq"] for e in _json.loads(audit("--run", r.run_id, "--json"))] == [e.seq for e in own]
     finally:
         s.close()
+
+
+def test_an_agent_runs_timeline_nests_each_tool_calls_syscalls(tmp_path, provider_url):
+    if os.geteuid() != 0:
+        pytest.skip("levain serve needs root")
+    import httpx2
+    sv = Supervisor(tmp_path)
+    sv.config.write_text(sv.config.read_text() + f"""
+[providers.openai]
+kind = "openai"
+base_url = "{provider_url}/v1"
+api_key_env = "LEVAIN_TEST_PROVIDER_KEY"
+
+[models."gpt-4o-mini"]
+provider = "openai"
+""")
+    os.environ["LEVAIN_TEST_PROVIDER_KEY"] = "scripted"
+    sv.start()
+    try:
+        script = {"replies": [
+            {"tool_calls": [{"name": "exec", "arguments": {"command": "cat /etc/hostname > seen.txt; mv seen.txt kept.txt"}}]},
+            {"text": "done"},
+        ]}
+        httpx2.post(provider_url + "/_script", json=script).raise_for_status()
+        with levain.Client(f"unix:{sv.socket}") as c:
+            s = c.create_session(policy=audited_policy(tmp_path))
+            agent = 'name = "auditor"\nmodel = "gpt-4o-mini"\ntools = ["exec"]\nmax_steps = 4\nwall_time = "60s"\n'
+            run = s.agent_run(agent, "go")
+            assert run.status == "succeeded", run
+            show = subprocess.run([_binary(), "--connect", f"unix:{sv.socket}", "log", "show", run.id],
+                                  capture_output=True, text=True, timeout=60)
+            assert show.returncode == 0, show.stderr
+            lines = show.stdout.splitlines()
+            tool = next(i for i, l in enumerate(lines) if " tool exec [" in l)
+            nested = [l for l in lines[tool + 1:] if "⤷" in l]
+            text = "\n".join(nested)
+            assert "execve" in text and "/bin/sh -c" in text and "/workspace/seen.txt" in text, show.stdout
+            assert "renameat2" in text and "-> /workspace/kept.txt" in text, show.stdout
+            # Nested right under the call, before its result.
+            result = next(i for i, l in enumerate(lines) if i > tool and "→" in l and " ms:" in l)
+            assert all(tool < lines.index(l) < result for l in nested), show.stdout
+            timeline = json.loads(subprocess.run([_binary(), "--connect", f"unix:{sv.socket}", "log", "show", run.id, "--json"],
+                                                 capture_output=True, text=True, timeout=60).stdout)["timeline"]
+            started = next(i for i in timeline if i["type"] == "tool.started")
+            assert {e["payload"]["syscall"] for e in started["syscalls"]} >= {"execve", "openat", "renameat2"}
+            s.close()
+    finally:
+        sv.stop()
 
 
 def test_ignored_paths_and_reads_leave_no_record(client, tmp_path):
