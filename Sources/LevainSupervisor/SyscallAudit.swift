@@ -53,7 +53,13 @@ final class SyscallAudit: Sendable {
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
             throw SupervisorError(.spawnFailed, "the audit socket: \(String(cString: strerror(errno)))")
         }
+        let notifier = self.notifier
         sessions.withLock { s in
+            // Sessions that ended without a close (failed, interrupted) are
+            // dropped once their jails are gone, so this stays bounded.
+            if s.count >= 1024 {
+                for id in s.keys where id != session && notifier.listenerCount(session: id) == 0 { s[id] = nil }
+            }
             if s[session] == nil { s[session] = (tenant, [:]) }
         }
         do {
@@ -130,7 +136,14 @@ final class SyscallAudit: Sendable {
                 while !events.isEmpty {
                     let batch = Array(events.prefix(512))
                     events = events.dropFirst(batch.count)
-                    _ = try? await audit.log.append(batch)
+                    do {
+                        _ = try await audit.log.append(batch)
+                    } catch {
+                        // The log refused (a full disk, a broken file): the
+                        // operator hears of it; the records are not kept.
+                        var line = Array("levain serve: \(batch.count) syscall.audited records could not be logged: \(error)\n".utf8)
+                        _ = write(2, &line, line.count)
+                    }
                 }
             }
             last = task
