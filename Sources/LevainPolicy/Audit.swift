@@ -51,28 +51,23 @@ public enum AuditedSyscall: String, Sendable, CaseIterable {
 
     /// O_WRONLY, O_RDWR, O_CREAT, O_TRUNC: an open with any of them writes.
     public static let writeFlags: [UInt64] = [0o1, 0o2, 0o100, 0o1000]
+
+    /// The call names paths (what `beneath` and `outside` match).
+    public var namesPaths: Bool {
+        switch self {
+        case .execve, .execveat, .open, .openat, .openat2, .creat, .unlink, .unlinkat, .rename, .renameat, .renameat2: true
+        default: false
+        }
+    }
+
+    /// The call names a socket address (what `ports` and `addresses` match).
+    public var namesAddress: Bool { self == .connect || self == .bind }
 }
 
 extension PolicyLoader {
     static func readAudit(_ t: inout TableReader, into audit: inout Policy.Audit) throws(PolicyError) {
-        if let items = try t.stringArray("record") {
-            var names: [String] = []
-            for (name, line) in items {
-                guard AuditedSyscall(rawValue: name) != nil else {
-                    throw PolicyError(.invalidValue, file: t.file, line: line, key: t.qualified("record"),
-                                      "\"\(name)\" is not a system call Levain audits; these are: \(AuditedSyscall.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                if !names.contains(name) { names.append(name) }
-            }
-            audit.record = names
-        }
-        if let items = try t.stringArray("ignore_paths") {
-            for (p, line) in items where !p.hasPrefix("/") || p.split(separator: "/").contains("..") || p.utf8.contains(0) {
-                throw PolicyError(.invalidValue, file: t.file, line: line, key: t.qualified("ignore_paths"),
-                                  "\"\(p)\": an ignored path is an absolute jail path without \"..\" (\"/tmp\")")
-            }
-            audit.ignorePaths = items.map { Self.trimmedPath($0.0) }
-        }
+        if let names = try syscallNames(&t, "record") { audit.record = names }
+        if let paths = try jailPaths(&t, "ignore_paths", "an ignored path", example: "/tmp") { audit.ignorePaths = paths }
         if let v = try t.bool("coalesce") { audit.coalesce = v }
         if var rules = try t.table("deny") {
             for entry in rules.table.entries {
@@ -84,7 +79,29 @@ extension PolicyLoader {
         }
     }
 
-    static func trimmedPath(_ p: String) -> String { p.count > 1 && p.hasSuffix("/") ? String(p.dropLast()) : p }
+    /// System call names from the catalog, in order, each once.
+    static func syscallNames(_ t: inout TableReader, _ key: String) throws(PolicyError) -> [String]? {
+        guard let items = try t.stringArray(key) else { return nil }
+        var names: [String] = []
+        for (name, line) in items {
+            guard AuditedSyscall(rawValue: name) != nil else {
+                throw PolicyError(.invalidValue, file: t.file, line: line, key: t.qualified(key),
+                                  "\"\(name)\" is not a system call Levain audits; these are: \(AuditedSyscall.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            if !names.contains(name) { names.append(name) }
+        }
+        return names
+    }
+
+    /// Absolute jail paths without "..", a trailing "/" dropped.
+    static func jailPaths(_ t: inout TableReader, _ key: String, _ what: String, example: String) throws(PolicyError) -> [String]? {
+        guard let items = try t.stringArray(key) else { return nil }
+        for (p, line) in items where !p.hasPrefix("/") || p.split(separator: "/").contains("..") || p.utf8.contains(0) {
+            throw PolicyError(.invalidValue, file: t.file, line: line, key: t.qualified(key),
+                              "\"\(p)\": \(what) is an absolute jail path without \"..\" (\"\(example)\")")
+        }
+        return items.map { $0.0.count > 1 && $0.0.hasSuffix("/") ? String($0.0.dropLast()) : $0.0 }
+    }
 
     static let denyErrnos: [String: Int32] = [
         "EPERM": EPERM, "EACCES": EACCES, "ENOENT": ENOENT, "EROFS": EROFS, "ECONNREFUSED": ECONNREFUSED,
@@ -94,17 +111,10 @@ extension PolicyLoader {
     /// `[audit.deny.NAME]`: syscalls, then matchers (beneath, outside,
     /// ports, addresses; every one given must match), errno.
     static func readDenyRule(_ r: inout TableReader, name: String) throws(PolicyError) -> AuditRule {
-        guard let names = try r.stringArray("syscalls"), !names.isEmpty else {
+        guard let names = try syscallNames(&r, "syscalls"), !names.isEmpty else {
             throw r.invalid("syscalls", "a deny rule names the system calls it refuses (syscalls = [\"execve\"])")
         }
-        var syscalls = Set<String>()
-        for (n, line) in names {
-            guard AuditedSyscall(rawValue: n) != nil else {
-                throw PolicyError(.invalidValue, file: r.file, line: line, key: r.qualified("syscalls"),
-                                  "\"\(n)\" is not a system call Levain audits; these are: \(AuditedSyscall.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            syscalls.insert(n)
-        }
+        let syscalls = Set(names)
         var errno = EPERM
         if let e = try r.string("errno") {
             guard let v = denyErrnos[e] else {
@@ -113,16 +123,8 @@ extension PolicyLoader {
             errno = v
         }
         var rule = AuditRule(name: name, syscalls: syscalls, errno: errno)
-        func paths(_ key: String) throws(PolicyError) -> [String] {
-            guard let items = try r.stringArray(key) else { return [] }
-            for (p, line) in items where !p.hasPrefix("/") || p.split(separator: "/").contains("..") || p.utf8.contains(0) {
-                throw PolicyError(.invalidValue, file: r.file, line: line, key: r.qualified(key),
-                                  "\"\(p)\": a path is an absolute jail path without \"..\" (\"/workspace/.git\")")
-            }
-            return items.map { trimmedPath($0.0) }
-        }
-        rule.beneath = try paths("beneath")
-        rule.outside = try paths("outside")
+        rule.beneath = try jailPaths(&r, "beneath", "a path", example: "/workspace/.git") ?? []
+        rule.outside = try jailPaths(&r, "outside", "a path", example: "/usr") ?? []
         if let node = r.node("ports") {
             guard case .array(let items) = node.value else { throw r.invalid("ports", "expected an array of port numbers") }
             for item in items {
@@ -145,11 +147,14 @@ extension PolicyLoader {
             throw PolicyError(.invalidValue, file: r.file, line: r.line, key: r.path,
                               "a deny rule needs what it matches: beneath, outside, ports or addresses")
         }
-        let pathCalls: Set<String> = ["execve", "execveat", "open", "openat", "openat2", "creat", "unlink", "unlinkat", "rename", "renameat", "renameat2"]
-        if !rule.beneath.isEmpty || !rule.outside.isEmpty, let other = syscalls.subtracting(pathCalls).sorted().first {
-            throw r.invalid("syscalls", "\"\(other)\" names no path; beneath and outside apply to \(pathCalls.sorted().joined(separator: ", "))")
+        func without(_ has: (AuditedSyscall) -> Bool) -> String? {
+            syscalls.filter { !has(AuditedSyscall(rawValue: $0)!) }.sorted().first
         }
-        if !rule.ports.isEmpty || !rule.networks.isEmpty, let other = syscalls.subtracting(["connect", "bind"]).sorted().first {
+        if !rule.beneath.isEmpty || !rule.outside.isEmpty, let other = without(\.namesPaths) {
+            let pathCalls = AuditedSyscall.allCases.filter(\.namesPaths).map(\.rawValue).sorted()
+            throw r.invalid("syscalls", "\"\(other)\" names no path; beneath and outside apply to \(pathCalls.joined(separator: ", "))")
+        }
+        if !rule.ports.isEmpty || !rule.networks.isEmpty, let other = without(\.namesAddress) {
             throw r.invalid("syscalls", "\"\(other)\" has no address; ports and addresses apply to connect and bind")
         }
         return rule

@@ -25,8 +25,11 @@ public struct KernelFeatures: Sendable, Equatable {
 
     /// Whether seccomp can notify a supervisor (SECCOMP_RET_USER_NOTIF,
     /// 5.0; the audit layer needs CONTINUE too, 5.5).
-    public static func seccompUserNotification() -> Bool {
-        readSmallFile("/proc/sys/kernel/seccomp/actions_avail")?.split(separator: " ").contains { $0.hasPrefix("user_notif") } ?? false
+    public static func seccompUserNotification() -> Bool { seccompActions().contains("user_notif") }
+
+    /// The seccomp return actions this kernel has ("kill_process", "user_notif", ...).
+    static func seccompActions() -> [String] {
+        readSmallFile("/proc/sys/kernel/seccomp/actions_avail")?.trimmed.split(separator: " ").map(String.init) ?? []
     }
 
     /// The Landlock ABI alone (one system call), for the run path, which
@@ -38,7 +41,7 @@ public struct KernelFeatures: Sendable, Equatable {
         uname(&u)
         let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
         let maxNS = readSmallFile("/proc/sys/user/max_user_namespaces").flatMap { Int($0.trimmed) }
-        let actions = readSmallFile("/proc/sys/kernel/seccomp/actions_avail")?.trimmed.split(separator: " ").map(String.init) ?? []
+        let actions = seccompActions()
         return KernelFeatures(
             kernelRelease: release,
             userNamespaces: (maxNS ?? 0) > 0 && access("/proc/self/ns/user", F_OK) == 0,
@@ -58,6 +61,12 @@ public struct KernelFeatures: Sendable, Equatable {
 
 /// Reads a small text file (a /proc or /sys entry) whole; nil when absent.
 public func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
+    readSmallFileBytes(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }
+}
+
+/// At most about `limit` bytes of a file (a /proc or /sys file); nil when
+/// it cannot be opened.
+public func readSmallFileBytes(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
@@ -69,7 +78,7 @@ public func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
         if n <= 0 { break }
         bytes.append(contentsOf: chunk[0..<n])
     }
-    return String(decoding: bytes, as: UTF8.self)
+    return bytes
 }
 
 extension StringProtocol {

@@ -153,20 +153,22 @@ public final class ToolService: Sendable {
         let t0 = LogTimestamp.now()
         let isBuiltin = base[Attribute.genAIToolType] == "function"
         let hostTools = self.hostTools
-        let result: Result<String, BuiltinTools.Failure> = await Self.withTimeout(timeout + (["exec", "grep", "glob"].contains(c.name) ? 2 : 0)) {
-            // Runs the call submits are its (their audited system calls name it).
-            await ToolCallScope.$callID.withValue(callID) { () async -> Result<String, BuiltinTools.Failure> in
-            do throws(BuiltinTools.Failure) {
-                if isBuiltin {
-                    return .success(try await BuiltinTools.call(c.name, args, session: caller.sessionID, supervisor: supervisor,
-                                                                timeout: timeout, maxOutput: maxOutput))
+        // Runs the call submits are its (their audited system calls name
+        // it): the race's tasks inherit the task-local.
+        let answer: Result<String, BuiltinTools.Failure>? = await ToolCallScope.$callID.withValue(callID) {
+            await Self.withTimeout(timeout + (["exec", "grep", "glob"].contains(c.name) ? 2 : 0)) {
+                do throws(BuiltinTools.Failure) {
+                    if isBuiltin {
+                        return .success(try await BuiltinTools.call(c.name, args, session: caller.sessionID, supervisor: supervisor,
+                                                                    timeout: timeout, maxOutput: maxOutput))
+                    }
+                    return .success(BuiltinTools.clip(try await hostTools.call(c.name, args, timeout: timeout), maxOutput))
+                } catch {
+                    return .failure(error)
                 }
-                return .success(BuiltinTools.clip(try await hostTools.call(c.name, args, timeout: timeout), maxOutput))
-            } catch {
-                return .failure(error)
             }
-            }
-        } ?? .failure(Task.isCancelled ? .init("cancelled", .cancelled) : .init("timed out after \(timeout)s", .timeout))
+        }
+        let result = answer ?? .failure(Task.isCancelled ? .init("cancelled", .cancelled) : .init("timed out after \(timeout)s", .timeout))
         let ms = Double(LogTimestamp.now().microsecondsSinceEpoch - t0.microsecondsSinceEpoch) / 1000
         let outcome: ToolOutcome
         let status: String

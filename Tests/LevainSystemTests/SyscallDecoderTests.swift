@@ -54,15 +54,17 @@ import Glibc
         sin.sin_family = sa_family_t(AF_INET)
         sin.sin_port = UInt16(8080).bigEndian
         sin.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        var call = AuditedCall(session: "s", microseconds: 0, syscall: "connect", hostPID: 1)
         withUnsafePointer(to: &sin) { p in
-            #expect(decoder.sockaddr(at: UInt64(UInt(bitPattern: p)), length: UInt64(MemoryLayout<sockaddr_in>.size)) == "127.0.0.1:8080")
-            #expect(decoder.sockaddr(at: UInt64(UInt(bitPattern: p)), length: 4096) == nil)  // a length no sockaddr has
+            #expect(decoder.sockaddr(at: UInt64(UInt(bitPattern: p)), length: UInt64(MemoryLayout<sockaddr_in>.size), into: &call) == "127.0.0.1:8080")
+            #expect(call.port == 8080 && call.ipv4 == 0x7f00_0001)
+            #expect(decoder.sockaddr(at: UInt64(UInt(bitPattern: p)), length: 4096, into: &call) == nil)  // a length no sockaddr has
         }
         var sun = sockaddr_un()
         sun.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &sun.sun_path) { b in for (i, c) in "/run/x.sock".utf8.enumerated() { b[i] = c } }
         withUnsafePointer(to: &sun) { p in
-            #expect(decoder.sockaddr(at: UInt64(UInt(bitPattern: p)), length: 2 + 12) == "unix:/run/x.sock")
+            #expect(decoder.sockaddr(at: UInt64(UInt(bitPattern: p)), length: 2 + 12, into: &call) == "unix:/run/x.sock")
         }
     }
 

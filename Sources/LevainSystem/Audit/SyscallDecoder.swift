@@ -150,11 +150,6 @@ struct SyscallDecoder {
         return out
     }
 
-    func sockaddr(at address: UInt64, length: UInt64) -> String? {
-        var ignored = AuditedCall(session: "", microseconds: 0, syscall: "", hostPID: 0)
-        return sockaddr(at: address, length: length, into: &ignored)
-    }
-
     /// The address as text; an inet one's port (and IPv4 address) into `call`.
     func sockaddr(at address: UInt64, length: UInt64, into call: inout AuditedCall) -> String? {
         guard length >= 2, length <= 128, let b = read(at: address, count: Int(length)), b.count >= 2 else { return nil }
@@ -222,22 +217,11 @@ struct SyscallDecoder {
         return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    static func file(_ path: String, max: Int = 4096) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { Glibc.close(fd) }
-        var buffer = [UInt8](repeating: 0, count: max)
-        let n = Glibc.read(fd, &buffer, max)
-        guard n > 0 else { return nil }
-        buffer.removeLast(max - n)
-        return buffer
-    }
-
     /// The pid in the innermost pid namespace (the last "NSpid:" field of
     /// status), how many namespaces deep, and the parent's host pid. Read
     /// as bytes: this runs for every gated call.
     static func identity(_ hostPID: Int32) -> (pid: Int32?, nsDepth: Int, ppid: Int32?) {
-        guard let status = file("/proc/\(hostPID)/status") else { return (nil, 0, nil) }
+        guard let status = readSmallFileBytes("/proc/\(hostPID)/status", limit: 4096), !status.isEmpty else { return (nil, 0, nil) }
         return status.withUnsafeBufferPointer { b -> (Int32?, Int, Int32?) in
             var pid: Int32? = nil, depth = 0, ppid: Int32? = nil
             var i = 0
@@ -289,7 +273,7 @@ struct SyscallDecoder {
     /// The caller's run cgroup leaf ("run-3"), or the leaf of its first
     /// hierarchy (the harness's).
     static func cgroupLeaf(_ hostPID: Int32) -> String? {
-        guard let text = file("/proc/\(hostPID)/cgroup") else { return nil }
+        guard let text = readSmallFileBytes("/proc/\(hostPID)/cgroup", limit: 4096) else { return nil }
         var first: String? = nil
         for line in text.split(separator: UInt8(ascii: "\n")) {
             guard let slash = line.lastIndex(of: UInt8(ascii: "/")) else { continue }
