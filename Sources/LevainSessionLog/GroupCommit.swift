@@ -35,6 +35,7 @@ final class GroupCommitter: Sendable {
     private struct Request: Sendable {
         var events: [PreparedEvent]
         var changes: [StateChange]
+        var durability: SessionLog.Durability
         var complete: @Sendable (Result<[LoggedEvent], any Error>) -> Void
     }
 
@@ -84,10 +85,11 @@ final class GroupCommitter: Sendable {
         state.withLock { $0.closed = true }
     }
 
-    func submit(events: [PreparedEvent], changes: [StateChange]) async throws(SessionLogError) -> [LoggedEvent] {
+    func submit(events: [PreparedEvent], changes: [StateChange],
+                durability: SessionLog.Durability) async throws(SessionLogError) -> [LoggedEvent] {
         do {
             return try await withCheckedThrowingContinuation { continuation in
-                enqueue(events: events, changes: changes) { continuation.resume(with: $0) }
+                enqueue(events: events, changes: changes, durability: durability) { continuation.resume(with: $0) }
             }
         } catch {
             throw SessionLogError.wrap(error, "cannot write to the session log")
@@ -95,10 +97,10 @@ final class GroupCommitter: Sendable {
     }
 
     /// Queues a request now (in order with every other request) and calls
-    /// `complete` once it is durable or failed.
-    func enqueue(events: [PreparedEvent], changes: [StateChange],
+    /// `complete` once it is committed (and, if `.durable`, fsynced) or failed.
+    func enqueue(events: [PreparedEvent], changes: [StateChange], durability: SessionLog.Durability = .durable,
                  complete: @escaping @Sendable (Result<[LoggedEvent], any Error>) -> Void) {
-        let request = Request(events: events, changes: changes, complete: complete)
+        let request = Request(events: events, changes: changes, durability: durability, complete: complete)
         enum Action { case rejected, queued, wakeWriter, startWriter }
         let action: Action = state.withLock { s in
             if s.closed { return .rejected }
@@ -131,6 +133,7 @@ final class GroupCommitter: Sendable {
 
     /// The writer loop: runs until the queue is empty.
     private func drain(_ db: Database) {
+        var synchronous = Synchronous.unknown
         var lastBatch = 0
         var arrivedDuringLast = 0
         var lastCommitSeconds = 0.0
@@ -163,14 +166,20 @@ final class GroupCommitter: Sendable {
             }
             if batch.isEmpty { return }
 
+            // One fsync for the batch if any request in it needs one; it
+            // also makes every `.written` commit before it durable (they
+            // are earlier frames of the same WAL file).
+            let sync = batch.contains { $0.durability == .durable }
             let started = Monotonic.seconds()
-            let outcome = commit(batch, db)
+            let outcome = setSynchronous(sync ? .full : .normal, &synchronous, batch, db)
+                ?? commit(batch, db)
             lastCommitSeconds = Monotonic.seconds() - started
             lastBatch = batch.count
             arrivedDuringLast = state.withLock { s in
                 switch outcome.committed {
                 case true:
                     s.statistics.transactions += 1
+                    if sync { s.statistics.syncedTransactions += 1 }
                     s.statistics.events += outcome.events
                     s.statistics.changes += outcome.changes
                     s.statistics.requests += outcome.requests
@@ -190,6 +199,28 @@ final class GroupCommitter: Sendable {
             for (request, result) in zip(batch, outcome.results) {
                 request.complete(result)
             }
+        }
+    }
+
+    /// The writer connection's `PRAGMA synchronous`, as last set here.
+    private enum Synchronous { case unknown, normal, full }
+
+    /// Sets the writer's synchronous level for the next commit: FULL fsyncs
+    /// the WAL at commit, NORMAL only writes it (a crash of this process
+    /// loses nothing; a power loss before the next FULL commit may). Nil
+    /// when set; a failed outcome for the whole batch otherwise (the batch
+    /// is not written: a `.durable` request must never commit unsynced).
+    private func setSynchronous(_ wanted: Synchronous, _ current: inout Synchronous,
+                                _ batch: [Request], _ db: Database) -> Outcome? {
+        guard wanted != current else { return nil }
+        do {
+            try db.execute(sql: wanted == .full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
+            current = wanted
+            return nil
+        } catch {
+            current = .unknown
+            let failure = SessionLogError.wrap(error, "cannot set the session log's synchronous level")
+            return Outcome(results: batch.map { _ in .failure(failure) }, committed: false)
         }
     }
 

@@ -18,8 +18,11 @@ extension SessionLog {
     /// transaction: all or nothing, durable when this returns. Use it so that
     /// a state change and the event recording it can never be split by a
     /// crash, e.g. `.updateRun(status: .succeeded)` with `run.finished`.
+    /// `.written` returns once committed, without waiting for the fsync
+    /// (see `Durability`).
     @discardableResult
-    public func record(_ events: [NewEvent], and changes: [StateChange]) async throws(SessionLogError) -> [LoggedEvent] {
+    public func record(_ events: [NewEvent], and changes: [StateChange],
+                       durability: Durability = .durable) async throws(SessionLogError) -> [LoggedEvent] {
         guard let committer else {
             throw SessionLogError(.readOnly, "the session log at \(path) is open read-only")
         }
@@ -32,7 +35,7 @@ extension SessionLog {
         for change in changes {
             try Self.validate(change)
         }
-        return try await committer.submit(events: prepared, changes: changes)
+        return try await committer.submit(events: prepared, changes: changes, durability: durability)
     }
 
     /// Queues `record(_:and:)` without waiting: the write is ordered with
@@ -40,7 +43,8 @@ extension SessionLog {
     /// a later durable write implies this one is durable too. `value()`
     /// waits for it when the caller needs to know.
     @discardableResult
-    public func enqueue(_ events: [NewEvent], and changes: [StateChange]) -> PendingRecord {
+    public func enqueue(_ events: [NewEvent], and changes: [StateChange],
+                        durability: Durability = .durable) -> PendingRecord {
         let pending = PendingRecord()
         guard let committer else {
             pending.complete(.failure(SessionLogError(.readOnly, "the session log at \(path) is open read-only")))
@@ -50,7 +54,7 @@ extension SessionLog {
             var prepared: [PreparedEvent] = []
             for event in events { prepared.append(try Self.prepare(event)) }
             for change in changes { try Self.validate(change) }
-            committer.enqueue(events: prepared, changes: changes) { pending.complete($0) }
+            committer.enqueue(events: prepared, changes: changes, durability: durability) { pending.complete($0) }
         } catch {
             pending.complete(.failure(error))
         }

@@ -15,7 +15,9 @@ import GRDB
 /// the chain heads it extends inside the transaction, so SQLite's file locks
 /// (with a 5 s busy timeout) are what keeps chains consistent, not this
 /// object's memory. Every write returns only after its transaction committed
-/// with `synchronous = FULL`, i.e. after the WAL was fsynced.
+/// with `synchronous = FULL`, i.e. after the WAL was fsynced, except a write
+/// asked for as `.written` (see `Durability`): committed with `synchronous =
+/// NORMAL`, made durable by the next FULL commit's fsync of the same WAL.
 ///
 /// Reads are synchronous and short (WAL readers never wait for the writer).
 public final class SessionLog: Sendable {
@@ -165,6 +167,21 @@ public final class SessionLog: Sendable {
         }
     }
 
+    /// When a write returns. Every write is in the log file when it
+    /// returns, in order, seen by every reader and by the next start after
+    /// a crash of this process; they differ only on a power loss.
+    public enum Durability: Sendable, Equatable {
+        /// Fsynced before it returns: for every state a client is told
+        /// (accepted, finished with status N) and cleanup state.
+        case durable
+        /// Committed to the WAL but not fsynced: durable with the next
+        /// `.durable` write (one fsync covers both), lost by a power loss
+        /// before it. For states no client has been promised yet, such as a
+        /// `wait: true` run's `run.queued`, whose answer waits for the
+        /// durable `run.finished` behind it.
+        case written
+    }
+
     /// Counters of this instance's writer (other processes not included).
     public struct Statistics: Sendable, Equatable {
         /// Write transactions committed.
@@ -175,6 +192,9 @@ public final class SessionLog: Sendable {
         public var changes = 0
         /// Write requests (append/record calls) committed.
         public var requests = 0
+        /// Of those, transactions that fsynced the WAL (at least one of
+        /// their requests was `.durable`).
+        public var syncedTransactions = 0
         /// Transactions that failed to commit (every request in them failed).
         public var failedTransactions = 0
         /// The largest number of events committed by one transaction.

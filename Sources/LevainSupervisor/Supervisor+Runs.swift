@@ -19,7 +19,12 @@ extension Supervisor {
 
     /// Queues a run; returns it and whether it is new (false: an earlier
     /// run with the same idempotency key, returned instead of a second one).
-    public func submitRun(session id: String, _ spec: RunSpec, arrival: UInt64? = nil) async throws(SupervisorError) -> (RunRecord, Bool) {
+    /// `.written` when the caller tells no one the run was accepted and
+    /// answers only with its end (`wait: true`): `run.queued` is then in
+    /// the log before the run starts, made durable by the fsync of
+    /// `run.finished`, so an exec waits for one fsync instead of two.
+    public func submitRun(session id: String, _ spec: RunSpec, arrival: UInt64?,
+                          durability: SessionLog.Durability) async throws(SupervisorError) -> (RunRecord, Bool) {
         guard isAccepting else { throw SupervisorError(.unavailable, "the supervisor is shutting down") }
         let tIn = RunState.tracing ? Monotonic.nanos() : 0
         // A retried submission returns the first run (whatever became of
@@ -52,7 +57,7 @@ extension Supervisor {
         let state = makeRunState(record, spec: spec)
         do {
             _ = try await log.record([RunEvents(sessionID: id, runID: runID, tenant: tenant).queued(spec.stored)],
-                                     and: [.insertRun(record)])
+                                     and: [.insertRun(record)], durability: durability)
         } catch where error.code == .duplicateIdempotencyKey {
             runs[runID] = nil
             if let key = spec.idempotencyKey, let existing = try? log.run(session: id, idempotencyKey: key) { return (existing, false) }
@@ -72,6 +77,11 @@ extension Supervisor {
         state.mark("queued")
         launch(state)
         return (record, true)
+    }
+
+    /// A run whose acceptance is durable before this returns.
+    public func submitRun(session id: String, _ spec: RunSpec, arrival: UInt64? = nil) async throws(SupervisorError) -> (RunRecord, Bool) {
+        try await submitRun(session: id, spec, arrival: arrival, durability: .durable)
     }
 
     func makeRunState(_ record: RunRecord, spec: RunSpec) -> RunState {
@@ -158,12 +168,14 @@ extension Supervisor {
             run.mark("started")
             let started = LogTimestamp.now()
             run.update { $0.status = .running; $0.startedAt = started }
-            // Not waited for: the process already runs, and the run's later
-            // events are queued behind this one (one writer, in order), so
-            // whatever reports the run's end reports this durable too.
+            // Not waited for, nor fsynced on its own: the process already
+            // runs, and the run's later events are queued behind this one
+            // (one writer, in order), so the durable write that reports the
+            // run's end makes this durable too.
             log.enqueue(
                 [RunEvents(sessionID: run.sessionID, runID: run.id, tenant: run.tenant).started(attempt: attempt, argv: run.spec.argv)],
-                and: [.updateRun(RunUpdate(id: run.id, status: .running, startedAt: started, attempt: attempt))])
+                and: [.updateRun(RunUpdate(id: run.id, status: .running, startedAt: started, attempt: attempt))],
+                durability: .written)
             run.mark("started-logged")
             let policyTimeout = host.policy.limits.timeout
             let end = await host.wait(liveRun, timeout: run.spec.timeout ?? policyTimeout)

@@ -43,6 +43,53 @@ struct AppendTests {
         }
     }
 
+    /// A `.written` commit is in the WAL for every reader without an fsync
+    /// of its own; the next `.durable` commit fsyncs (and so covers it).
+    @Test func writtenCommitsAreReadAtOnceAndSyncedByTheNextDurableOne() async throws {
+        try await withTemporaryLogPath { path in
+            let log = try SessionLog(path: path)
+            try await log.makeSession("s")
+            let before = log.statistics
+            let first = try await log.record([NewEvent(sessionID: "s", type: "step", payload: ["i": 1])], and: [],
+                                             durability: .written)
+            // SQLite's own state: the commit ran with synchronous = NORMAL.
+            #expect(try log.writerValue("PRAGMA synchronous") == "1")
+            #expect(log.statistics.transactions == before.transactions + 1)
+            #expect(log.statistics.syncedTransactions == before.syncedTransactions)
+            // Another connection (another process would too) reads it.
+            let reader = try SessionLog(path: path, readOnly: true)
+            #expect(try reader.events(session: "s").map(\.id) == [first[0].id])
+            try await log.append(NewEvent(sessionID: "s", type: "step", payload: ["i": 2]))
+            #expect(try log.writerValue("PRAGMA synchronous") == "2")
+            #expect(log.statistics.syncedTransactions == before.syncedTransactions + 1)
+            #expect(try log.verify().ok)
+            try reader.close()
+            try log.close()
+        }
+    }
+
+    /// A batch holding one `.durable` request is fsynced as a whole: the
+    /// durable request queued last is in the last batch, which must have
+    /// run with synchronous = FULL.
+    @Test func aBatchWithOneDurableRequestIsSynced() async throws {
+        try await withTemporaryLogPath { path in
+            let log = try SessionLog(path: path)
+            try await log.makeSession("s")
+            let before = log.statistics
+            let pending = (0..<63).map { i in
+                log.enqueue([NewEvent(sessionID: "s", type: "step", payload: ["i": JSONValue(i)])], and: [], durability: .written)
+            }
+            try await log.append(NewEvent(sessionID: "s", type: "step", payload: ["i": 63]))
+            for p in pending { _ = try await p.value() }
+            #expect(try log.writerValue("PRAGMA synchronous") == "2")
+            let after = log.statistics
+            #expect(after.events == before.events + 64)
+            #expect(after.syncedTransactions >= before.syncedTransactions + 1)
+            #expect(try log.events(session: "s").count == 64)
+            try log.close()
+        }
+    }
+
     @Test func batchAppendKeepsOrderAcrossSessions() async throws {
         try await withTemporaryLogPath { path in
             let log = try SessionLog(path: path)

@@ -34,7 +34,8 @@ protocol SessionsBackend: Sendable {
 
 /// `/v1/sessions/{id}/runs`, `/v1/runs`.
 protocol RunsBackend: Sendable {
-    func submitRun(session id: String, _ spec: RunSpec, arrival: UInt64?) async throws(SupervisorError) -> (RunRecord, Bool)
+    func submitRun(session id: String, _ spec: RunSpec, arrival: UInt64?,
+                   durability: SessionLog.Durability) async throws(SupervisorError) -> (RunRecord, Bool)
     func run(_ id: String) async throws(SupervisorError) -> RunRecord
     func runs(session: String?, status: RunStatus?) async throws(SupervisorError) -> [RunRecord]
     func runState(_ id: String) async throws(SupervisorError) -> RunState

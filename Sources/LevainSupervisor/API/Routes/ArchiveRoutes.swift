@@ -27,7 +27,7 @@ extension APIServer {
                 let skip = excludes.map { "--exclude=./\($0)" } + ["--exclude=./.levain-import.*"]
                 var spec = RunSpec(argv: ["tar", "-C", root.absolute, "--numeric-owner"] + skip + ["-cf", "-", "."])
                 spec.cwd = "/"
-                let (record, _) = try await s.submitRun(session: id, spec, arrival: nil)
+                let (record, _) = try await s.submitRun(session: id, spec, arrival: nil, durability: .durable)
                 let state = try await s.runState(record.id)
                 let done = await state.wait(timeout: nil)
                 guard done.status == .succeeded else { throw Self.archiveFailure(done, state, importing: false, "exporting \(root.absolute)") }
@@ -48,7 +48,7 @@ extension APIServer {
                 var spec = RunSpec(argv: ["sh", "-c", Self.importScript, "levain-import", root.absolute])
                 spec.cwd = "/"
                 spec.stdinStream = true
-                let (record, _) = try await s.submitRun(session: id, spec, arrival: nil)
+                let (record, _) = try await s.submitRun(session: id, spec, arrival: nil, durability: .durable)
                 let state = try await s.runState(record.id)
                 guard let sink = await state.stdinSink() else {
                     let done = await state.wait(timeout: nil)

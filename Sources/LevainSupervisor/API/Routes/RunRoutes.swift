@@ -21,7 +21,10 @@ extension APIServer {
                 let id = try api.param(context, "id")
                 let body = try await api.jsonBody(request)
                 let run = try RunRequest(json: body)
-                let (record, created) = try await s.submitRun(session: id, run.spec, arrival: arrival)
+                // A waiting client is told nothing before the run's end,
+                // which is fsynced: the queued record need not be on its own.
+                let (record, created) = try await s.submitRun(session: id, run.spec, arrival: arrival,
+                                                              durability: run.wait ? .written : .durable)
                 if run.wait {
                     let state = try await s.runState(record.id)
                     let done = await state.wait(timeout: nil)

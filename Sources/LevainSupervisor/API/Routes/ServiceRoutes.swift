@@ -31,7 +31,10 @@ extension APIServer {
                     "sessions": JSONValue(await s.sessionCount),
                     "runs_running": JSONValue(running), "runs_waiting": JSONValue(waiting),
                     "log": ["verified_at_start": .bool(verify?.ok ?? false), "problems": JSONValue(verify?.problems.count ?? 0),
-                            "verifying": .bool(await s.verifyingAtStart)],
+                            "verifying": .bool(await s.verifyingAtStart),
+                            // Commits since start, and how many of them fsynced.
+                            "transactions": JSONValue(s.log.statistics.transactions),
+                            "synced_transactions": JSONValue(s.log.statistics.syncedTransactions)],
                 ])
             }
         }
