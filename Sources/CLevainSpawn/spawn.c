@@ -719,6 +719,11 @@ static _Noreturn void lv_child(const struct lv_spawn_config *c, struct lv_child_
 
     lv_trace(c, "child-start");
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) lv_fail(errfd, LV_STEP_PDEATHSIG, 0, errno);
+    // The jail's mount points and its processes get the usual umask, not
+    // whatever the supervisor's is at this instant (levain serve narrows it
+    // to 0177 while it binds its socket: a jail made then had mount points
+    // without search permission, and its harness's exec failed, EACCES).
+    umask(022);
 
     // Only what the jail needs stays open; among what goes is our copy of the
     // parent's end of sync_r, so a parent that is already gone reads as EOF.

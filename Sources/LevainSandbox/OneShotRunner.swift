@@ -432,12 +432,18 @@ public enum RunID {
 
 public enum Directories {
     /// mkdir -p with the mode for the last component (existing dirs untouched).
+    /// The modes are set exactly, whatever the process's umask: `levain
+    /// serve` narrows it while it binds its socket, and a warm jail may be
+    /// made in that moment.
     public static func make(_ path: String, mode: mode_t) throws(SandboxError) {
         var current = ""
         let comps = path.split(separator: "/")
         for (i, c) in comps.enumerated() {
             current += "/" + c
-            if mkdir(current, i == comps.count - 1 ? mode : 0o755) != 0 && errno != EEXIST {
+            let wanted = i == comps.count - 1 ? mode : 0o755
+            if mkdir(current, wanted) == 0 {
+                _ = chmod(current, wanted)
+            } else if errno != EEXIST {
                 throw SandboxError(.io, "cannot create \(current): \(String(cString: strerror(errno)))")
             }
         }

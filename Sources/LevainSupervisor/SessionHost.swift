@@ -26,7 +26,9 @@ actor SessionHost {
     let tenant: String
     let spec: SessionSpec
     let policy: Policy
-    let workspace: String
+    /// Where the workspace is on the host (a warm jail's moves once, when a
+    /// session takes it: `adopt`).
+    private(set) var workspace: String
     let context: SupervisorContext
     /// Live runs of this session at once (the protocol allows 64).
     nonisolated let runSlots = RunSlots(limit: ProtocolLimits.maxRunsPerSession)
@@ -63,6 +65,9 @@ actor SessionHost {
     }
 
     var isReady: Bool { phase == .ready }
+
+    /// A warm jail taken by a session: its workspace was moved here.
+    func adopt(workspace: String) { self.workspace = workspace }
 
     // MARK: the jail
 

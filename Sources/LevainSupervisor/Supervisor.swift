@@ -37,6 +37,8 @@ public actor Supervisor {
     /// Whether that verification is still running.
     public private(set) var verifyingAtStart = false
     private var startupVerifyTask: Task<Void, Never>?
+    /// Jails started ahead of the sessions that will take them (WarmPool.swift).
+    var warm = WarmPools()
 
     private func finishStartupVerify(_ report: VerifyReport?) {
         startupVerify = report
@@ -112,8 +114,10 @@ public actor Supervisor {
         // (the sentinel was killed too, or never heard of it): no session of
         // ours has a jail yet, so every cgroup of a session of this log is
         // a leftover.
+        // Warm jails of a killed supervisor: their cgroups are leftovers too.
+        let leftoverWarm = await removeLeftoverWarmJails()
         let swept = await context.blocking { [context] in
-            context.sweepLeftoverCgroups { id in (try? sessionLog.session(id: id))??.kind == .session }
+            context.sweepLeftoverCgroups { id in leftoverWarm.contains(id) || (try? sessionLog.session(id: id))??.kind == .session }
         }
         if swept > 0 { Self.say("levain: removed \(swept) cgroup(s) of this log's sessions left by an earlier supervisor") }
         for r in inFlight {
@@ -175,22 +179,14 @@ public actor Supervisor {
             throw SupervisorError(.invalid, "a session's harness can be chosen only when the supervisor runs with LEVAIN_ALLOW_HARNESS_OVERRIDE=1 (tests)", field: "harness")
         }
         let policy = try resolvePolicy(spec)
+        if let host = await takeWarmJail(spec, policy: policy) {
+            return try await adoptWarmJail(host, spec)
+        }
         let id = SessionID.make()
         // With a workspace_size, the workspace is an ext4 image (kept for the
         // session's life, whatever the policy says when it is reopened).
         let workspace = policy.filesystem.workspaceSize != nil ? WorkspaceImage.path(of: workspacePath(id)) : workspacePath(id)
-        let record = SessionRecord(id: id, tenant: spec.tenant, kind: .session, policy: spec.policy, labels: spec.labels,
-                                   status: .open, workspace: workspace, limits: spec.storedLimits,
-                                   supervisor: context.instanceID)
-        do {
-            _ = try await log.record(
-                [NewEvent(sessionID: id, tenant: spec.tenant, type: EventType.sessionOpened,
-                          payload: ["policy": .string(spec.policy), "labels": .object(spec.labels.mapValues { .string($0) }),
-                                    "limits": .object(spec.storedLimits), "workspace": .string(workspace)])],
-                and: [.insertSession(record)])
-        } catch {
-            throw logWriteError(error, "the session log")
-        }
+        let record = try await recordOpened(id, spec, workspace: workspace, warm: false)
         let host = SessionHost(id: id, tenant: spec.tenant, spec: spec, policy: policy, workspace: workspace, context: context)
         hosts[id] = host
         // Requests for the new session while its jail starts wait for it.
@@ -212,6 +208,23 @@ public actor Supervisor {
             _ = try? await log.record([NewEvent(sessionID: id, tenant: spec.tenant, type: EventType.sessionFailed, payload: ["reason": .string(error.message)])],
                                       and: [.updateSession(SessionUpdate(id: id, status: .failed, closedAt: .now()))])
             throw error
+        }
+        return record
+    }
+
+    /// `session.opened` and the session's row, durable (before the 201).
+    func recordOpened(_ id: String, _ spec: SessionSpec, workspace: String, warm: Bool) async throws(SupervisorError) -> SessionRecord {
+        let record = SessionRecord(id: id, tenant: spec.tenant, kind: .session, policy: spec.policy, labels: spec.labels,
+                                   status: .open, workspace: workspace, limits: spec.storedLimits,
+                                   supervisor: context.instanceID)
+        var payload: JSONObject = ["policy": .string(spec.policy), "labels": .object(spec.labels.mapValues { .string($0) }),
+                                   "limits": .object(spec.storedLimits), "workspace": .string(workspace)]
+        if warm { payload["warm"] = true }
+        do {
+            _ = try await log.record([NewEvent(sessionID: id, tenant: spec.tenant, type: EventType.sessionOpened, payload: payload)],
+                                     and: [.insertSession(record)])
+        } catch {
+            throw logWriteError(error, "the session log")
         }
         return record
     }
@@ -370,6 +383,7 @@ public actor Supervisor {
     /// answers; `closeLog()` closes it after them.
     public func shutdown(grace: Double, closeLog: Bool = true) async {
         accepting = false
+        await closeWarmPools()
         let deadline = Monotonic.nanos() + UInt64(min(max(0, grace), 1e9) * 1e9)
         // The host tools' servers run until they are stopped: not waited for.
         while Monotonic.nanos() < deadline

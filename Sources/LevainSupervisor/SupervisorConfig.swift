@@ -62,6 +62,13 @@ public struct SupervisorConfig: Sendable, Equatable {
     public var proxy = ProxyConfig()
     /// The in-jail MCP endpoint and the host tools (LevainTools/ToolsConfig).
     public var tools = ToolsConfig()
+    /// `[warm_pool]`: ready jails kept per policy (name -> count, 0: off);
+    /// nil: `defaultWarmPool` of the default policy (WarmPool.swift).
+    public var warmPool: [String: Int]?
+    public static let defaultWarmPool = 2
+
+    /// The pools to keep: the config's, or two jails of the default policy.
+    public var warmPools: [String: Int] { warmPool ?? [defaultPolicy: Self.defaultWarmPool] }
 
     public init() {}
 
@@ -144,6 +151,15 @@ public struct SupervisorConfig: Sendable, Equatable {
             if let v = try t.size("max_file") { c.maxFileBytes = v }
             if let v = try t.size("max_request") { c.maxRequestBytes = Int(min(v, 1 << 30)) }
             try t.finish()
+        }
+        if var t = try root.table("warm_pool") {
+            var pools: [String: Int] = [:]
+            for entry in t.table.entries {
+                guard let n = try t.integer(entry.key, in: 0...Int64(WarmPools.maximumSize)) else { continue }
+                pools[entry.key] = Int(n)
+            }
+            try t.finish()
+            c.warmPool = pools
         }
         try ProxyConfig.parse(&root, into: &c.proxy)
         try ToolsConfig.parse(&root, into: &c.tools)

@@ -65,6 +65,9 @@ final class TestSupervisor: @unchecked Sendable {
             state = "\(state)"
 
             """ + (config.contains("shutdown_grace") ? "" : "shutdown_grace = \"5s\"\n") + config
+            // No warm jails unless a test asks (WarmPoolTests): the other
+            // tests count the supervisor's jails and processes.
+            + (config.contains("[warm_pool]") ? "" : "\n[warm_pool]\ndefault = 0\n")
         try text.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 

@@ -19,6 +19,7 @@ protocol ServiceBackend: Sendable {
     var verifyingAtStart: Bool { get async }
     var isAccepting: Bool { get async }
     var sessionCount: Int { get async }
+    var warmPoolsSummary: JSONObject { get async }
 }
 
 /// `/v1/sessions`.

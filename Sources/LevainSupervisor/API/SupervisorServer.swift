@@ -33,6 +33,7 @@ public enum SupervisorServer {
         for problem in await supervisor.startHostTools() {
             logger.error("\(problem)")
         }
+        await supervisor.startWarmPools()
         try prepareSocket(config.socketPath)
         let api = APIServer(supervisor: supervisor)
         let groupID = try config.socketGroup.map(groupID)

@@ -193,15 +193,15 @@ def test_denied_actions_are_tool_errors(supervisor):
 
 def test_pause_freezes_runs_until_resume(client, session):
     """A paused session's processes do not advance; files stay served; exec is refused."""
-    counter = session.start("i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.02; done")
+    # Written aside and renamed: the file is never empty, also when the
+    # pause lands between a truncation and the write that follows it
+    # (frozen there, a file written in place stayed empty: a flaky test).
+    counter = session.start("i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 0.02; done")
 
     def count() -> int:
-        for _ in range(50):
-            raw = session.files.read_text("/tmp/count").strip()
-            if raw:
-                return int(raw)
-            time.sleep(0.02)  # caught between the truncation and the write
-        raise AssertionError("the counter file stayed empty")
+        raw = session.files.read_text("/tmp/count").strip()
+        assert raw, "the counter file is empty"
+        return int(raw)
 
     deadline = time.monotonic() + 30
     while not session.files.exists("/tmp/count") and time.monotonic() < deadline:

@@ -30,6 +30,7 @@ extension APIServer {
                     "status": .string(await s.isAccepting ? "ok" : "shutting_down"),
                     "sessions": JSONValue(await s.sessionCount),
                     "runs_running": JSONValue(running), "runs_waiting": JSONValue(waiting),
+                    "warm_pools": .object(await s.warmPoolsSummary),
                     "log": ["verified_at_start": .bool(verify?.ok ?? false), "problems": JSONValue(verify?.problems.count ?? 0),
                             "verifying": .bool(await s.verifyingAtStart),
                             // Commits since start, and how many of them fsynced.

@@ -1,0 +1,143 @@
+import Foundation
+import LevainJSON
+import LevainTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Warm pools: jails started before the session requests that take them.
+@Suite("Warm pools", .enabled(if: runningAsRoot, "needs root"), .serialized)
+struct WarmPoolTests {
+    static func pool(_ sv: TestSupervisor, _ policy: String = "default") async -> JSONValue? {
+        (try? await sv.request("GET", "/v1/health").json)??["warm_pools"]?[policy]
+    }
+
+    /// The supervisor's jails (children running levain-harness).
+    static func harnesses(of sv: TestSupervisor) -> Set<Int32> {
+        Set(RecoveryTests.children(of: sv.pid).filter {
+            (try? String(contentsOfFile: "/proc/\($0)/cmdline", encoding: .utf8))?.contains("levain-harness") ?? false
+        })
+    }
+
+    /// The pid of the harness of `session` (from inside: its PID 1 is the
+    /// harness; from outside: the one child whose cgroup names the session).
+    static func harness(of session: String, in sv: TestSupervisor) -> Int32? {
+        harnesses(of: sv).first { pid in
+            ((try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? "").contains(session)
+        }
+    }
+
+    static func sessionOpened(_ sv: TestSupervisor, _ session: String) async throws -> JSONValue? {
+        try await sv.events(session: session).first { $0["type"]?.stringValue == "session.opened" }
+    }
+
+    @Test("a warm jail goes to one session only; the pool refills; a request that does not fit gets a cold jail")
+    func handedOnceAndRefilled() async throws {
+        let sv = try await TestSupervisor.start("warm-once", config: "[warm_pool]\ndefault = 1\n")
+        defer { sv.cleanUp() }
+        #expect(await eventually(within: 30) { await Self.pool(sv)?["ready"]?.intValue == 1 })
+        let warmFirst = Self.harnesses(of: sv)
+        #expect(warmFirst.count == 1)
+
+        let a = try await sv.openSession()
+        #expect(try await Self.sessionOpened(sv, a)?["payload"]?["warm"]?.boolValue == true)
+        // A's jail is the one that was warm.
+        #expect(Self.harness(of: a, in: sv) == warmFirst.first)
+        // The pool starts another, a different jail.
+        #expect(await eventually(within: 30) { await Self.pool(sv)?["ready"]?.intValue == 1 })
+        let warmSecond = Self.harnesses(of: sv).subtracting(warmFirst)
+        #expect(warmSecond.count == 1)
+
+        let b = try await sv.openSession()
+        #expect(try await Self.sessionOpened(sv, b)?["payload"]?["warm"]?.boolValue == true)
+        let jailA = Self.harness(of: a, in: sv), jailB = Self.harness(of: b, in: sv)
+        #expect(jailA != nil && jailB != nil && jailA != jailB)
+        #expect(jailB == warmSecond.first)
+
+        // Nothing of A is in B: a file A writes, B does not see; A reads it.
+        let put = try await sv.raw("PUT", "/v1/sessions/\(a)/files/mine.txt", body: Array("a's\n".utf8))
+        #expect(put.status == 201, "\(put.text)")
+        let inB = try await sv.startRun(b, ["command": "ls -A /workspace; echo end", "wait": true, "inline_output": 4096])
+        #expect(inB["exit_status"]?.intValue == 0, "\(inB)")
+        #expect(try await sv.output(inB["id"]!.stringValue!) == "end\n")
+        let inA = try await sv.startRun(a, ["command": "cat /workspace/mine.txt", "wait": true])
+        #expect(try await sv.output(inA["id"]!.stringValue!) == "a's\n")
+
+        // Binds, limits of its own or a tenant: not what the pool holds.
+        #expect(await eventually(within: 30) { await Self.pool(sv)?["ready"]?.intValue == 1 })
+        let limited = try await sv.openSession(["limits": ["memory": "300M"]])
+        #expect(try await Self.sessionOpened(sv, limited)?["payload"]?["warm"] == nil)
+        let tenant = try await sv.openSession(["tenant": "acme"])
+        #expect(try await Self.sessionOpened(sv, tenant)?["payload"]?["warm"] == nil)
+        #expect(await Self.pool(sv)?["ready"]?.intValue == 1)
+        #expect(await Self.pool(sv)?["taken"]?.intValue == 2)
+
+        // The workspace moved beside the other sessions' (where the record
+        // says), so the session reopened after a restart finds its files.
+        let record = try await sv.request("GET", "/v1/sessions/\(a)").json
+        let workspace = try #require(record?["workspace"]?.stringValue)
+        #expect(workspace.hasPrefix(sv.state + "/workspaces/"), "\(workspace)")
+        #expect(FileManager.default.fileExists(atPath: workspace))
+        #expect(sv.stop() == 0)
+        try await sv.start()
+        #expect(try await sv.request("POST", "/v1/sessions/\(a)/reopen").status == 200)
+        let again = try await sv.startRun(a, ["command": "cat /workspace/mine.txt", "wait": true])
+        #expect(try await sv.output(again["id"]!.stringValue!) == "a's\n")
+    }
+
+    @Test("kill -9 of the supervisor with a full pool leaves no warm jail, cgroup or workspace behind")
+    func killNineWithAFullPool() async throws {
+        let sv = try await TestSupervisor.start("warm-kill9", config: "[warm_pool]\ndefault = 2\n")
+        defer { sv.cleanUp() }
+        #expect(await eventually(within: 30) { await Self.pool(sv)?["ready"]?.intValue == 2 })
+        let jails = Self.harnesses(of: sv)
+        #expect(jails.count == 2)
+        let pooled = (try? FileManager.default.contentsOfDirectory(atPath: sv.state + "/pool")) ?? []
+        #expect(pooled.count == 2, "\(pooled)")
+        let ids = pooled.map { $0.hasSuffix(".img") ? String($0.dropLast(4)) : $0 }
+        let cgroups = ids.flatMap { Self.cgroupDirectories(named: $0) }
+        #expect(!cgroups.isEmpty || !Self.hasCgroups)
+
+        sv.stop(signal: SIGKILL)
+        #expect(await eventually(within: 15) { jails.allSatisfy { !RecoveryTests.alive($0) } })
+        try await sv.start()
+        // The old warm jails' workspaces and cgroups are gone; new ones fill
+        // the pool.
+        #expect(await eventually(within: 30) { await Self.pool(sv)?["ready"]?.intValue == 2 })
+        let now = Set((try? FileManager.default.contentsOfDirectory(atPath: sv.state + "/pool")) ?? [])
+        #expect(now.isDisjoint(with: pooled), "\(now) \(pooled)")
+        #expect(now.count == 2)
+        // The pool fills right as serve starts, while serve narrows its umask
+        // to bind the socket: the jails made then start all the same.
+        #expect(!sv.serveLog.contains("did not start"), "\(sv.serveLog)")
+        for dir in cgroups { #expect(!FileManager.default.fileExists(atPath: dir), "\(dir)") }
+        // And the sessions made from the new pool work.
+        let s = try await sv.openSession()
+        let run = try await sv.startRun(s, ["command": "echo warm", "wait": true])
+        #expect(try await sv.output(run["id"]!.stringValue!) == "warm\n")
+        // A graceful stop ends the pool too: nothing left in its directory.
+        let left = Self.harnesses(of: sv)
+        #expect(sv.stop() == 0)
+        #expect(await eventually(within: 15) { left.allSatisfy { !RecoveryTests.alive($0) } })
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: sv.state + "/pool")) ?? []).isEmpty)
+    }
+
+    static var hasCgroups: Bool { FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory") || FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") }
+
+    /// Directories named `name` in the cgroup tree (a few levels deep).
+    static func cgroupDirectories(named name: String) -> [String] {
+        var found: [String] = []
+        func walk(_ dir: String, _ depth: Int) {
+            guard depth < 5, let entries = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+            for e in entries {
+                let path = dir + "/" + e
+                var isDir: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else { continue }
+                if e == name { found.append(path) } else if e.hasPrefix("s-") || e.hasPrefix("r-") { continue } else { walk(path, depth + 1) }
+            }
+        }
+        walk("/sys/fs/cgroup", 0)
+        return found
+    }
+}
