@@ -47,7 +47,9 @@ def main():
     ap.add_argument("--levain", default=os.path.join(ROOT, ".build/release/levain"))
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--cancels", type=int, default=20)
+    ap.add_argument("--json", help="also write the figures here")
     a = ap.parse_args()
+    figures = {}
     venv = subprocess.run([os.path.join(ROOT, "Tools/python-venv.sh")], capture_output=True, text=True, check=True).stdout.split()[-1]
     work = tempfile.mkdtemp(prefix="levain-bench-agent-")
     key = "sk-bench-" + os.urandom(8).hex()
@@ -89,6 +91,8 @@ provider = "openai"
         print(f"tool call (read_file) through the in-jail MCP endpoint: p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms; "
               f"the same read through the API: p50 {pct(direct, 0.5)} ms, p99 {pct(direct, 0.99)} ms; "
               f"added p50 {m['p50_ms'] - pct(direct, 0.5):.3f} ms ({m['p50_ms'] / pct(direct, 0.5):.2f}x)", flush=True)
+        figures["mcp_tool_call"] = {"mcp_p50_ms": m["p50_ms"], "api_read_p50_ms": pct(direct, 0.5),
+                                    "added_p50_ms": round(m["p50_ms"] - pct(direct, 0.5), 3)}
 
         # 2. Cancel latency of agent runs.
         stops = []
@@ -117,7 +121,11 @@ provider = "openai"
             assert rec["status"] == "cancelled", rec
         print(f"agent run cancelled during a tool call: ended p50 {pct(stops, 0.5)} ms, max {max(stops):.3f} ms after POST cancel "
               f"(target 100 ms)", flush=True)
+        figures["agent_cancel"] = {"p50_ms": pct(stops, 0.5), "max_ms": round(max(stops), 3)}
         api(sock, "DELETE", f"/v1/sessions/{session}")
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(figures, f, indent=2)
     finally:
         stop(serve, provider, work)
 

@@ -75,4 +75,5 @@ def stop(serve, provider, work):
     if provider:
         provider.kill()
         provider.wait()
-    subprocess.run(["rm", "-rf", work])
+    if work:
+        subprocess.run(["rm", "-rf", work])
