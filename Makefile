@@ -58,11 +58,8 @@ fuzz:
 bench: deps
 	@Tools/install-deps.sh --bench
 	$(RELEASE)
-	benchmarks/run-one-shot.sh $(BIN_DIR)/levain
-	$(BIN_DIR)/levain-bench-supervisor --levain $(BIN_DIR)/levain
+	python3 benchmarks/table.py --bin $(BIN_DIR)
 	$(BIN_DIR)/levain-log-bench --rounds 3
-	python3 benchmarks/exits.py --levain $(BIN_DIR)/levain
-	python3 benchmarks/agent.py --levain $(BIN_DIR)/levain
 
 # Regenerate the compiled-in copies of policies/ after editing them.
 policies:

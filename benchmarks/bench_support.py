@@ -3,6 +3,7 @@ the scripted provider, `levain serve` with a config, and cleaning up."""
 import http.client
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -43,9 +44,10 @@ def start_provider(work, env):
     return provider, int(open(port_file).read())
 
 
-def start_serve(levain, work, extra_config, env):
+def start_serve(levain, work, extra_config, env, nofile=None):
     """`levain serve` with its socket and state in `work`, `extra_config`
-    appended to its config; (process, socket path) once it answers."""
+    appended to its config; (process, socket path) once it answers.
+    `nofile`: its open-files limit (soft and hard; we are root)."""
     sock = os.path.join(work, "sock")
     with open(os.path.join(work, "levain.toml"), "w") as f:
         f.write(f"""
@@ -54,8 +56,9 @@ socket = "{sock}"
 state = "{work}/state"
 shutdown_grace = "2s"
 """ + extra_config)
+    limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None
     serve = subprocess.Popen([levain, "serve", "--config", os.path.join(work, "levain.toml")], env=env,
-                             stdout=open(os.path.join(work, "serve.log"), "w"), stderr=subprocess.STDOUT)
+                             stdout=open(os.path.join(work, "serve.log"), "w"), stderr=subprocess.STDOUT, preexec_fn=limit)
     for _ in range(600):
         try:
             if api(sock, "GET", "/v1/health")[0] == 200:
