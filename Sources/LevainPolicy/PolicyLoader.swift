@@ -19,8 +19,8 @@ public enum PolicyLoader {
                               "a policy is a built-in name (\(builtinNames.joined(separator: ", "))) or a path to a .toml file, not an empty string")
         }
         let looksLikePath = nameOrPath.contains("/") || nameOrPath.hasSuffix(".toml")
-        if !looksLikePath, let builtin = BuiltinPolicies.policies.first(where: { $0.name == nameOrPath }) {
-            return try parse(builtin.text, file: "builtin:\(builtin.name)", directory: nil)
+        if !looksLikePath, let builtin = parsedBuiltins[nameOrPath] {
+            return try builtin.get()
         }
         if !looksLikePath && access(nameOrPath, F_OK) != 0 {
             throw PolicyError(.notFound, file: nameOrPath,
@@ -29,6 +29,18 @@ public enum PolicyLoader {
         let text = try readFile(nameOrPath)
         return try parse(text, file: nameOrPath, directory: directoryOf(nameOrPath))
     }
+
+    /// The built-in policies, parsed once (their text is compiled in): a
+    /// session's policy is loaded for every session request.
+    private static let parsedBuiltins: [String: Result<Policy, PolicyError>] = {
+        var out: [String: Result<Policy, PolicyError>] = [:]
+        for builtin in BuiltinPolicies.policies {
+            out[builtin.name] = Result { () throws(PolicyError) in
+                try parse(builtin.text, file: "builtin:\(builtin.name)", directory: nil)
+            }
+        }
+        return out
+    }()
 
     /// Parses policy text. `file` names it in errors; `directory` resolves
     /// relative paths in it (a seccomp profile file), nil for built-ins.
