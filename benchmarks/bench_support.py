@@ -56,7 +56,7 @@ socket = "{sock}"
 state = "{work}/state"
 shutdown_grace = "2s"
 """ + extra_config)
-    limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None
+    limit = None
     serve = subprocess.Popen([levain, "serve", "--config", os.path.join(work, "levain.toml")], env=env,
                              stdout=open(os.path.join(work, "serve.log"), "w"), stderr=subprocess.STDOUT, preexec_fn=limit)
     for _ in range(600):

@@ -152,7 +152,16 @@ extension SessionHost {
         if cgroup != nil {
             if let spare = spareCgroup {
                 spareCgroup = nil
-                (runGroup, fds) = (spare.group, spare.fds)
+                // Its placement descriptors are opened now, not kept open
+                // while the session idles (four on cgroup v1: an idle
+                // session held 13 descriptors, and 2,000 of them did not fit
+                // in 20,000 open files).
+                do throws(SystemError) {
+                    (runGroup, fds) = (spare.group, spare.fds.isEmpty ? try spare.group.placementFileDescriptors() : spare.fds)
+                } catch {
+                    context.removeCgroup(spare.group)
+                    throw .infrastructure("the run's cgroup: \(error)")
+                }
             } else {
                 do throws(SystemError) {
                     let made = try makeRunCgroup()
@@ -276,8 +285,8 @@ extension SessionHost {
         let name = "run-\(runCgroupCounter)", ctx = context
         Task.detached { [weak self] in
             let made = await ctx.blocking { () -> SpareCgroup? in
-                guard let m = try? Self.makeRunCgroup(in: cgroup, name: name, context: ctx) else { return nil }
-                return SpareCgroup(group: m.group, fds: m.fds)
+                guard let g = try? ctx.makeChildCgroup(of: cgroup, name: name) else { return nil }
+                return SpareCgroup(group: g, fds: [])
             }
             await self?.setSpare(made.map { ($0.group, $0.fds) })
         }
