@@ -156,6 +156,15 @@ public struct SupervisorConfig: Sendable, Equatable {
             var pools: [String: Int] = [:]
             for entry in t.table.entries {
                 guard let n = try t.integer(entry.key, in: 0...Int64(WarmPools.maximumSize)) else { continue }
+                // A pool of a policy that does not load would only fail in
+                // the background: said here, with the key.
+                if n > 0 {
+                    do {
+                        _ = try PolicyLoader.load(entry.key)
+                    } catch {
+                        throw t.invalid(entry.key, "a warm pool of policy \"\(entry.key)\", which does not load: \(error.message)")
+                    }
+                }
                 pools[entry.key] = Int(n)
             }
             try t.finish()

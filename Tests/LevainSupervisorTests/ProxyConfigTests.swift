@@ -129,3 +129,25 @@ func expectConfigError(_ text: String, line: Int?, key: String, _ fragment: Stri
         #expect(error.message.contains(fragment), "\(error)", sourceLocation: sourceLocation)
     }
 }
+
+@Suite struct WarmPoolConfigTests {
+    @Test("[warm_pool]: default two of the default policy; counts per policy; errors name the line and key")
+    func parses() throws {
+        #expect(try SupervisorConfig.parse("", file: "c.toml").warmPools == ["default": 2])
+        let c = try SupervisorConfig.parse("""
+            [supervisor]
+            default_policy = "strict"
+
+            [warm_pool]
+            default = 0
+            strict = 3
+            """, file: "c.toml")
+        #expect(c.warmPools == ["default": 0, "strict": 3])
+        #expect(try SupervisorConfig.parse("[supervisor]\ndefault_policy = \"strict\"\n", file: "c.toml").warmPools == ["strict": 2])
+        expectConfigError("[warm_pool]\ndefault = 65\n", line: 2, key: "warm_pool.default", "64")
+        expectConfigError("[warm_pool]\nnope = 1\n", line: 2, key: "warm_pool.nope", "does not load")
+        expectConfigError("[warm_pool]\n\"/etc/levain/missing.toml\" = 1\n", line: 2, key: "warm_pool./etc/levain/missing.toml", "does not load")
+        // Off needs no policy to load.
+        #expect(try SupervisorConfig.parse("[warm_pool]\nnope = 0\n", file: "c.toml").warmPools == ["nope": 0])
+    }
+}
