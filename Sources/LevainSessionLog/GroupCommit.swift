@@ -147,6 +147,12 @@ final class GroupCommitter: Sendable {
                 linger(until: lastBatch + arrivedDuringLast,
                        seconds: min(Self.maximumLinger, lastCommitSeconds / 2))
             }
+            // The queue looks empty: the connection goes back to FULL before
+            // the writer stops, so whatever else writes through it later
+            // (the health probe) is fsynced as it says.
+            if synchronous == .normal, state.withLock({ $0.queue.isEmpty }) {
+                _ = setSynchronous(.full, &synchronous, [], db)
+            }
             let batch: [Request] = state.withLock { s in
                 if s.queue.isEmpty {
                     s.writerActive = false

@@ -176,7 +176,7 @@ public final class SessionLog: Sendable {
         case durable
         /// Committed to the WAL but not fsynced: durable with the next
         /// `.durable` write (one fsync covers both), lost by a power loss
-        /// before it. For states no client has been promised yet, such as a
+        /// before it. For states the submitter has not been told yet, such as a
         /// `wait: true` run's `run.queued`, whose answer waits for the
         /// durable `run.finished` behind it.
         case written

@@ -115,10 +115,12 @@ public actor Supervisor {
         // ours has a jail yet, so every cgroup of a session of this log is
         // a leftover.
         // Warm jails of a killed supervisor: their cgroups are leftovers too.
-        let leftoverWarm = await removeLeftoverWarmJails()
+        let leftoverWarm = await leftoverWarmJails()
         let swept = await context.blocking { [context] in
             context.sweepLeftoverCgroups { id in leftoverWarm.contains(id) || (try? sessionLog.session(id: id))??.kind == .session }
         }
+        // Their processes are gone with their cgroups: now their workspaces.
+        await removeLeftoverWarmWorkspaces()
         if swept > 0 { Self.say("levain: removed \(swept) cgroup(s) of this log's sessions left by an earlier supervisor") }
         for r in inFlight {
             // What was stored, read back exactly; a request that does not

@@ -159,10 +159,16 @@ public struct SupervisorConfig: Sendable, Equatable {
                 // A pool of a policy that does not load would only fail in
                 // the background: said here, with the key.
                 if n > 0 {
+                    let policy: Policy
                     do {
-                        _ = try PolicyLoader.load(entry.key)
+                        policy = try PolicyLoader.load(entry.key)
                     } catch {
                         throw t.invalid(entry.key, "a warm pool of policy \"\(entry.key)\", which does not load: \(error.message)")
+                    }
+                    // Its audited calls (the harness's exec first) would name
+                    // a session the log does not have yet.
+                    if policy.audit.isEnabled {
+                        throw t.invalid(entry.key, "policy \"\(entry.key)\" has [audit]: its sessions' jails are not pooled; set it to 0")
                     }
                 }
                 pools[entry.key] = Int(n)

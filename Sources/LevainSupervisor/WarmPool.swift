@@ -11,7 +11,7 @@ import LevainSystem
 /// Warm pools (docs/SUPERVISOR.md#warm-pools): per policy, jails started
 /// before the requests that will take them. A warm jail is a session's jail
 /// whose session does not exist yet: its id, cgroup and workspace are made
-/// as for any session, its workspace under `state/pool/` (the record that
+/// as for any session, its workspace under `state/workspaces/.pool/` (the record that
 /// it exists, made before the cgroup: a start after a crash removes what
 /// it names). A `POST /v1/sessions` that the jail fits (its policy, the
 /// default tenant, no binds, no limits of its own) takes one: the session
@@ -40,7 +40,9 @@ struct WarmPools: Sendable {
 }
 
 extension Supervisor {
-    var poolDirectory: String { config.stateDirectory + "/pool" }
+    /// Beside the sessions' workspaces (in their directory), so moving one
+    /// into place is a rename on one filesystem whatever is mounted there.
+    var poolDirectory: String { config.stateDirectory + "/workspaces/.pool" }
 
     /// Makes the pools of the config and starts filling them.
     func startWarmPools() {
@@ -126,7 +128,9 @@ extension Supervisor {
     /// empty. The jail leaves the pool here, before any await: no second
     /// request can get it.
     func takeWarmJail(_ spec: SessionSpec, policy: Policy) async -> SessionHost? {
-        guard spec.tenant.isEmpty, spec.binds.isEmpty, spec.harness == nil, warm.pools[spec.policy] != nil else { return nil }
+        guard spec.tenant.isEmpty, spec.binds.isEmpty, spec.harness == nil,
+              spec.memory == nil, spec.cpus == nil, spec.pids == nil, spec.timeout == nil,
+              !policy.audit.isEnabled, warm.pools[spec.policy] != nil else { return nil }
         defer { fillWarmPools() }
         while let host = warm.pools[spec.policy]?.ready.first {
             warm.pools[spec.policy]!.ready.removeFirst()
@@ -159,12 +163,7 @@ extension Supervisor {
         // Recorded first: a crash before the move leaves the workspace in
         // the pool directory, which the next start removes; the session then
         // reopens with an empty one, as it had never been used.
-        let parent = config.stateDirectory + "/workspaces"
-        var moved = false
-        do {
-            try Directories.make(parent, mode: 0o711)
-            moved = rename(pooled, workspace) == 0
-        } catch {}
+        let moved = rename(pooled, workspace) == 0
         guard moved else {
             let reason = "cannot move the warm jail's workspace to \(workspace): \(String(cString: strerror(errno)))"
             await discardWarm(host)
@@ -173,6 +172,15 @@ extension Supervisor {
             throw SupervisorError(.internalError, reason)
         }
         await host.adopt(workspace: workspace)
+        // Shutdown began during the awaits above: it has closed the hosts
+        // it saw, so this one is closed here (and recorded interrupted).
+        guard accepting else {
+            await host.close()
+            _ = try? await log.record([NewEvent(sessionID: id, tenant: spec.tenant, type: EventType.sessionInterrupted,
+                                                payload: ["reason": "supervisor shutdown"])],
+                                      and: [.updateSession(SessionUpdate(id: id, status: .interrupted))])
+            throw SupervisorError(.unavailable, "the supervisor is shutting down")
+        }
         hosts[id] = host
         return record
     }
@@ -189,32 +197,38 @@ extension Supervisor {
     /// At shutdown: no pool starts more, and the ready jails end.
     func closeWarmPools() async {
         warm.closed = true
-        for (name, pool) in warm.pools {
+        // Every pool emptied before the first await: no take succeeds after.
+        var ready: [SessionHost] = []
+        for name in warm.pools.keys {
+            ready += warm.pools[name]!.ready
             warm.pools[name]!.ready = []
-            for host in pool.ready { await discardWarm(host) }
         }
+        for host in ready { await discardWarm(host) }
     }
 
     /// Ids of the warm jails a previous supervisor left in the pool
-    /// directory (killed with them ready); their workspaces are removed
-    /// here, their cgroups by the start's sweep.
-    func removeLeftoverWarmJails() async -> Set<String> {
+    /// directory (killed with them ready): their cgroups are swept at start,
+    /// then `removeLeftoverWarmWorkspaces` removes what the directory holds.
+    func leftoverWarmJails() async -> Set<String> {
         let dir = poolDirectory
         return await context.blocking {
             var ids: Set<String> = []
             guard let d = opendir(dir) else { return ids }
-            var names: [String] = []
-            while let e = readdir(d), names.count < 100_000 {
+            while let e = readdir(d), ids.count < 100_000 {
                 let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name != "." && name != ".." { names.append(name) }
-            }
-            closedir(d)
-            for name in names {
                 let id = name.hasSuffix(".img") ? String(name.dropLast(4)) : name
                 if SessionID.isValid(id) { ids.insert(id) }
-                FileTree.remove(dir + "/" + name)
             }
+            closedir(d)
             return ids
+        }
+    }
+
+    /// Empties the pool directory (at start, before any pool fills it).
+    func removeLeftoverWarmWorkspaces() async {
+        let dir = poolDirectory
+        await context.blocking {
+            FileTree.remove(dir)
         }
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import LevainAPI
 import LevainPolicy
 import LevainProxy
@@ -147,6 +148,14 @@ func expectConfigError(_ text: String, line: Int?, key: String, _ fragment: Stri
         expectConfigError("[warm_pool]\ndefault = 65\n", line: 2, key: "warm_pool.default", "64")
         expectConfigError("[warm_pool]\nnope = 1\n", line: 2, key: "warm_pool.nope", "does not load")
         expectConfigError("[warm_pool]\n\"/etc/levain/missing.toml\" = 1\n", line: 2, key: "warm_pool./etc/levain/missing.toml", "does not load")
+        // A policy with [audit] is not pooled.
+        let dir = "/tmp/levain-warm-config-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let audited = try String(contentsOfFile: packageRoot + "/policies/default.toml", encoding: .utf8)
+            .replacingOccurrences(of: "name = \"default\"", with: "name = \"audited\"") + "\n[audit]\nrecord = [\"execve\"]\n"
+        try audited.write(toFile: dir + "/audited.toml", atomically: true, encoding: .utf8)
+        expectConfigError("[warm_pool]\n\"\(dir)/audited.toml\" = 1\n", line: 2, key: "warm_pool.\(dir)/audited.toml", "[audit]")
         // Off needs no policy to load.
         #expect(try SupervisorConfig.parse("[warm_pool]\nnope = 0\n", file: "c.toml").warmPools == ["nope": 0])
     }

@@ -66,12 +66,17 @@ struct WarmPoolTests {
 
         // Binds, limits of its own or a tenant: not what the pool holds.
         #expect(await eventually(within: 30) { await Self.pool(sv)?["ready"]?.intValue == 1 })
+        let warmThird = try #require(Self.harnesses(of: sv).subtracting([jailA, jailB].compactMap { $0 }).first)
         let limited = try await sv.openSession(["limits": ["memory": "300M"]])
         #expect(try await Self.sessionOpened(sv, limited)?["payload"]?["warm"] == nil)
         let tenant = try await sv.openSession(["tenant": "acme"])
         #expect(try await Self.sessionOpened(sv, tenant)?["payload"]?["warm"] == nil)
+        // They did not touch the pool: its jail is the same one, nothing
+        // was discarded or counted as a miss.
         #expect(await Self.pool(sv)?["ready"]?.intValue == 1)
         #expect(await Self.pool(sv)?["taken"]?.intValue == 2)
+        #expect(await Self.pool(sv)?["missed"]?.intValue == 0)
+        #expect(Self.harnesses(of: sv).contains(warmThird))
 
         // The workspace moved beside the other sessions' (where the record
         // says), so the session reopened after a restart finds its files.
@@ -93,7 +98,7 @@ struct WarmPoolTests {
         #expect(await eventually(within: 30) { await Self.pool(sv)?["ready"]?.intValue == 2 })
         let jails = Self.harnesses(of: sv)
         #expect(jails.count == 2)
-        let pooled = (try? FileManager.default.contentsOfDirectory(atPath: sv.state + "/pool")) ?? []
+        let pooled = (try? FileManager.default.contentsOfDirectory(atPath: sv.state + "/workspaces/.pool")) ?? []
         #expect(pooled.count == 2, "\(pooled)")
         let ids = pooled.map { $0.hasSuffix(".img") ? String($0.dropLast(4)) : $0 }
         let cgroups = ids.flatMap { Self.cgroupDirectories(named: $0) }
@@ -105,7 +110,7 @@ struct WarmPoolTests {
         // The old warm jails' workspaces and cgroups are gone; new ones fill
         // the pool.
         #expect(await eventually(within: 30) { await Self.pool(sv)?["ready"]?.intValue == 2 })
-        let now = Set((try? FileManager.default.contentsOfDirectory(atPath: sv.state + "/pool")) ?? [])
+        let now = Set((try? FileManager.default.contentsOfDirectory(atPath: sv.state + "/workspaces/.pool")) ?? [])
         #expect(now.isDisjoint(with: pooled), "\(now) \(pooled)")
         #expect(now.count == 2)
         // The pool fills right as serve starts, while serve narrows its umask
@@ -120,7 +125,7 @@ struct WarmPoolTests {
         let left = Self.harnesses(of: sv)
         #expect(sv.stop() == 0)
         #expect(await eventually(within: 15) { left.allSatisfy { !RecoveryTests.alive($0) } })
-        #expect(((try? FileManager.default.contentsOfDirectory(atPath: sv.state + "/pool")) ?? []).isEmpty)
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: sv.state + "/workspaces/.pool")) ?? []).isEmpty)
     }
 
     static var hasCgroups: Bool { FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory") || FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") }

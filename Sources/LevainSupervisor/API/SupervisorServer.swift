@@ -33,7 +33,6 @@ public enum SupervisorServer {
         for problem in await supervisor.startHostTools() {
             logger.error("\(problem)")
         }
-        await supervisor.startWarmPools()
         try prepareSocket(config.socketPath)
         let api = APIServer(supervisor: supervisor)
         let groupID = try config.socketGroup.map(groupID)
@@ -53,6 +52,9 @@ public enum SupervisorServer {
             onServerRunning: { channel in
                 await APIConnections.installAcceptPause(on: channel, listener: unixConnections.listener)
                 umask(previous)
+                // Once serving, with the usual umask back: a serve that
+                // cannot bind its socket leaves no warm jail behind.
+                await supervisor.startWarmPools()
                 if let gid = groupID {
                     if chown(socketPath, 0, gid) != 0 || chmod(socketPath, 0o660) != 0 {
                         let line = "levain: cannot hand \(socketPath) to group \(gid): \(String(cString: strerror(errno))); it stays root-only\n"

@@ -28,6 +28,12 @@ extension APIServer {
                 if run.wait {
                     let state = try await s.runState(record.id)
                     let done = await state.wait(timeout: nil)
+                    // Released without an end: the log could not take it
+                    // (a full disk); the run is not told finished until it is.
+                    guard done.status.isTerminal else {
+                        throw SupervisorError(.unavailable, "run \(record.id) ended but the session log cannot record its end yet; GET /v1/runs/\(record.id) later",
+                                              field: "wait")
+                    }
                     var answer = await APIServer.json(done, s)
                     if let most = run.inlineOutput, done.status.isTerminal {
                         answer = APIServer.inline(state, most: most, into: answer)
