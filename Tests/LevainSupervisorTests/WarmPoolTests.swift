@@ -91,6 +91,24 @@ struct WarmPoolTests {
         #expect(try await sv.output(again["id"]!.stringValue!) == "a's\n")
     }
 
+    @Test("levain run with LEVAIN_CONNECT takes a warm jail, runs in it and closes the session")
+    func remoteRunUsesThePool() async throws {
+        let sv = try await TestSupervisor.start("warm-remote", config: "[warm_pool]\ndefault = 1\n")
+        defer { sv.cleanUp() }
+        #expect(await eventually(within: 30) { await Self.pool(sv)?["ready"]?.intValue == 1 })
+        var env = ProcessInfo.processInfo.environment
+        env["LEVAIN_CONNECT"] = "unix:" + sv.socket
+        let run = try runProcess([levainBinary, "run", "--", "/bin/sh", "-c", "echo from-the-pool; exit 3"], environment: env)
+        #expect(run.status == 3, "\(run.stderr)")
+        #expect(run.stdout == "from-the-pool\n")
+        #expect(await Self.pool(sv)?["taken"]?.intValue == 1)
+        let list = try await sv.request("GET", "/v1/sessions").json?["sessions"]?.arrayValue ?? []
+        let session = try #require(list.first { $0["labels"]?["levain.cli"]?.stringValue == "run" })
+        #expect(session["status"]?.stringValue == "closed")
+        let id = try #require(session["id"]?.stringValue)
+        #expect(try await Self.sessionOpened(sv, id)?["payload"]?["warm"]?.boolValue == true)
+    }
+
     @Test("kill -9 of the supervisor with a full pool leaves no warm jail, cgroup or workspace behind")
     func killNineWithAFullPool() async throws {
         let sv = try await TestSupervisor.start("warm-kill9", config: "[warm_pool]\ndefault = 2\n")
