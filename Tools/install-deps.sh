@@ -4,7 +4,8 @@
 # every `make` target. Usage: Tools/install-deps.sh [--bench]
 set -eu
 
-# Build and runtime: libseccomp and libcap headers, a C toolchain, pkg-config.
+# Build and runtime: libseccomp, libcap and libsqlite3 headers (the session
+# log: GRDB links the system SQLite), a C toolchain, pkg-config.
 # Tests: python3 (hostile payloads, the demo), gcc (C payloads compiled during
 # the tests), git, make; python3-venv and curl for the gateway and egress
 # tests (Tools/python-venv.sh makes the tests' venv from PyPI).
@@ -16,7 +17,7 @@ set -eu
 # python-is-python3: `python` as well as `python3` in jails (their /usr is the
 # host's): agent frameworks' sandbox helpers call either.
 # Benchmarks: bubblewrap and runc as references.
-PACKAGES="libseccomp-dev libcap-dev pkg-config gcc libc6-dev make git python3 python3-venv curl libcurl4-openssl-dev procps util-linux mount e2fsprogs python-is-python3"
+PACKAGES="libseccomp-dev libcap-dev libsqlite3-dev pkg-config gcc libc6-dev make git python3 python3-venv curl libcurl4-openssl-dev procps util-linux mount e2fsprogs python-is-python3"
 if [ "${1:-}" = "--bench" ]; then
     PACKAGES="$PACKAGES bubblewrap runc"
 fi
