@@ -38,6 +38,10 @@ final class ScriptedProvider: @unchecked Sendable {
         p.environment = env
         p.standardOutput = FileHandle.nullDevice
         p.standardInput = FileHandle.nullDevice
+        // Not the test process's stderr: a provider must never hold the
+        // test runner's pipe (its stderr goes to a file beside its port).
+        FileManager.default.createFile(atPath: dir.appendingPathComponent("stderr").path, contents: nil)
+        p.standardError = try FileHandle(forWritingTo: dir.appendingPathComponent("stderr"))
         try p.run()
         process = p
         let deadline = Date().addingTimeInterval(30)
