@@ -3,7 +3,6 @@ the scripted provider, `levain serve` with a config, and cleaning up."""
 import http.client
 import json
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -44,10 +43,9 @@ def start_provider(work, env):
     return provider, int(open(port_file).read())
 
 
-def start_serve(levain, work, extra_config, env, nofile=None):
+def start_serve(levain, work, extra_config, env):
     """`levain serve` with its socket and state in `work`, `extra_config`
-    appended to its config; (process, socket path) once it answers.
-    `nofile`: its open-files limit (soft and hard; we are root)."""
+    appended to its config; (process, socket path) once it answers."""
     sock = os.path.join(work, "sock")
     with open(os.path.join(work, "levain.toml"), "w") as f:
         f.write(f"""
@@ -56,9 +54,8 @@ socket = "{sock}"
 state = "{work}/state"
 shutdown_grace = "2s"
 """ + extra_config)
-    limit = None
     serve = subprocess.Popen([levain, "serve", "--config", os.path.join(work, "levain.toml")], env=env,
-                             stdout=open(os.path.join(work, "serve.log"), "w"), stderr=subprocess.STDOUT, preexec_fn=limit)
+                             stdout=open(os.path.join(work, "serve.log"), "w"), stderr=subprocess.STDOUT)
     for _ in range(600):
         try:
             if api(sock, "GET", "/v1/health")[0] == 200:

@@ -16,7 +16,8 @@ Starts `levain serve` (its own socket and state directory) and measures:
    with HELD idle sessions open;
 4. idle sessions held: opens sessions until HOLD are open or the
    supervisor refuses one; the supervisor's RSS and the time it took
-   (serve's open-files limit raised to 65,536: ~13 descriptors a session).
+   (each idle session holds 9 descriptors: serve's open-files limit
+   bounds how many fit).
 
     benchmarks/supervisor_paths.py [--levain .build/release/levain] [--runs 100]
         [--creates 60] [--held 500] [--hold 2000] [--json FILE]
@@ -133,10 +134,8 @@ def main():
         serve = None
 
         os.makedirs(work + "/cold")
-        # Each idle session holds ~13 descriptors: the box's limit (20,000
-        # on the test machines) is raised as systemd's default would be.
         serve, sock = start_serve(a.levain, work + "/cold", f"max_sessions = {max(a.hold, a.held) + 16}\n[warm_pool]\ndefault = 0\n",
-                                  dict(os.environ), nofile=65536)
+                                  dict(os.environ))
 
         cold = creates(sock, a.creates)
         figures["session_create"] = summary(cold)

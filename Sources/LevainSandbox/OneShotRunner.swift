@@ -50,7 +50,7 @@ public enum OneShotRunner {
     public static func run(_ request: RunRequest, signalFD: Int32 = -1) throws(SandboxError) -> RunOutcome {
         let policy = request.policy
         let started = Monotonic.nanos()
-        var timer = PhaseTimer(enabled: getenv("LEVAIN_TIMINGS") != nil)
+        var timer = PhaseTimer()
         defer { timer.mark("cleanup"); timer.print() }
         let startedAt = Timestamp.nowRFC3339()
         let runID = request.runID ?? RunID.make()
@@ -468,14 +468,21 @@ public enum Timestamp {
 
 /// Phase timings of a run on stderr, when LEVAIN_TIMINGS is set (a
 /// developer's aid for the benchmarks; see docs/DEVELOPING.md).
-struct PhaseTimer {
-    let enabled: Bool
+/// `LEVAIN_TIMINGS=1`: how long each phase took, printed on stderr as one
+/// line (`levain run`'s runner; `levain serve`'s jail starts).
+public struct PhaseTimer {
+    public static let requested = getenv("LEVAIN_TIMINGS") != nil
+    public let enabled: Bool
+    private let title: String
     private var last = Monotonic.nanos()
     private var phases: [(String, UInt64)] = []
 
-    init(enabled: Bool) { self.enabled = enabled }
+    public init(enabled: Bool = PhaseTimer.requested, title: String = "levain timings") {
+        self.enabled = enabled
+        self.title = title
+    }
 
-    mutating func mark(_ name: String) {
+    public mutating func mark(_ name: String) {
         guard enabled else { return }
         let now = Monotonic.nanos()
         phases.append((name, now - last))
@@ -501,9 +508,9 @@ struct PhaseTimer {
         _ = line.withCString { write(2, $0, strlen($0)) }
     }
 
-    func print() {
+    public func print() {
         guard enabled else { return }
-        var line = "levain timings (ms):"
+        var line = "\(title) (ms):"
         for (name, ns) in phases { line += " \(name)=\(Double(ns / 1000) / 1000)" }
         line += "\n"
         _ = line.withCString { write(2, $0, strlen($0)) }

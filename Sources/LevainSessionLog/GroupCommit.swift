@@ -220,7 +220,9 @@ final class GroupCommitter: Sendable {
                                 _ batch: [Request], _ db: Database) -> Outcome? {
         guard wanted != current else { return nil }
         do {
-            try db.execute(sql: wanted == .full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
+            // Prepared once per connection: a waited exec switches up to
+            // four times.
+            try db.cachedStatement(sql: wanted == .full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL").execute()
             current = wanted
             return nil
         } catch {

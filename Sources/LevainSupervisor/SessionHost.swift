@@ -3,7 +3,6 @@ import Glibc
 #endif
 import CLevainSpawn
 import LevainAPI
-import LevainClock
 import LevainPolicy
 import LevainProtocol
 import LevainProtocolNIO
@@ -67,9 +66,6 @@ actor SessionHost {
 
     var isReady: Bool { phase == .ready }
 
-    /// `LEVAIN_TIMINGS=1 levain serve`: each jail's start, phase by phase.
-    static let timings = getenv("LEVAIN_TIMINGS") != nil
-
     /// A warm jail taken by a session: its workspace was moved here.
     func adopt(workspace: String) { self.workspace = workspace }
 
@@ -110,8 +106,7 @@ actor SessionHost {
                 throw SupervisorError(.invalid, "binds: rw \(bind.host): \(problem)", field: "binds")
             }
         }
-        var marks: [(String, UInt64)] = Self.timings ? [("start", Monotonic.nanos())] : []
-        func mark(_ label: String) { if Self.timings { marks.append((label, Monotonic.nanos())) } }
+        var timer = PhaseTimer(title: "levain: session \(id) timings")
         let workspaceMount: WorkspaceMount
         // An image's loop device, held until the jail has mounted it.
         var loop: LoopDevice? = nil
@@ -177,7 +172,7 @@ actor SessionHost {
             }
         }
         defer { if let a = spec.audit { Glibc.close(a.socket) } }
-        mark("workspace")
+        timer.mark("workspace")
         let limits = CgroupLimits(memoryBytes: policy.limits.memory, swapOff: true, cpus: policy.limits.cpus,
                                   pidsMax: policy.limits.pids)
         let name = id
@@ -218,7 +213,7 @@ actor SessionHost {
         } catch {
             result = .failure(error)
         }
-        mark("spawned")
+        timer.mark("spawned")
         Glibc.close(protocolPair[1])
         Glibc.close(descriptorPair[1])
         // The jail has mounted its workspace (or failed): from here on its
@@ -239,7 +234,7 @@ actor SessionHost {
         // The harness starts meanwhile: made first or beside the handshake,
         // the sockets cost the same (measured, A/B: 12.27 ms p50 both).
         if policy.namespaces.net && policy.network == .loopback, let jail {
-            defer { mark("exits") }
+            defer { timer.mark("exits") }
             do {
                 exits = try await SessionExits.open(sessionID: id, tenant: tenant, policy: policy, pidfd: jail.pidfd, context: ctx)
             } catch {
@@ -271,11 +266,8 @@ actor SessionHost {
                                                       payload: ["phase": "handshake", "error": .string("\(error)")]))
             throw SupervisorError(.spawnFailed, "the session's harness did not answer: \(error)", cause: error)
         }
-        mark("handshake")
-        if Self.timings, let first = marks.first {
-            let line = "levain: session timings \(id): " + marks.dropFirst().map { "\($0.0)=\(Double($0.1 - first.1) / 1e6)" }.joined(separator: " ") + " ms\n"
-            _ = line.withCString { write(2, $0, strlen($0)) }
-        }
+        timer.mark("handshake")
+        timer.print()
         phase = .ready
         refillSpareCgroupLater()
     }

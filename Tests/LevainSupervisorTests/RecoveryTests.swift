@@ -22,6 +22,13 @@ struct RecoveryTests {
         return out
     }
 
+    /// The jails of a supervisor: its children running levain-harness.
+    static func harnesses(of pid: Int32) -> Set<Int32> {
+        Set(children(of: pid).filter {
+            (try? String(contentsOfFile: "/proc/\($0)/cmdline", encoding: .utf8))?.contains("levain-harness") ?? false
+        })
+    }
+
     static func alive(_ pid: Int32) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
         return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
@@ -72,7 +79,7 @@ struct RecoveryTests {
             runs.append((r["id"]!.stringValue!, retry, s))
         }
         #expect(await eventually(within: 60) { processes(containing: marker).count == 20 })
-        let jailInits = Self.children(of: sv.pid).filter { (try? String(contentsOfFile: "/proc/\($0)/cmdline", encoding: .utf8))?.contains("levain-harness") ?? false }
+        let jailInits = Array(sv.harnessPIDs)
         #expect(jailInits.count == 20)
         let victims = processes(containing: marker) + jailInits
 

@@ -156,6 +156,9 @@ final class TestSupervisor: @unchecked Sendable {
         try await request("GET", "/v1/runs/\(run)/output/\(stream)?follow=false").text
     }
 
+    /// Its jails now (children running levain-harness).
+    var harnessPIDs: Set<Int32> { RecoveryTests.harnesses(of: pid) }
+
     /// The run's events from the log, in order.
     func events(run: String) async throws -> [JSONValue] {
         try await request("GET", "/v1/log/events?run=\(run)").json?["events"]?.arrayValue ?? []

@@ -13,17 +13,10 @@ struct WarmPoolTests {
         (try? await sv.request("GET", "/v1/health").json)??["warm_pools"]?[policy]
     }
 
-    /// The supervisor's jails (children running levain-harness).
-    static func harnesses(of sv: TestSupervisor) -> Set<Int32> {
-        Set(RecoveryTests.children(of: sv.pid).filter {
-            (try? String(contentsOfFile: "/proc/\($0)/cmdline", encoding: .utf8))?.contains("levain-harness") ?? false
-        })
-    }
-
     /// The pid of the harness of `session` (from inside: its PID 1 is the
     /// harness; from outside: the one child whose cgroup names the session).
     static func harness(of session: String, in sv: TestSupervisor) -> Int32? {
-        harnesses(of: sv).first { pid in
+        sv.harnessPIDs.first { pid in
             ((try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? "").contains(session)
         }
     }
@@ -37,7 +30,7 @@ struct WarmPoolTests {
         let sv = try await TestSupervisor.start("warm-once", config: "[warm_pool]\ndefault = 1\n")
         defer { sv.cleanUp() }
         #expect(await eventually(within: 30) { await Self.pool(sv)?["ready"]?.intValue == 1 })
-        let warmFirst = Self.harnesses(of: sv)
+        let warmFirst = sv.harnessPIDs
         #expect(warmFirst.count == 1)
 
         let a = try await sv.openSession()
@@ -46,7 +39,7 @@ struct WarmPoolTests {
         #expect(Self.harness(of: a, in: sv) == warmFirst.first)
         // The pool starts another, a different jail.
         #expect(await eventually(within: 30) { await Self.pool(sv)?["ready"]?.intValue == 1 })
-        let warmSecond = Self.harnesses(of: sv).subtracting(warmFirst)
+        let warmSecond = sv.harnessPIDs.subtracting(warmFirst)
         #expect(warmSecond.count == 1)
 
         let b = try await sv.openSession()
@@ -66,7 +59,7 @@ struct WarmPoolTests {
 
         // Binds, limits of its own or a tenant: not what the pool holds.
         #expect(await eventually(within: 30) { await Self.pool(sv)?["ready"]?.intValue == 1 })
-        let warmThird = try #require(Self.harnesses(of: sv).subtracting([jailA, jailB].compactMap { $0 }).first)
+        let warmThird = try #require(sv.harnessPIDs.subtracting([jailA, jailB].compactMap { $0 }).first)
         let limited = try await sv.openSession(["limits": ["memory": "300M"]])
         #expect(try await Self.sessionOpened(sv, limited)?["payload"]?["warm"] == nil)
         let tenant = try await sv.openSession(["tenant": "acme"])
@@ -76,7 +69,7 @@ struct WarmPoolTests {
         #expect(await Self.pool(sv)?["ready"]?.intValue == 1)
         #expect(await Self.pool(sv)?["taken"]?.intValue == 2)
         #expect(await Self.pool(sv)?["missed"]?.intValue == 0)
-        #expect(Self.harnesses(of: sv).contains(warmThird))
+        #expect(sv.harnessPIDs.contains(warmThird))
 
         // The workspace moved beside the other sessions' (where the record
         // says), so the session reopened after a restart finds its files.
@@ -114,7 +107,7 @@ struct WarmPoolTests {
         let sv = try await TestSupervisor.start("warm-kill9", config: "[warm_pool]\ndefault = 2\n")
         defer { sv.cleanUp() }
         #expect(await eventually(within: 30) { await Self.pool(sv)?["ready"]?.intValue == 2 })
-        let jails = Self.harnesses(of: sv)
+        let jails = sv.harnessPIDs
         #expect(jails.count == 2)
         let pooled = (try? FileManager.default.contentsOfDirectory(atPath: sv.state + "/workspaces/.pool")) ?? []
         #expect(pooled.count == 2, "\(pooled)")
@@ -140,7 +133,7 @@ struct WarmPoolTests {
         let run = try await sv.startRun(s, ["command": "echo warm", "wait": true])
         #expect(try await sv.output(run["id"]!.stringValue!) == "warm\n")
         // A graceful stop ends the pool too: nothing left in its directory.
-        let left = Self.harnesses(of: sv)
+        let left = sv.harnessPIDs
         #expect(sv.stop() == 0)
         #expect(await eventually(within: 15) { left.allSatisfy { !RecoveryTests.alive($0) } })
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: sv.state + "/workspaces/.pool")) ?? []).isEmpty)

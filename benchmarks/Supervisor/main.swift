@@ -283,7 +283,8 @@ do {
     }
     let apiRate = percentile(apiRates, 0.5), pipeRate = percentile(pipeRates, 0.5)
     print("stdout, \(bytes) bytes, 3 rounds each (MB/s, median): through harness + supervisor + API \(fmt(apiRate, 0)), plain pipe \(fmt(pipeRate, 0)), ratio \(fmt(apiRate / pipeRate)) (target: >= 0.25)")
-    results["stdout"] = ["api_mb_s": .double(apiRate), "pipe_mb_s": .double(pipeRate), "ratio": .double(apiRate / pipeRate)]
+    results["stdout"] = ["bytes": .int(Int64(bytes)), "api_mb_s": .double(apiRate), "pipe_mb_s": .double(pipeRate),
+                         "ratio": .double(apiRate / pipeRate)]
 
     // (d) supervisor memory with idle sessions.
     _ = try await client.request("DELETE", "/v1/sessions/\(session)")
